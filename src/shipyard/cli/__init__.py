@@ -1,0 +1,58 @@
+"""The `shipyard` command line: one command per stage, one clear line on any error."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from shipyard.cli import model, serve
+from shipyard.cli.common import state
+from shipyard.config import Settings
+from shipyard.errors import ShipyardError
+
+app = typer.Typer(
+    help="Take a trained model to a fast, versioned, monitored production endpoint.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(model.app, name="model")
+app.command("serve")(serve.serve)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    home: str | None = typer.Option(None, "--home", help="Registry folder (env SHIPYARD_HOME)."),
+    database_url: str | None = typer.Option(
+        None, "--database-url", help="Registry database URL (env SHIPYARD_DATABASE_URL)."
+    ),
+) -> None:
+    overrides = {k: v for k, v in {"home": home, "database_url": database_url}.items() if v}
+    ctx.obj = state(Settings(**overrides))  # type: ignore[arg-type]
+
+
+def main() -> None:
+    """Entry point: usage errors as click shows them, shipyard errors as one line, exit code 1."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(standalone_mode=False, prog_name="shipyard")
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ShipyardError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("SHIPYARD_DEBUG"):
+            raise
+        click.echo(f"error: {type(exc).__name__}: {exc} (SHIPYARD_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(1)

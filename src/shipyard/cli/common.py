@@ -1,0 +1,43 @@
+"""What every command shares: the settings, a lazily opened registry, and the console."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import typer
+from rich.console import Console
+
+from shipyard.config import Settings
+from shipyard.registry import Registry
+
+console = Console(highlight=False)
+
+
+@dataclass
+class State:
+    settings: Settings
+    _registry: Registry | None = field(default=None, repr=False)
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = Registry.open(self.settings)
+        return self._registry
+
+
+def state(settings: Settings) -> State:
+    return State(settings)
+
+
+def get_state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, State)
+    return obj
+
+
+def when(dt: object) -> str:
+    """Times as the user reads them: local, to the second."""
+    from datetime import datetime
+
+    assert isinstance(dt, datetime)
+    return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,197 @@
+"""`shipyard model ...`: import, inspect, alias, restore, export and delete registered versions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import orjson
+import typer
+from rich.table import Table
+
+from shipyard.cli.common import console, get_state, when
+from shipyard.errors import InvalidInput
+from shipyard.registry import VersionRecord, parse_ref
+
+app = typer.Typer(help="Import models and manage their versions.", no_args_is_help=True)
+
+
+def _shape(text: str) -> list[int]:
+    try:
+        dims = [int(d) for d in text.replace("x", ",").split(",") if d.strip()]
+    except ValueError:
+        raise InvalidInput(f"bad --input-shape {text!r}: expected numbers like 1,64") from None
+    if not dims:
+        raise InvalidInput("--input-shape is empty")
+    return dims
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="Model file: .onnx, TorchScript .pt, sklearn .joblib/.pkl."),
+    name: str = typer.Option(..., "--name", "-n", help="Model name in the registry."),
+    labels: Path | None = typer.Option(None, help="Class labels: one per line, or a JSON list."),
+    input_shape: str | None = typer.Option(None, help="TorchScript input shape, batch first: 1,64."),
+    dataset: Path | None = typer.Option(None, help="Data the version was trained/evaluated on."),
+    description: str = typer.Option("", help="Free text stored with the version."),
+    framework: str | None = typer.Option(None, help="onnx, torchscript or sklearn (default: suffix)."),
+    tolerance: float = typer.Option(1e-4, help="Largest allowed |source - onnx| in the check."),
+) -> None:
+    """Convert a model to ONNX, check it numerically, and register it as a new version."""
+    from shipyard.importing import import_file, read_labels
+
+    st = get_state(ctx)
+    with console.status(f"importing {path.name}..."):
+        record = import_file(
+            path,
+            name=name,
+            framework=framework,
+            input_shape=_shape(input_shape) if input_shape else None,
+            labels=read_labels(labels) if labels else None,
+            description=description,
+            dataset=dataset,
+            tolerance=tolerance,
+            registry=st.registry,
+        )
+    check = record.check
+    diff = check.get("max_abs_diff")
+    checked = f"max |diff| {diff:.2e}" if diff is not None else check.get("source", "checked")
+    console.print(
+        f"imported [bold]{record.ref}[/] from {record.framework} "
+        f"({record.size / 1024:.1f} KiB, sha256 {record.sha256[:12]}, check passed: {checked})"
+    )
+
+
+@app.command("list")
+def list_(ctx: typer.Context) -> None:
+    """Every registered model with its versions and aliases."""
+    models = get_state(ctx).registry.models()
+    if not models:
+        console.print("no models yet: shipyard model import PATH --name NAME")
+        return
+    table = Table("model", "versions", "default", "aliases", "created")
+    for m in models:
+        aliases = ", ".join(f"{a}={v}" for a, v in sorted(m.aliases.items()))
+        table.add_row(
+            m.name, _numbers(m.versions), str(m.default_version), aliases or "-", when(m.created_at)
+        )
+    console.print(table)
+
+
+def _numbers(numbers: tuple[int, ...]) -> str:
+    return ", ".join(str(n) for n in numbers)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME:ALIAS."),
+    as_json: bool = typer.Option(False, "--json", help="Print the version's manifest as JSON."),
+) -> None:
+    """A version's manifest: signature, labels, source, check, dataset, hashes."""
+    name, version = parse_ref(ref)
+    record = get_state(ctx).registry.version(name, version)
+    if as_json:
+        sys.stdout.write(orjson.dumps(record.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    _print_version(record)
+
+
+def _print_version(r: VersionRecord) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("model", f"{r.model}:{r.number}" + (f"  ({', '.join(r.aliases)})" if r.aliases else ""))
+    table.add_row("created", when(r.created_at))
+    table.add_row("framework", r.framework)
+    table.add_row("artifact", f"sha256 {r.sha256}  {r.size:,} bytes")
+    for spec in r.signature.inputs:
+        table.add_row("input", f"{spec.name}  {spec.datatype}  {list(spec.shape)}")
+    for spec in r.signature.outputs:
+        table.add_row("output", f"{spec.name}  {spec.datatype}  {list(spec.shape)}")
+    if r.signature.scores:
+        table.add_row("scores", f"{r.signature.scores.output} ({r.signature.scores.kind})")
+    if r.labels:
+        shown = ", ".join(r.labels[:12]) + (", ..." if len(r.labels) > 12 else "")
+        table.add_row("labels", f"{shown}  ({len(r.labels)})")
+    check = r.check
+    diff = check.get("max_abs_diff")
+    table.add_row(
+        "check",
+        f"{'passed' if check.get('passed') else 'FAILED'} on {check.get('samples')} samples "
+        f"({check.get('source')})" + (f", max |diff| {diff:.2e} <= {check.get('tolerance')}" if diff else ""),
+    )
+    if r.dataset:
+        table.add_row("dataset", f"{r.dataset.name}  {r.dataset.size:,} bytes  sha256 {r.dataset.sha256}")
+    if r.description:
+        table.add_row("description", r.description)
+    console.print(table)
+
+
+@app.command("alias")
+def alias(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    version: int = typer.Argument(...),
+    alias_name: str = typer.Argument(..., metavar="ALIAS", help="e.g. production, staging"),
+) -> None:
+    """Point an alias such as `production` at a version."""
+    before = get_state(ctx).registry.set_alias(name, version, alias_name)
+    was = f" (was {before})" if before is not None else ""
+    console.print(f"{name}:{alias_name} -> {version}{was}")
+
+
+@app.command("restore")
+def restore(ctx: typer.Context, name: str = typer.Argument(...), version: int = typer.Argument(...)) -> None:
+    """Make an earlier version the production one again."""
+    before = get_state(ctx).registry.restore(name, version)
+    was = f" (was {before})" if before is not None else ""
+    console.print(f"restored {name}:{version} as production{was}")
+
+
+@app.command("history")
+def history(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Every change to a model, oldest first."""
+    table = Table("time", "event", "version", "from", "detail", "actor")
+    for e in get_state(ctx).registry.history(name):
+        table.add_row(
+            when(e.created_at),
+            e.kind,
+            "-" if e.version is None else str(e.version),
+            "-" if e.from_version is None else str(e.from_version),
+            e.detail,
+            e.actor,
+        )
+    console.print(table)
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="NAME or NAME:VERSION."),
+    path: Path = typer.Argument(..., help="File (or folder) to write the .onnx to."),
+) -> None:
+    """Write a version's ONNX file back out (verified against its hash)."""
+    name, version = parse_ref(ref)
+    record = get_state(ctx).registry.export(name, version, path)
+    console.print(f"wrote {record.ref} to {path} ({record.size:,} bytes)")
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="NAME (every version) or NAME:VERSION."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a version, or a whole model; artifacts no other version uses are removed."""
+    name, version = parse_ref(ref)
+    registry = get_state(ctx).registry
+    number = registry.version(name, version).number if version else None
+    what = f"{name}:{number}" if number else f"model {name} and all its versions"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput(f"refusing to delete {what} without --yes")
+        typer.confirm(f"delete {what}?", abort=True)
+    numbers = registry.delete(name, number)
+    console.print(f"deleted {name} version{'s' if len(numbers) > 1 else ''} {_numbers(tuple(numbers))}")

@@ -1,0 +1,98 @@
+"""Import a model that is already ONNX: validate it, prove it runs, and read its signature."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from shipyard.convert.check import (
+    GENERATED,
+    ONNX_CHECKER,
+    USER_DATA,
+    Array,
+    CheckResult,
+    Converted,
+    detect_scores,
+    first_line,
+    run_onnx,
+    sample_inputs,
+    signature_of,
+    user_inputs,
+)
+from shipyard.errors import ConversionFailed, NotFound
+
+
+def from_onnx(source: str | Path | bytes, sample: Array | Mapping[str, Array] | None = None) -> Converted:
+    """Validate an ONNX model and run it once on `sample` (or generated data) to prove it runs.
+
+    There is no source framework to compare against, so the check records what was proven: the
+    checker passed and onnxruntime ran it, on the caller's data where given.
+    """
+    model = _load(source)
+    _check_model(model, "the ONNX bytes" if isinstance(source, bytes) else str(source))
+    onnx_bytes = model.SerializeToString()
+    signature = signature_of(model)
+    inputs = user_inputs(signature, sample) if sample is not None else sample_inputs(signature)
+    outputs = run_onnx(onnx_bytes, inputs)
+    named = {spec.name: out for spec, out in zip(signature.outputs, outputs, strict=True)}
+    scores = detect_scores(signature, named)
+    first = next(iter(inputs.values()), None)
+    rows = first.shape[0] if first is not None and first.ndim else 1
+    check = CheckResult(
+        passed=True,
+        max_abs_diff=None,
+        tolerance=0.0,
+        samples=rows,
+        source=USER_DATA if sample is not None else ONNX_CHECKER,
+    )
+    return Converted(
+        onnx_bytes=onnx_bytes,
+        signature=signature_of(model, scores),
+        framework="onnx",
+        check=check,
+        labels=None,
+    )
+
+
+def _load(source: str | Path | bytes) -> onnx.ModelProto:
+    if isinstance(source, bytes):
+        return _parse(source, "the ONNX bytes")
+    path = Path(source)
+    if not path.is_file():
+        raise NotFound(f"no such file: {path}")
+    try:
+        # onnx.load also pulls in external data files stored next to the model
+        return onnx.load(str(path))
+    except DecodeError:
+        raise ConversionFailed(f"{path} is not a valid ONNX model: it cannot be parsed") from None
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ConversionFailed(f"{path} is not a valid ONNX model: {first_line(exc)}") from exc
+
+
+def _parse(data: bytes, what: str) -> onnx.ModelProto:
+    try:
+        return onnx.load_model_from_string(data)
+    except DecodeError:
+        raise ConversionFailed(f"{what} is not a valid ONNX model: it cannot be parsed") from None
+    except (ValueError, RuntimeError) as exc:
+        raise ConversionFailed(f"{what} is not a valid ONNX model: {first_line(exc)}") from exc
+
+
+def _check_model(model: onnx.ModelProto, what: str) -> None:
+    # protobuf parses many random byte strings into an empty message without complaint
+    if not model.graph.node and not model.graph.output:
+        raise ConversionFailed(f"{what} is not a valid ONNX model: it has an empty graph")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise ConversionFailed(f"the ONNX checker rejects {what}: {first_line(exc)}") from exc
+    try:
+        # full_check adds strict shape inference, which catches inconsistent graphs early
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.shape_inference.InferenceError as exc:
+        raise ConversionFailed(f"ONNX shape inference fails on {what}: {first_line(exc)}") from exc
+    except onnx.checker.ValidationError:
+        pass  # the plain check passed; the full one can trip on ops it lacks schemas for

@@ -1,0 +1,122 @@
+"""The data plane: every operation of the serving API, implemented once, free of any transport.
+
+HTTP routes (and later gRPC servicers) convert wire types, call a method here and convert back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipyard import __version__
+from shipyard.errors import InvalidInput, NotFound
+from shipyard.protocol import predict as friendly
+from shipyard.protocol.v2 import InferenceRequest, InferenceResponse, OutputTensor, classify
+from shipyard.runtime.manager import ModelManager
+from shipyard.signature import check_inputs
+
+EXTENSIONS = ["binary_tensor_data", "classification"]
+PLATFORM = "onnxruntime_onnx"
+
+
+class DataPlane:
+    def __init__(self, manager: ModelManager) -> None:
+        self.manager = manager
+
+    # -- health and metadata ---------------------------------------------------------------
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self.manager.ready()
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        self.manager.get(name, version)
+        return True
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "shipyard", "version": __version__, "extensions": EXTENSIONS}
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        loaded = self.manager.get(name, version)
+        served = self.manager.served(name)
+        signature = loaded.signature
+        return {
+            "name": name,
+            "versions": [str(v) for v in sorted(served.versions)],
+            "platform": PLATFORM,
+            "inputs": [spec.to_dict() for spec in signature.inputs],
+            "outputs": [spec.to_dict() for spec in signature.outputs],
+        }
+
+    def models(self) -> list[dict[str, Any]]:
+        out = []
+        for name in self.manager.names:
+            served = self.manager.served(name)
+            out.append(
+                {
+                    "name": name,
+                    "default_version": served.default,
+                    "versions": sorted(served.versions),
+                }
+            )
+        return out
+
+    # -- inference --------------------------------------------------------------------------
+
+    async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
+        loaded = self.manager.get(name, version)
+        signature = loaded.signature
+        check_inputs(signature, request.inputs)
+        wanted = request.outputs
+        if wanted is None:
+            names = [spec.name for spec in signature.outputs]
+        else:
+            names = []
+            for out in wanted:
+                if signature.output(out.name) is None:
+                    known = ", ".join(repr(s.name) for s in signature.outputs)
+                    raise InvalidInput(f"unknown output {out.name!r}: the model's outputs are {known}")
+                names.append(out.name)
+        results = await loaded.runner.run(request.inputs, names)
+        outputs = []
+        for i, (output_name, data) in enumerate(zip(names, results, strict=True)):
+            requested = wanted[i] if wanted is not None else None
+            binary = request.binary_output
+            if requested is not None and requested.binary is not None:
+                binary = requested.binary
+            if requested is not None and requested.classification:
+                if data.dtype.kind not in "fiu":
+                    raise InvalidInput(f"output {output_name!r} holds no scores to classify")
+                data = classify(data, requested.classification, loaded.record.labels)
+            outputs.append(OutputTensor(output_name, data, binary))
+        return InferenceResponse(name, str(loaded.number), outputs, request.id)
+
+    async def predict(
+        self, name: str | None, version: str | None, body: bytes, top_k: int = 0
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Friendly prediction; `name` None means the only model served."""
+        loaded = self.manager.get(self._only_model() if name is None else name, version)
+        signature = loaded.signature
+        inputs, single = friendly.decode_predict(body, signature)
+        scores = signature.scores
+        output = scores.output if scores else signature.outputs[0].name
+        (result,) = await loaded.runner.run(inputs, [output])
+        items = friendly.predictions(
+            result,
+            kind=scores.kind if scores else None,
+            labels=loaded.record.labels,
+            top_k=top_k,
+        )
+        for item in items:
+            item["model"], item["version"] = loaded.name, loaded.number
+        return items[0] if single else items
+
+    def _only_model(self) -> str:
+        names = self.manager.names
+        if len(names) != 1:
+            raise NotFound(
+                f"POST /predict needs exactly one served model, this server has {len(names)}: "
+                "use /v1/models/{name}/predict"
+            )
+        return names[0]

@@ -1,0 +1,77 @@
+"""The one error hierarchy of shipyard.
+
+Raised anywhere, mapped to an HTTP status (and later a gRPC code) in exactly one place per transport,
+and to a one-line message by the CLI::
+
+    ShipyardError (500)
+    ├── InvalidInput (400)            a request or argument the caller must fix
+    │   └── ConversionFailed (422)    a model that cannot be imported or fails its numerical check
+    ├── NotFound (404)                an unknown model, version, alias or file
+    ├── Conflict (409)                a name or alias clash
+    ├── PayloadTooLarge (413)         a request body over the configured limit
+    ├── Unavailable (503)             a model that is not loaded or cannot run right now
+    │   └── Overloaded (503)          a full queue: retry later
+    └── CorruptArtifact (500)         stored bytes that no longer match their sha256
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class ShipyardError(Exception):
+    """Base of every error shipyard raises on purpose; its message is safe to show to a caller."""
+
+    status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(ShipyardError):
+    status = HTTPStatus.BAD_REQUEST
+
+
+class ConversionFailed(InvalidInput):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class NotFound(ShipyardError):
+    status = HTTPStatus.NOT_FOUND
+
+
+class Conflict(ShipyardError):
+    status = HTTPStatus.CONFLICT
+
+
+class PayloadTooLarge(ShipyardError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class Unavailable(ShipyardError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class Overloaded(Unavailable):
+    pass
+
+
+class CorruptArtifact(ShipyardError):
+    status = HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+__all__ = [
+    "Conflict",
+    "ConversionFailed",
+    "CorruptArtifact",
+    "InvalidInput",
+    "NotFound",
+    "Overloaded",
+    "PayloadTooLarge",
+    "ShipyardError",
+    "Unavailable",
+]

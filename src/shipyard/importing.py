@@ -1,0 +1,230 @@
+"""Import a model into the registry: convert it to ONNX, check it numerically, store it as a version.
+
+The Python API (`import_torch`, `import_sklearn`, `import_onnx`) and the CLI (`import_file`) share
+this path, so a model imported either way gets the same checks and the same manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shipyard.config import Settings
+from shipyard.convert import Converted
+from shipyard.errors import InvalidInput, NotFound
+from shipyard.registry import DatasetInfo, Registry, VersionRecord
+from shipyard.registry.artifacts import sha256_file
+
+FRAMEWORK_BY_SUFFIX = {
+    ".onnx": "onnx",
+    ".pt": "torchscript",
+    ".pth": "torchscript",
+    ".torchscript": "torchscript",
+    ".joblib": "sklearn",
+    ".pkl": "sklearn",
+    ".pickle": "sklearn",
+}
+
+
+def import_torch(
+    module: Any,
+    example_input: Any,
+    *,
+    name: str,
+    labels: Sequence[str] | None = None,
+    description: str = "",
+    dataset: str | Path | None = None,
+    sample: np.ndarray | None = None,
+    tolerance: float = 1e-4,
+    registry: Registry | None = None,
+) -> VersionRecord:
+    """Export a PyTorch `nn.Module` to ONNX (dynamic batch axis), check it, and register it."""
+    from shipyard.convert import torch as torch_convert
+
+    sample = _sample(sample, dataset)
+    converted = torch_convert.from_module(module, example_input, sample=sample, tolerance=tolerance)
+    return _register(registry, name, converted, labels, description, dataset)
+
+
+def import_sklearn(
+    estimator: Any,
+    *,
+    name: str,
+    labels: Sequence[str] | None = None,
+    description: str = "",
+    dataset: str | Path | None = None,
+    sample: np.ndarray | None = None,
+    tolerance: float = 1e-4,
+    registry: Registry | None = None,
+) -> VersionRecord:
+    """Convert a fitted scikit-learn estimator or pipeline (class probabilities kept) and register it."""
+    from shipyard.convert import sklearn as sklearn_convert
+
+    sample = _sample(sample, dataset)
+    converted = sklearn_convert.from_estimator(estimator, sample=sample, tolerance=tolerance)
+    return _register(registry, name, converted, labels, description, dataset)
+
+
+def import_onnx(
+    path: str | Path,
+    *,
+    name: str,
+    labels: Sequence[str] | None = None,
+    description: str = "",
+    dataset: str | Path | None = None,
+    registry: Registry | None = None,
+) -> VersionRecord:
+    """Validate an ONNX file with onnx.checker and a trial run, and register it as it is."""
+    from shipyard.convert import onnx_file
+
+    converted = onnx_file.from_onnx(Path(path), sample=_sample(None, dataset))
+    return _register(registry, name, converted, labels, description, dataset)
+
+
+def import_file(
+    path: Path,
+    *,
+    name: str,
+    framework: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    labels: Sequence[str] | None = None,
+    description: str = "",
+    dataset: Path | None = None,
+    tolerance: float = 1e-4,
+    registry: Registry | None = None,
+) -> VersionRecord:
+    """The CLI's import: the framework is told by `framework` or guessed from the file suffix."""
+    if not path.is_file():
+        raise NotFound(f"no such file: {path}")
+    framework = framework or FRAMEWORK_BY_SUFFIX.get(path.suffix.lower())
+    sample = _sample(None, dataset)
+    if framework == "onnx":
+        from shipyard.convert import onnx_file
+
+        converted = onnx_file.from_onnx(path, sample=sample)
+    elif framework == "torchscript":
+        from shipyard.convert import torch as torch_convert
+
+        if not input_shape:
+            raise InvalidInput("a TorchScript model needs --input-shape, e.g. --input-shape 1,64")
+        converted = torch_convert.from_torchscript(path, input_shape, sample=sample, tolerance=tolerance)
+    elif framework == "sklearn":
+        from shipyard.convert import sklearn as sklearn_convert
+
+        converted = sklearn_convert.from_file(path, sample=sample, tolerance=tolerance)
+    else:
+        known = ", ".join(sorted(set(FRAMEWORK_BY_SUFFIX.values())))
+        raise InvalidInput(
+            f"cannot tell the framework of {path.name}: pass --framework ({known}) "
+            f"or use one of the suffixes {', '.join(FRAMEWORK_BY_SUFFIX)}"
+        )
+    return _register(registry, name, converted, labels, description, dataset)
+
+
+def read_labels(path: Path) -> list[str]:
+    """Labels from a text file (one per line) or a JSON list."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"no such labels file: {path}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"labels file {path} is not UTF-8 text") from None
+    if text.lstrip().startswith("["):
+        import orjson
+
+        try:
+            labels = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"labels file {path} is not a valid JSON list: {exc}") from None
+        if not isinstance(labels, list):
+            raise InvalidInput(f"labels file {path} must hold a JSON list of strings")
+        return [str(label) for label in labels]
+    labels = [line.strip() for line in text.splitlines() if line.strip()]
+    if not labels:
+        raise InvalidInput(f"labels file {path} is empty")
+    return labels
+
+
+def load_sample(path: Path, rows: int = 64) -> np.ndarray | None:
+    """Up to `rows` input rows from a dataset file, for the numerical check; None when unreadable.
+
+    .npz (array X, else the first one), .npy and numeric .csv are understood. A CSV's last column is
+    taken as the label when the file has a header naming it 'label', 'y' or 'target'.
+    """
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                key = "X" if "X" in data.files else data.files[0]
+                array = data[key]
+        elif suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif suffix == ".csv":
+            array = _csv_features(path)
+        else:
+            return None
+    except (OSError, ValueError, IndexError):
+        raise InvalidInput(f"cannot read sample inputs from {path}") from None
+    return np.asarray(array[:rows])
+
+
+def _csv_features(path: Path) -> np.ndarray:
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    header = rows[0] if rows and not _numeric(rows[0]) else None
+    body = rows[1:] if header else rows
+    drop = header is not None and header[-1].strip().lower() in {"label", "y", "target"}
+    return np.asarray([[float(v) for v in (r[:-1] if drop else r)] for r in body if r], dtype=np.float32)
+
+
+def _numeric(row: list[str]) -> bool:
+    try:
+        [float(v) for v in row]
+    except ValueError:
+        return False
+    return True
+
+
+def dataset_info(path: Path) -> DatasetInfo:
+    if not path.is_file():
+        raise NotFound(f"no such dataset file: {path}")
+    return DatasetInfo(name=path.name, size=path.stat().st_size, sha256=sha256_file(path))
+
+
+def _sample(sample: np.ndarray | None, dataset: str | Path | None) -> np.ndarray | None:
+    if sample is not None or dataset is None:
+        return sample
+    path = Path(dataset)
+    if not path.is_file():
+        raise NotFound(f"no such dataset file: {path}")
+    return load_sample(path)
+
+
+def _register(
+    registry: Registry | None,
+    name: str,
+    converted: Converted,
+    labels: Sequence[str] | None,
+    description: str,
+    dataset: str | Path | None,
+) -> VersionRecord:
+    own = registry is None
+    reg = registry or Registry.open(Settings())
+    try:
+        return reg.register(
+            name,
+            converted.onnx_bytes,
+            signature=converted.signature,
+            framework=converted.framework,
+            check=converted.check.to_dict(),
+            labels=list(labels) if labels is not None else converted.labels,
+            description=description,
+            dataset=dataset_info(Path(dataset)) if dataset is not None else None,
+        )
+    finally:
+        if own:
+            reg.close()

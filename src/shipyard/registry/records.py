@@ -1,0 +1,87 @@
+"""Plain records the registry hands out: detached from the database session, safe to pass around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shipyard.signature import Signature
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """The data a version was trained or evaluated on, identified by content."""
+
+    name: str
+    size: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """A version's manifest: everything needed to serve it, readable without opening the model."""
+
+    model: str
+    number: int
+    sha256: str
+    size: int
+    framework: str
+    signature: Signature
+    labels: list[str] | None
+    check: dict[str, Any]
+    description: str
+    dataset: DatasetInfo | None
+    created_at: datetime
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}:{self.number}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.number,
+            "sha256": self.sha256,
+            "size": self.size,
+            "framework": self.framework,
+            "signature": self.signature.to_dict(),
+            "labels": self.labels,
+            "check": self.check,
+            "description": self.description,
+            "dataset": self.dataset.to_dict() if self.dataset else None,
+            "created_at": self.created_at.isoformat(),
+            "aliases": list(self.aliases),
+        }
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    versions: tuple[int, ...]
+    aliases: dict[str, int]
+    created_at: datetime
+
+    @property
+    def latest(self) -> int | None:
+        return self.versions[-1] if self.versions else None
+
+    @property
+    def default_version(self) -> int | None:
+        """The version served by default: the production alias, else the newest."""
+        return self.aliases.get("production", self.latest)
+
+
+@dataclass(frozen=True)
+class Event:
+    model: str
+    kind: str
+    version: int | None
+    from_version: int | None
+    actor: str
+    detail: str
+    created_at: datetime

@@ -1,0 +1,98 @@
+"""The runner: one ONNX Runtime session and the thread its runs happen on.
+
+The contract is three steps, as small as it can be:
+
+1. ``load()`` builds the session from verified bytes (providers in an explicit order, threads set);
+2. ``await run(inputs, outputs)`` runs it on the runner's own thread, off the event loop (ORT releases
+   the GIL, so the loop keeps serving while a run computes);
+3. ``unload()`` drops the session and stops the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from shipyard.errors import InvalidInput, ShipyardError, Unavailable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    providers: Sequence[str] | None = None
+
+
+def choose_providers(wanted: Sequence[str] | None) -> list[str]:
+    """The wanted providers this onnxruntime build has, in order; CPU is always the last resort."""
+    available = set(ort.get_available_providers())
+    chosen = [p for p in (wanted or DEFAULT_PROVIDERS) if p in available]
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+class Runner:
+    def __init__(self, name: str, model_bytes: bytes, options: RunnerOptions) -> None:
+        self.name = name
+        self._model_bytes: bytes | None = model_bytes
+        self._options = options
+        self._session: ort.InferenceSession | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self.providers: list[str] = []
+
+    def load(self) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self._options.intra_op_threads
+        opts.inter_op_num_threads = self._options.inter_op_threads
+        opts.log_severity_level = 3
+        wanted = choose_providers(self._options.providers)
+        try:
+            self._session = ort.InferenceSession(self._model_bytes, opts, providers=wanted)
+        except Exception as exc:  # ORT raises its own exception types for bad graphs
+            raise Unavailable(f"{self.name}: ONNX Runtime cannot load the model: {exc}") from exc
+        self._model_bytes = None  # the session holds its own copy
+        self.providers = list(self._session.get_providers())
+        if wanted[0] != self.providers[0]:
+            log.warning("%s: wanted %s, running on %s", self.name, wanted[0], self.providers[0])
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{self.name}")
+
+    async def run(
+        self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> list[np.ndarray]:
+        if self._session is None or self._executor is None:
+            raise Unavailable(f"{self.name} is not loaded")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.run_sync, inputs, outputs)
+
+    def run_sync(
+        self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> list[np.ndarray]:
+        """One blocking run: for warm-up, batch jobs and the executor thread."""
+        if self._session is None:
+            raise Unavailable(f"{self.name} is not loaded")
+        try:
+            result: list[np.ndarray] = self._session.run(list(outputs) if outputs else None, inputs)
+        except ShipyardError:
+            raise
+        except (ort.capi.onnxruntime_pybind11_state.InvalidArgument, ValueError) as exc:
+            # Inputs passed validation against the signature but the graph still refused them
+            # (e.g. a fixed inner dimension): the caller's data, so a 400 with ORT's reason.
+            raise InvalidInput(f"{self.name}: the model refused the input: {exc}") from exc
+        return result
+
+    def unload(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self._executor = None
+        self._session = None

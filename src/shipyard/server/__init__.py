@@ -1,0 +1,1 @@
+"""Transports: thin adapters that convert wire types and call the data plane."""

@@ -1,0 +1,104 @@
+"""A model version's signature: named, typed, shaped inputs and outputs, plus how to read its scores.
+
+Read once from the ONNX graph at import and stored in the registry, so the server validates requests
+and the friendly API interprets outputs without opening the model file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+ScoreKind = Literal["probabilities", "logits"]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: v2 datatype name and shape, with -1 for a dynamic axis."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    @property
+    def batched(self) -> bool:
+        """True when the first axis is dynamic, so requests may stack samples along it."""
+        return len(self.shape) > 0 and self.shape[0] == -1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
+        return cls(str(data["name"]), str(data["datatype"]), tuple(int(d) for d in data["shape"]))
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Which output holds class scores, and whether softmax must be applied to read them."""
+
+    output: str
+    kind: ScoreKind
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    scores: Scores | None = field(default=None)
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((spec for spec in self.inputs if spec.name == name), None)
+
+    def output(self, name: str) -> TensorSpec | None:
+        return next((spec for spec in self.outputs if spec.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": [spec.to_dict() for spec in self.inputs],
+            "outputs": [spec.to_dict() for spec in self.outputs],
+            "scores": asdict(self.scores) if self.scores else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Signature:
+        scores = data.get("scores")
+        return cls(
+            inputs=tuple(TensorSpec.from_dict(d) for d in data["inputs"]),
+            outputs=tuple(TensorSpec.from_dict(d) for d in data["outputs"]),
+            scores=Scores(scores["output"], scores["kind"]) if scores else None,
+        )
+
+
+def format_shape(shape: tuple[int, ...] | list[int]) -> str:
+    """Shapes in messages look like JSON: [-1, 64]."""
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def check_inputs(signature: Signature, inputs: dict[str, Any]) -> None:
+    """Refuse inputs that do not match the signature, naming the tensor and what differs.
+
+    `inputs` maps names to numpy arrays whose dtype is already the request's declared datatype.
+    """
+    from shipyard.errors import InvalidInput
+    from shipyard.protocol.datatypes import v2_datatype
+
+    expected = {spec.name for spec in signature.inputs}
+    for name in inputs:
+        if name not in expected:
+            names = ", ".join(repr(n) for n in sorted(expected))
+            raise InvalidInput(f"unknown input {name!r}: the model's inputs are {names}")
+    for spec in signature.inputs:
+        array = inputs.get(spec.name)
+        if array is None:
+            raise InvalidInput(f"missing input {spec.name!r}")
+        datatype = v2_datatype(array.dtype)
+        if datatype != spec.datatype:
+            raise InvalidInput(f"input {spec.name!r}: expected datatype {spec.datatype}, got {datatype}")
+        shape = array.shape
+        if len(shape) != len(spec.shape) or any(
+            want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
+        ):
+            raise InvalidInput(
+                f"input {spec.name!r}: expected shape {format_shape(spec.shape)}, got {format_shape(shape)}"
+            )
