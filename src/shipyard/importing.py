@@ -9,15 +9,17 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shipyard.config import Settings
-from shipyard.convert import Converted
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.registry import DatasetInfo, Registry, VersionRecord
 from shipyard.registry.artifacts import sha256_file
+
+if TYPE_CHECKING:
+    from shipyard.convert.check import Converted
 
 FRAMEWORK_BY_SUFFIX = {
     ".onnx": "onnx",

@@ -139,6 +139,12 @@ def _sample(spec: TensorSpec, batch: int, rng: np.random.Generator) -> Array:
     )
 
 
+def rows_of(inputs: Mapping[str, Array]) -> int:
+    """How many samples a set of inputs holds: the first input's first axis."""
+    first = next(iter(inputs.values()), None)
+    return int(first.shape[0]) if first is not None and first.ndim else 1
+
+
 def user_inputs(
     signature: Signature, sample: Array | Mapping[str, Array] | Sequence[Array]
 ) -> dict[str, Array]:
@@ -199,21 +205,23 @@ def _check_output(expected: Array, actual: Array, tolerance: float) -> tuple[flo
     a, b = expected.astype(np.float64), actual.astype(np.float64)
     if a.size == 0:
         return 0.0, None
-    diff = np.where(np.isnan(a) & np.isnan(b), 0.0, np.abs(a - b))
+    with np.errstate(invalid="ignore"):  # inf - inf; such equal values count as no difference
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        diff = np.where(same, 0.0, np.abs(a - b))
     worst = float(np.max(diff))
     max_diff = worst if np.isfinite(worst) else None
     # rtol as well as atol: large outputs (regressors) keep float32's relative precision
     if bool(np.all(np.isclose(b, a, rtol=tolerance, atol=tolerance, equal_nan=True))):
         return max_diff, None
-    shown = "NaN" if max_diff is None else f"{max_diff:.3g}"
-    return max_diff, f"differs by {shown} (tolerance {tolerance:g})"
+    return max_diff, f"differs by {worst:.3g} (tolerance {tolerance:g})"
 
 
 def compare(expected: Arrays, actual: Arrays, tolerance: float, samples: int, source: str) -> CheckResult:
     """Compare source outputs with ONNX outputs, in order; a pass needs every value within tolerance.
 
     A value passes when |actual - expected| <= tolerance * (1 + |expected|), so large outputs keep
-    float32's relative precision. max_abs_diff is None where shapes differ or NaNs appear on one side.
+    float32's relative precision. max_abs_diff is None where shapes differ or a difference is not
+    finite (NaN or inf on one side only).
     """
     checks = _check_outputs(expected, actual, tolerance)
     passed = all(why is None for _, _, why in checks)

@@ -6,10 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import onnx
-from google.protobuf.message import DecodeError
 
 from shipyard.convert.check import (
-    GENERATED,
     ONNX_CHECKER,
     USER_DATA,
     Array,
@@ -17,6 +15,7 @@ from shipyard.convert.check import (
     Converted,
     detect_scores,
     first_line,
+    rows_of,
     run_onnx,
     sample_inputs,
     signature_of,
@@ -32,20 +31,18 @@ def from_onnx(source: str | Path | bytes, sample: Array | Mapping[str, Array] | 
     checker passed and onnxruntime ran it, on the caller's data where given.
     """
     model = _load(source)
-    _check_model(model, "the ONNX bytes" if isinstance(source, bytes) else str(source))
+    _check_model(model, "the data" if isinstance(source, bytes) else str(source))
     onnx_bytes = model.SerializeToString()
     signature = signature_of(model)
     inputs = user_inputs(signature, sample) if sample is not None else sample_inputs(signature)
     outputs = run_onnx(onnx_bytes, inputs)
     named = {spec.name: out for spec, out in zip(signature.outputs, outputs, strict=True)}
     scores = detect_scores(signature, named)
-    first = next(iter(inputs.values()), None)
-    rows = first.shape[0] if first is not None and first.ndim else 1
     check = CheckResult(
         passed=True,
         max_abs_diff=None,
         tolerance=0.0,
-        samples=rows,
+        samples=rows_of(inputs),
         source=USER_DATA if sample is not None else ONNX_CHECKER,
     )
     return Converted(
@@ -59,26 +56,22 @@ def from_onnx(source: str | Path | bytes, sample: Array | Mapping[str, Array] | 
 
 def _load(source: str | Path | bytes) -> onnx.ModelProto:
     if isinstance(source, bytes):
-        return _parse(source, "the ONNX bytes")
+        return _parse(source, "the data")
     path = Path(source)
     if not path.is_file():
         raise NotFound(f"no such file: {path}")
     try:
         # onnx.load also pulls in external data files stored next to the model
         return onnx.load(str(path))
-    except DecodeError:
-        raise ConversionFailed(f"{path} is not a valid ONNX model: it cannot be parsed") from None
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise ConversionFailed(f"{path} is not a valid ONNX model: {first_line(exc)}") from exc
+    except Exception as exc:  # protobuf's DecodeError, or OSError for missing external data
+        raise ConversionFailed(f"{path} is not a valid ONNX model: {_why(exc)}") from exc
 
 
 def _parse(data: bytes, what: str) -> onnx.ModelProto:
     try:
         return onnx.load_model_from_string(data)
-    except DecodeError:
-        raise ConversionFailed(f"{what} is not a valid ONNX model: it cannot be parsed") from None
-    except (ValueError, RuntimeError) as exc:
-        raise ConversionFailed(f"{what} is not a valid ONNX model: {first_line(exc)}") from exc
+    except Exception as exc:  # protobuf's DecodeError, whose module has no type stubs
+        raise ConversionFailed(f"{what} is not a valid ONNX model: {_why(exc)}") from exc
 
 
 def _check_model(model: onnx.ModelProto, what: str) -> None:
@@ -96,3 +89,9 @@ def _check_model(model: onnx.ModelProto, what: str) -> None:
         raise ConversionFailed(f"ONNX shape inference fails on {what}: {first_line(exc)}") from exc
     except onnx.checker.ValidationError:
         pass  # the plain check passed; the full one can trip on ops it lacks schemas for
+
+
+def _why(exc: Exception) -> str:
+    if type(exc).__name__ == "DecodeError":
+        return "it cannot be parsed"
+    return first_line(exc)

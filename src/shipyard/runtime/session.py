@@ -82,7 +82,8 @@ class Runner:
         if self._session is None:
             raise Unavailable(f"{self.name} is not loaded")
         try:
-            result: list[np.ndarray] = self._session.run(list(outputs) if outputs else None, inputs)
+            feeds = {k: _as_ort(k, v) for k, v in inputs.items()}
+            result: list[np.ndarray] = self._session.run(list(outputs) if outputs else None, feeds)
         except ShipyardError:
             raise
         except (ort.capi.onnxruntime_pybind11_state.InvalidArgument, ValueError) as exc:
@@ -96,3 +97,15 @@ class Runner:
             self._executor.shutdown(wait=True)
         self._executor = None
         self._session = None
+
+
+def _as_ort(name: str, array: np.ndarray) -> np.ndarray:
+    """ORT string tensors take Python str; the wire gives bytes, so decode them (UTF-8) here."""
+    if array.dtype != object:
+        return array
+    try:
+        return np.vectorize(lambda item: item.decode() if isinstance(item, bytes) else item, otypes=[object])(
+            array
+        )
+    except UnicodeDecodeError:
+        raise InvalidInput(f"input {name!r}: BYTES data is not UTF-8 text, which this model needs") from None

@@ -84,6 +84,7 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int = 64 * 1024 * 1024) 
     @app.post("/v2/models/{name}/infer", tags=["v2"], openapi_extra=INFER_BODY)
     @app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"], openapi_extra=INFER_BODY)
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
+        dataplane.model_ready(name, version)  # an unknown model is a 404 whatever the body
         body = await read_body(request, max_body_bytes)
         decoded = decode_request(body, _header_length(request))
         response = await dataplane.infer(name, version, decoded)

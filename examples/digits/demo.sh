@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The demo behind `make demo`: build the digits model, import it, serve it, print a curl line.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export SHIPYARD_HOME="${SHIPYARD_HOME:-$PWD/.shipyard}"
+PORT="${PORT:-8000}"
+BIN=.venv/bin
+OUT=examples/digits/out
+
+$BIN/python examples/digits/build.py "$OUT"
+$BIN/shipyard model import "$OUT/digits.pt" --name digits --input-shape 1,64 \
+  --labels "$OUT/labels.txt" --dataset "$OUT/digits-test.npz" \
+  --description "MLP on scikit-learn digits (demo)"
+$BIN/shipyard model alias digits "$($BIN/shipyard model show digits:latest --json | $BIN/python -c 'import json,sys; print(json.load(sys.stdin)["version"])')" production
+
+$BIN/shipyard serve digits --port "$PORT" --log-level warning &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT INT TERM
+for _ in $(seq 1 120); do
+  if $BIN/python -c "import httpx,sys; sys.exit(httpx.get('http://127.0.0.1:$PORT/v2/health/ready').status_code != 200)" 2>/dev/null; then
+    break
+  fi
+  kill -0 $server 2>/dev/null || { echo "the server did not start" >&2; exit 1; }
+  sleep 0.5
+done
+
+echo
+echo "shipyard is serving digits on http://127.0.0.1:$PORT (docs: http://127.0.0.1:$PORT/docs). Try:"
+echo
+echo "  curl -s -H 'content-type: application/json' -d @$PWD/$OUT/seven.json http://127.0.0.1:$PORT/v1/models/digits/predict"
+echo
+echo "  -> $(curl -s -H 'content-type: application/json' -d @$OUT/seven.json http://127.0.0.1:$PORT/v1/models/digits/predict)"
+echo
+echo "(SHIPYARD_HOME=$SHIPYARD_HOME; Ctrl-C stops the server)"
+wait $server

@@ -1,0 +1,167 @@
+"""Convert a fitted scikit-learn estimator or pipeline to ONNX, and prove both give the same numbers.
+
+scikit-learn and skl2onnx are an optional extra, so they are imported only inside the functions here.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from shipyard.convert.check import (
+    GENERATED,
+    USER_DATA,
+    Array,
+    Converted,
+    first_line,
+    require_close,
+    run_onnx,
+    signature_of,
+)
+from shipyard.errors import ConversionFailed, NotFound
+from shipyard.signature import Scores
+
+OPSET = {"": 17, "ai.onnx.ml": 3}
+CHECK_ROWS = 16
+INPUT_NAME = "input"
+_MISSING = "scikit-learn is not installed: pip install 'shipyard[sklearn]'"
+
+
+def _require_sklearn() -> None:
+    try:
+        import skl2onnx  # noqa: F401
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise ConversionFailed(_MISSING) from None
+
+
+def from_estimator(estimator: Any, sample: Array | None = None, tolerance: float = 1e-4) -> Converted:
+    """Convert a fitted classifier or regressor (or a Pipeline ending in one) and check it.
+
+    Classifiers are checked on predict_proba against the ONNX `probabilities` output (falling back
+    to decision_function), regressors on predict against `variable`, using `sample` when given or
+    16 rows of standard normal data otherwise.
+    """
+    _require_sklearn()
+    from sklearn.base import BaseEstimator, is_classifier, is_regressor
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    if not isinstance(estimator, BaseEstimator):
+        raise ConversionFailed(f"expected a fitted scikit-learn estimator, got {type(estimator).__name__}")
+    name = type(estimator).__name__
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        raise ConversionFailed(f"estimator is not fitted: call {name}.fit() first") from None
+    classifier = is_classifier(estimator)
+    if not classifier and not is_regressor(estimator):
+        raise ConversionFailed(f"{name} is neither a classifier nor a regressor")
+
+    x, source = _check_data(estimator, sample)
+    onnx_bytes = _convert(estimator, x.shape[1], classifier)
+    model = onnx.load_model_from_string(onnx_bytes)
+    signature = signature_of(model)
+    outputs = run_onnx(onnx_bytes, {signature.inputs[0].name: x})
+    actual = dict(zip((spec.name for spec in signature.outputs), outputs, strict=True))
+
+    scores: Scores | None = None
+    labels: list[str] | None = None
+    if classifier:
+        labels = [str(c) for c in estimator.classes_]
+        # skl2onnx names its outputs label then probabilities (decision scores without predict_proba)
+        out = signature.outputs[-1].name
+        if hasattr(estimator, "predict_proba"):
+            expected = _predict(estimator.predict_proba, x)
+            scores = Scores(out, "probabilities")
+        else:
+            expected = _predict(estimator.decision_function, x)
+    else:
+        out = signature.outputs[0].name
+        expected = _predict(estimator.predict, x)
+    got = actual[out]
+    if expected.size == got.size:
+        expected = expected.reshape(got.shape)  # sklearn's [n] is ONNX's [n, 1]
+    check = require_close({out: expected}, {out: got}, tolerance, len(x), source)
+    return Converted(
+        onnx_bytes=onnx_bytes,
+        signature=signature_of(model, scores),
+        framework="sklearn",
+        check=check,
+        labels=labels,
+    )
+
+
+def from_file(path: str | Path) -> Converted:
+    """Load an estimator saved with joblib or pickle, then convert it as `from_estimator` does.
+
+    Unpickling runs code from the file: only import files you trust.
+    """
+    _require_sklearn()
+    import joblib
+    from sklearn.base import BaseEstimator
+
+    path = Path(path)
+    if not path.is_file():
+        raise NotFound(f"no such file: {path}")
+    try:
+        estimator = joblib.load(path)
+    except Exception as exc:  # unpickling raises anything the stored objects raise
+        raise ConversionFailed(f"{path} cannot be loaded with joblib: {first_line(exc)}") from exc
+    if not isinstance(estimator, BaseEstimator):
+        raise ConversionFailed(f"{path} holds a {type(estimator).__name__}, not a scikit-learn estimator")
+    return from_estimator(estimator)
+
+
+def _check_data(estimator: Any, sample: Array | None) -> tuple[Array, str]:
+    n_features = getattr(estimator, "n_features_in_", None)
+    if sample is None:
+        if n_features is None:
+            raise ConversionFailed(
+                f"{type(estimator).__name__} does not say how many features it takes; pass a sample"
+            )
+        rng = np.random.default_rng(0)
+        return rng.standard_normal((CHECK_ROWS, int(n_features))).astype(np.float32), GENERATED
+    x = np.asarray(sample, dtype=np.float32)
+    if x.ndim != 2 or len(x) == 0:
+        raise ConversionFailed(f"sample must be a non-empty 2-D array, got shape {list(x.shape)}")
+    if n_features is not None and x.shape[1] != n_features:
+        raise ConversionFailed(f"sample has {x.shape[1]} features; the estimator was fitted on {n_features}")
+    return x, USER_DATA
+
+
+def _convert(estimator: Any, n_features: int, classifier: bool) -> bytes:
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    initial_types = [(INPUT_NAME, FloatTensorType([None, n_features]))]
+    # zipmap off: probabilities as a [batch, classes] tensor rather than a list of dicts
+    attempts: list[dict[str, Any] | None] = [{"zipmap": False}, None] if classifier else [None]
+    for options in attempts:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # skl2onnx reads deprecated sklearn attributes
+                model = to_onnx(estimator, initial_types=initial_types, options=options, target_opset=OPSET)
+            return bytes(model.SerializeToString())
+        except NameError as exc:
+            # converters without the zipmap option (LinearSVC, ...) reject it by name
+            if options is None or "zipmap" not in str(exc):
+                raise ConversionFailed(_cannot_convert(estimator, exc)) from exc
+        except Exception as exc:  # skl2onnx raises its own types plus RuntimeError and friends
+            raise ConversionFailed(_cannot_convert(estimator, exc)) from exc
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _cannot_convert(estimator: Any, exc: BaseException) -> str:
+    return f"skl2onnx cannot convert {type(estimator).__name__}: {first_line(exc)}"
+
+
+def _predict(method: Any, x: Array) -> Array:
+    with warnings.catch_warnings():
+        # fitted on a DataFrame, sklearn warns about the plain array; the values are the same
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        return np.asarray(method(x))

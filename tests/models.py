@@ -1,0 +1,76 @@
+"""Small ONNX models built in code for the tests: no downloads, no torch needed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = [helper.make_opsetid("", 17)]
+
+
+@dataclass(frozen=True)
+class Linear:
+    """A linear classifier on digits: logits = x @ W + b. Tests compute expectations in numpy."""
+
+    onnx_bytes: bytes
+    W: np.ndarray
+    b: np.ndarray
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return (x.astype(np.float32) @ self.W + self.b).astype(np.float32)
+
+
+@cache
+def digits_data() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X.astype(np.float32), y
+
+
+@cache
+def digits_linear(seed: int = 0) -> Linear:
+    """Least-squares one-vs-rest weights: accurate enough to classify digits, fast to fit."""
+    X, y = digits_data()
+    rng = np.random.default_rng(seed)
+    targets = np.eye(10, dtype=np.float32)[y] * 10 - 5
+    Xb = np.hstack([X / 16.0, np.ones((len(X), 1), np.float32)])
+    sol = np.linalg.lstsq(Xb + rng.normal(0, 1e-3, Xb.shape), targets, rcond=None)[0]
+    W = (sol[:-1] / 16.0).astype(np.float32)
+    b = sol[-1].astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["input", "W", "b"], ["logits"])],
+        "digits_linear",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=OPSET)
+    onnx.checker.check_model(model)
+    return Linear(model.SerializeToString(), W, b)
+
+
+@cache
+def many_types() -> bytes:
+    """Inputs of several datatypes, each passed through (Identity), to test every codec path."""
+    types = {
+        "f64": TensorProto.DOUBLE,
+        "i32": TensorProto.INT32,
+        "i64": TensorProto.INT64,
+        "flag": TensorProto.BOOL,
+        "text": TensorProto.STRING,
+    }
+    nodes = [helper.make_node("Identity", [name], [f"{name}_out"]) for name in types]
+    graph = helper.make_graph(
+        nodes,
+        "many_types",
+        [helper.make_tensor_value_info(n, t, ["batch", 2]) for n, t in types.items()],
+        [helper.make_tensor_value_info(f"{n}_out", t, ["batch", 2]) for n, t in types.items()],
+    )
+    model = helper.make_model(graph, opset_imports=OPSET)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
