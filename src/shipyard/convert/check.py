@@ -36,7 +36,7 @@ class CheckResult:
     """How a conversion was verified; stored in the version's manifest so the proof travels with it."""
 
     passed: bool
-    max_abs_diff: float | None  # None when nothing was compared, or shapes/NaNs made it meaningless
+    max_abs_diff: float | None  # None: nothing compared, shapes differ, or a difference is inf/NaN
     tolerance: float
     samples: int
     source: str  # "user data", "generated" or "onnx.checker"

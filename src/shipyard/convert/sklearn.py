@@ -96,7 +96,7 @@ def from_estimator(estimator: Any, sample: Array | None = None, tolerance: float
     )
 
 
-def from_file(path: str | Path) -> Converted:
+def from_file(path: str | Path, sample: Array | None = None, tolerance: float = 1e-4) -> Converted:
     """Load an estimator saved with joblib or pickle, then convert it as `from_estimator` does.
 
     Unpickling runs code from the file: only import files you trust.
@@ -114,7 +114,7 @@ def from_file(path: str | Path) -> Converted:
         raise ConversionFailed(f"{path} cannot be loaded with joblib: {first_line(exc)}") from exc
     if not isinstance(estimator, BaseEstimator):
         raise ConversionFailed(f"{path} holds a {type(estimator).__name__}, not a scikit-learn estimator")
-    return from_estimator(estimator)
+    return from_estimator(estimator, sample=sample, tolerance=tolerance)
 
 
 def _check_data(estimator: Any, sample: Array | None) -> tuple[Array, str]:

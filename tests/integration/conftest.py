@@ -1,0 +1,94 @@
+"""Integration fixtures: `shipyard serve` as a real subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shipyard.config import Settings
+from shipyard.registry import Registry
+from tests.conftest import register_digits
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+def shipyard_command(home: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "shipyard", "--home", str(home), *args]
+
+
+def start_server(home: Path, *args: str, timeout: float = 60.0) -> Server:
+    """Start the server and return once /v2/health/ready answers 200 (or fail with its output)."""
+    port = free_port()
+    log = home / f"server-{port}.log"
+    with log.open("wb") as out:  # a file, not a pipe: nobody has to drain it while tests run
+        process = subprocess.Popen(
+            shipyard_command(home, "serve", *args, "--port", str(port), "--log-level", "warning"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "SHIPYARD_HOME": str(home)},
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                output = log.read_text(errors="replace")
+                raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
+            try:
+                if client.get(f"{url}/v2/health/ready").status_code == 200:
+                    return Server(url, port, process)
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)  # polling the readiness endpoint, bounded by the deadline
+    process.kill()
+    raise RuntimeError("server did not become ready in time")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="module")
+def served_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("home")
+    registry = Registry.open(Settings(home=home))
+    register_digits(registry)
+    register_digits(registry)
+    registry.set_alias("digits", 1, "production")
+    registry.close()
+    return home
+
+
+@pytest.fixture(scope="module")
+def server(served_home: Path) -> Iterator[Server]:
+    srv = start_server(served_home, "--max-body-mb", "1")
+    yield srv
+    stop_server(srv)
