@@ -14,12 +14,22 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	examples/digits/demo.sh
 
+# Registry tests also run on PostgreSQL when a server answers on 127.0.0.1:5432 (database `test`).
+POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+
 test: $(BIN)/.installed lint
-	$(BIN)/python -m pytest -q
+	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(subst +psycopg,,$(POSTGRES_URL))', connect_timeout=2).close()" 2>/dev/null; then \
+		echo "registry tests run on SQLite and PostgreSQL ($(POSTGRES_URL))"; \
+		SHIPYARD_TEST_POSTGRES_URL=$(POSTGRES_URL) $(BIN)/python -m pytest -q; \
+	else \
+		echo "no PostgreSQL on 127.0.0.1:5432: registry tests run on SQLite only, PostgreSQL skipped"; \
+		$(BIN)/python -m pytest -q; \
+	fi
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(BIN)/.installed
 	$(BIN)/ruff format .

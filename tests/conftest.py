@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,8 +26,33 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home")
 
 
-@pytest.fixture
-def registry(settings: Settings) -> Iterator[Registry]:
+POSTGRES_URL = os.environ.get("SHIPYARD_TEST_POSTGRES_URL")
+ENGINES = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(not POSTGRES_URL, reason="SHIPYARD_TEST_POSTGRES_URL is not set"),
+    ),
+]
+
+
+def _empty_postgres(url: str) -> None:
+    """Drop the registry's tables so each test starts from an empty, freshly migrated schema."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS events, aliases, versions, models, alembic_version CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=ENGINES)
+def registry(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Registry]:
+    """The registry on every engine the machine offers: SQLite always, PostgreSQL when configured."""
+    if request.param == "postgresql":
+        assert POSTGRES_URL is not None
+        _empty_postgres(POSTGRES_URL)
+        settings = settings.model_copy(update={"database_url": POSTGRES_URL})
     reg = Registry.open(settings)
     yield reg
     reg.close()

@@ -133,7 +133,7 @@ def test_outputs_selects_and_binary_output(client: ASGIClient) -> None:
 
 
 def test_friendly_predict(client: ASGIClient) -> None:
-    X, y = digits_data()
+    X, _ = digits_data()
     response = client.post("/v1/models/digits/predict", json={"input": X[0].tolist()})
     assert response.status_code == 200
     doc = response.json()

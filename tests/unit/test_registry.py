@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def test_restore_and_history(registry: Registry) -> None:
         ("alias", 3, None),
         ("restore", 1, 3),
     ]
-    assert all(e.created_at <= f.created_at for e, f in zip(events, events[1:], strict=False))
+    assert all(e.created_at <= f.created_at for e, f in itertools.pairwise(events))
     assert registry.version("digits").number == 1
 
 
