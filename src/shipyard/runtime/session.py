@@ -104,8 +104,8 @@ def _as_ort(name: str, array: np.ndarray) -> np.ndarray:
     if array.dtype != object:
         return array
     try:
-        return np.vectorize(lambda item: item.decode() if isinstance(item, bytes) else item, otypes=[object])(
-            array
-        )
+        out = np.empty(array.shape, dtype=object)
+        out.flat[:] = [item.decode() if isinstance(item, bytes) else item for item in array.flat]
+        return out
     except UnicodeDecodeError:
         raise InvalidInput(f"input {name!r}: BYTES data is not UTF-8 text, which this model needs") from None
