@@ -111,7 +111,9 @@ def _print_version(r: VersionRecord) -> None:
     for spec in r.signature.outputs:
         table.add_row("output", f"{spec.name}  {spec.datatype}  {list(spec.shape)}")
     if r.signature.scores:
-        table.add_row("scores", f"{r.signature.scores.output} ({r.signature.scores.kind})")
+        kind = r.signature.scores.kind
+        how = "logits: /predict applies softmax" if kind == "logits" else "probabilities"
+        table.add_row("scores", f"{r.signature.scores.output} ({how})")
     if r.labels:
         shown = ", ".join(r.labels[:12]) + (", ..." if len(r.labels) > 12 else "")
         table.add_row("labels", f"{shown}  ({len(r.labels)})")
@@ -123,7 +125,8 @@ def _print_version(r: VersionRecord) -> None:
         f"({check.get('source')})" + (f", max |diff| {diff:.2e} <= {check.get('tolerance')}" if diff else ""),
     )
     if r.dataset:
-        table.add_row("dataset", f"{r.dataset.name}  {r.dataset.size:,} bytes  sha256 {r.dataset.sha256}")
+        table.add_row("dataset", f"{r.dataset.name}  {r.dataset.size:,} bytes")
+        table.add_row("", f"sha256 {r.dataset.sha256}")
     if r.description:
         table.add_row("description", r.description)
     console.print(table)

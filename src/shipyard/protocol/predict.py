@@ -52,9 +52,10 @@ def _batch(spec: TensorSpec, samples: list[Any]) -> np.ndarray:
         if len(array.shape) != len(sample_shape) or any(
             want not in (-1, got) for want, got in zip(sample_shape, array.shape, strict=True)
         ):
-            which = "input" if len(arrays) == 1 else f"sample {i}"
+            which = f"input {spec.name!r}" if len(arrays) == 1 else f"sample {i}"
             raise InvalidInput(
-                f"{which}: expected shape {format_shape(sample_shape)}, got {format_shape(array.shape)}"
+                f"{which}: expected shape {format_shape(sample_shape)}, got {format_shape(array.shape)} "
+                "(one sample, without the batch axis)"
             )
         out.append(array)
     if not spec.batched:
