@@ -46,14 +46,19 @@ def _empty_postgres(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=ENGINES)
-def registry(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Registry]:
-    """The registry on every engine the machine offers: SQLite always, PostgreSQL when configured."""
-    if request.param == "postgresql":
+def open_registry(settings: Settings, engine: str = "sqlite") -> Registry:
+    """A registry on `engine`; PostgreSQL starts from an empty, freshly migrated schema."""
+    if engine == "postgresql":
         assert POSTGRES_URL is not None
         _empty_postgres(POSTGRES_URL)
         settings = settings.model_copy(update={"database_url": POSTGRES_URL})
-    reg = Registry.open(settings)
+    return Registry.open(settings)
+
+
+@pytest.fixture
+def registry(settings: Settings) -> Iterator[Registry]:
+    """A SQLite registry; the registry's own tests run on every engine (tests/unit/test_registry.py)."""
+    reg = open_registry(settings)
     yield reg
     reg.close()
 
