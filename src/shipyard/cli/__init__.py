@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 
 from shipyard.cli import model, serve
@@ -36,23 +35,16 @@ def _root(
 
 
 def main() -> None:
-    """Entry point: usage errors as click shows them, shipyard errors as one line, exit code 1."""
-    command = typer.main.get_command(app)
+    """Entry point: usage errors as typer shows them (exit 2), shipyard errors as one line (exit 1)."""
     try:
-        command.main(standalone_mode=False, prog_name="shipyard")
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        app(prog_name="shipyard")
     except ShipyardError as exc:
-        click.echo(f"error: {exc.message}", err=True)
+        typer.echo(f"error: {exc.message}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
         if os.environ.get("SHIPYARD_DEBUG"):
             raise
-        click.echo(f"error: {type(exc).__name__}: {exc} (SHIPYARD_DEBUG=1 shows the traceback)", err=True)
+        typer.echo(f"error: {type(exc).__name__}: {exc} (SHIPYARD_DEBUG=1 shows the traceback)", err=True)
         sys.exit(1)

@@ -10,7 +10,7 @@ from rich.console import Console
 from shipyard.config import Settings
 from shipyard.registry import Registry
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 
 @dataclass
