@@ -3,8 +3,9 @@
 The public Python API; everything else is reachable through its own module but may change.
 """
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING, Any
 
+from shipyard._version import __version__
 from shipyard.config import Settings
 from shipyard.errors import (
     Conflict,
@@ -17,9 +18,29 @@ from shipyard.errors import (
     ShipyardError,
     Unavailable,
 )
-from shipyard.importing import import_onnx, import_sklearn, import_torch
-from shipyard.registry import Registry, VersionRecord
 from shipyard.signature import Signature, TensorSpec
+
+if TYPE_CHECKING:
+    from shipyard.importing import import_onnx, import_sklearn, import_torch
+    from shipyard.registry import Registry, VersionRecord
+
+# Loaded on first use, so that importing the core (shipyard.protocol, ...) pulls in no database layer.
+_LAZY = {
+    "import_onnx": "shipyard.importing",
+    "import_sklearn": "shipyard.importing",
+    "import_torch": "shipyard.importing",
+    "Registry": "shipyard.registry",
+    "VersionRecord": "shipyard.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'shipyard' has no attribute {name!r}")
+
 
 __all__ = [
     "Conflict",

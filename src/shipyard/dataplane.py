@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipyard import __version__
+from shipyard._version import __version__
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.protocol import predict as friendly
 from shipyard.protocol.v2 import InferenceRequest, InferenceResponse, OutputTensor, classify

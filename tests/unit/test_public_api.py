@@ -48,6 +48,16 @@ def test_the_server_imports_no_training_framework() -> None:
     assert out.strip() == "[]"
 
 
+def test_the_core_does_no_web_and_no_io() -> None:
+    """protocol/, signature and errors stay usable alone: no web framework, grpc or database."""
+    code = (
+        "import sys, shipyard.protocol.v2, shipyard.protocol.predict, shipyard.signature, shipyard.errors\n"
+        "print(sorted(m for m in ('fastapi', 'starlette', 'grpc', 'sqlalchemy', 'onnxruntime') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_import_torch_registers_a_checked_version(registry: Registry) -> None:
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)

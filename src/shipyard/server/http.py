@@ -8,7 +8,7 @@ import orjson
 from fastapi import FastAPI, Query, Request
 from starlette.responses import Response
 
-from shipyard import __version__
+from shipyard._version import __version__
 from shipyard.dataplane import DataPlane
 from shipyard.errors import InvalidInput, PayloadTooLarge
 from shipyard.protocol.v2 import HEADER_LENGTH, decode_request, encode_response
