@@ -10,7 +10,8 @@ and to a one-line message by the CLI::
     ├── Conflict (409)                a name or alias clash
     ├── PayloadTooLarge (413)         a request body over the configured limit
     ├── Unavailable (503)             a model that is not loaded or cannot run right now
-    │   └── Overloaded (503)          a full queue: retry later
+    │   ├── Overloaded (503)          a full queue: retry later (carries Retry-After)
+    │   └── DeadlineExceeded (504)    no answer within the request timeout
     └── CorruptArtifact (500)         stored bytes that no longer match their sha256
 """
 
@@ -57,7 +58,11 @@ class Unavailable(ShipyardError):
 
 
 class Overloaded(Unavailable):
-    pass
+    retry_after_s: int = 1
+
+
+class DeadlineExceeded(Unavailable):
+    status = HTTPStatus.GATEWAY_TIMEOUT
 
 
 class CorruptArtifact(ShipyardError):
@@ -68,6 +73,7 @@ __all__ = [
     "Conflict",
     "ConversionFailed",
     "CorruptArtifact",
+    "DeadlineExceeded",
     "InvalidInput",
     "NotFound",
     "Overloaded",

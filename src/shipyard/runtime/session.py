@@ -31,6 +31,8 @@ class RunnerOptions:
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     providers: Sequence[str] | None = None
+    instances: int = 1
+    """Threads that run the one session concurrently (ORT's run is thread-safe)."""
 
 
 def choose_providers(wanted: Sequence[str] | None) -> list[str]:
@@ -65,7 +67,7 @@ class Runner:
         self.providers = list(self._session.get_providers())
         if wanted[0] != self.providers[0]:
             log.warning("%s: wanted %s, running on %s", self.name, wanted[0], self.providers[0])
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{self.name}")
+        self._executor = ThreadPoolExecutor(max_workers=self._options.instances, thread_name_prefix=f"ort-{self.name}")
 
     async def run(
         self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None

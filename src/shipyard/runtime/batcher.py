@@ -1,0 +1,194 @@
+"""Dynamic batching: concurrent requests for one model version coalesced into one run.
+
+A plain asyncio object. ``await submit(inputs)`` queues a request and returns its own rows of the
+outputs. Each of ``instances`` workers loops: take the oldest request and every queued request that
+can share its run (same non-batch shapes, dtypes and outputs) up to ``max_batch_size`` rows, run them
+as one batch, split the result. An idle worker takes what is queued at once, so at low load a request
+runs alone with no added wait; requests pile up, and so batch, only while every worker is busy.
+``max_queue_delay_us`` optionally waits a little longer for a fuller batch.
+
+The queue is bounded: when it is full, ``submit`` raises Overloaded at once instead of queueing
+without bound, so memory stays flat under overload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shipyard.errors import DeadlineExceeded, Overloaded, Unavailable
+from shipyard.runtime import tensors
+
+log = logging.getLogger(__name__)
+
+RunFn = Callable[[dict[str, np.ndarray], Sequence[str] | None], Awaitable[list[np.ndarray]]]
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_batch_size: int = 32
+    """Most rows in one run; 1 turns batching off."""
+    max_queue_delay_us: int = 0
+    """Extra wait for a fuller batch after the queue is drained; 0 never waits."""
+    max_queue_size: int = 512
+    """Requests waiting beyond this are refused with Overloaded."""
+    instances: int = 1
+    """Runs in flight at once (ORT sessions run concurrently on separate threads)."""
+    timeout_s: float | None = None
+    """Give up on a request that has waited and run this long; None waits for ever."""
+
+
+@dataclass(eq=False)
+class _Request:
+    inputs: dict[str, np.ndarray]
+    outputs: Sequence[str] | None
+    key: tuple[object, ...]
+    rows: int
+    future: asyncio.Future[list[np.ndarray]] = field(repr=False)
+
+
+class Batcher:
+    def __init__(self, name: str, run: RunFn, settings: BatchSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self._run = run
+        self._queue: deque[_Request] = deque()
+        self._ready: asyncio.Condition | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._closing = False
+        self.busy = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def start(self) -> None:
+        self._ready = asyncio.Condition()
+        self._closing = False
+        self._workers = [
+            asyncio.create_task(self._worker(), name=f"batcher-{self.name}-{i}")
+            for i in range(self.settings.instances)
+        ]
+
+    async def aclose(self) -> None:
+        """Stop taking requests, let the workers finish what is queued, then stop them."""
+        if self._ready is None:
+            return
+        async with self._ready:
+            self._closing = True
+            self._ready.notify_all()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        self._ready = None
+
+    async def submit(
+        self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
+    ) -> list[np.ndarray]:
+        ready = self._ready
+        if ready is None or self._closing:
+            raise Unavailable(f"{self.name} is not accepting requests")
+        if len(self._queue) >= self.settings.max_queue_size:
+            raise Overloaded(f"{self.name} is overloaded: {len(self._queue)} requests are queued")
+        request = _Request(
+            inputs,
+            outputs,
+            tensors.batch_key(inputs, outputs),
+            tensors.rows(inputs),
+            asyncio.get_running_loop().create_future(),
+        )
+        self._queue.append(request)
+        async with ready:
+            ready.notify()
+        try:
+            if self.settings.timeout_s is None:
+                return await request.future
+            return await asyncio.wait_for(asyncio.shield(request.future), self.settings.timeout_s)
+        except TimeoutError:
+            request.future.cancel()  # dropped if it has not started; ignored if it has
+            raise DeadlineExceeded(
+                f"{self.name}: no answer within {self.settings.timeout_s:g} s; the request was dropped"
+            ) from None
+        except asyncio.CancelledError:
+            request.future.cancel()  # the caller gave up: never run work nobody waits for
+            raise
+
+    async def _worker(self) -> None:
+        assert self._ready is not None
+        ready = self._ready
+        while True:
+            async with ready:
+                await ready.wait_for(lambda: bool(self._queue) or self._closing)
+                if not self._queue:
+                    return  # closing and drained
+                batch = self._take()
+            if not batch:
+                continue
+            delay = self.settings.max_queue_delay_us
+            if delay and sum(r.rows for r in batch) < self.settings.max_batch_size:
+                batch = await self._top_up(batch, delay / 1e6)
+            self.busy += 1
+            try:
+                await self._execute(batch)
+            finally:
+                self.busy -= 1
+
+    def _take(self, batch: list[_Request] | None = None) -> list[_Request]:
+        """Pop the oldest live request (unless topping up) and every queued one that fits with it."""
+        batch = batch or []
+        while not batch and self._queue:
+            head = self._queue.popleft()
+            if not head.future.done():
+                batch.append(head)
+        if not batch:
+            return batch
+        key, room = batch[0].key, self.settings.max_batch_size - sum(r.rows for r in batch)
+        kept: deque[_Request] = deque()
+        while self._queue and room > 0:
+            request = self._queue.popleft()
+            if request.future.done():
+                continue
+            if request.key == key and request.rows <= room:
+                batch.append(request)
+                room -= request.rows
+            else:
+                kept.append(request)
+        kept.extend(self._queue)
+        self._queue = kept
+        return batch
+
+    async def _top_up(self, batch: list[_Request], wait_s: float) -> list[_Request]:
+        assert self._ready is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        async with self._ready:
+            while (remaining := deadline - loop.time()) > 0:
+                if sum(r.rows for r in batch) >= self.settings.max_batch_size or self._closing:
+                    break
+                try:
+                    await asyncio.wait_for(self._ready.wait(), remaining)
+                except TimeoutError:
+                    break
+                batch = self._take(batch)
+        return batch
+
+    async def _execute(self, batch: list[_Request]) -> None:
+        live = [r for r in batch if not r.future.done()]
+        if not live:
+            return
+        try:
+            merged = tensors.merge([r.inputs for r in live])
+            outputs = await self._run(merged, live[0].outputs)
+            parts = tensors.split(outputs, [r.rows for r in live])
+        except Exception as exc:  # a failed batch fails its own callers, and only them
+            for request in live:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+            return
+        for request, part in zip(live, parts, strict=True):
+            if not request.future.done():
+                request.future.set_result(part)
