@@ -67,7 +67,9 @@ class Runner:
         self.providers = list(self._session.get_providers())
         if wanted[0] != self.providers[0]:
             log.warning("%s: wanted %s, running on %s", self.name, wanted[0], self.providers[0])
-        self._executor = ThreadPoolExecutor(max_workers=self._options.instances, thread_name_prefix=f"ort-{self.name}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._options.instances, thread_name_prefix=f"ort-{self.name}"
+        )
 
     async def run(
         self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
