@@ -13,6 +13,10 @@ class ASGIClient:
         self._runner = asyncio.Runner()
         self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
+    def run(self, coro: Any) -> Any:
+        """Run a coroutine on the client's loop (e.g. the app's start-up, which ASGITransport skips)."""
+        return self._runner.run(coro)
+
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         return self._runner.run(self._client.request(method, url, **kwargs))
 

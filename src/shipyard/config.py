@@ -8,12 +8,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class ModelServing(BaseModel):
+    """How one model is served. Server-wide defaults live in Settings.serving; a model's own values,
+    set with `shipyard model configure`, are stored in the registry and take precedence."""
+
+    model_config = {"extra": "forbid"}
+
+    batching: bool = Field(default=True, description="Coalesce concurrent requests into one run.")
+    max_batch_size: int = Field(default=32, ge=1, le=65536, description="Most rows in one run.")
+    max_queue_delay_us: int = Field(
+        default=0,
+        ge=0,
+        le=10_000_000,
+        description="Extra wait for a fuller batch once the queue is drained; 0 never waits.",
+    )
+    max_queue_size: int = Field(
+        default=512, ge=1, description="Requests waiting beyond this get 503 with Retry-After."
+    )
+    instances: int = Field(default=1, ge=1, le=64, description="Runs of the model in flight at once.")
+    timeout_s: float | None = Field(
+        default=None, gt=0, description="Drop a request that has had no answer after this long."
+    )
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SHIPYARD_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SHIPYARD_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Field(
         default=Path("~/.shipyard"),
@@ -35,6 +58,10 @@ class Settings(BaseSettings):
     )
     inter_op_threads: int = Field(
         default=0, ge=0, description="ONNX Runtime threads across operators (0: ORT decides)."
+    )
+    serving: ModelServing = Field(
+        default_factory=ModelServing,
+        description="Default serving settings (env SHIPYARD_SERVING__MAX_BATCH_SIZE=64, ...).",
     )
     providers: list[str] | None = Field(
         default=None,

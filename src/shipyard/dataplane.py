@@ -78,7 +78,7 @@ class DataPlane:
                     known = ", ".join(repr(s.name) for s in signature.outputs)
                     raise InvalidInput(f"unknown output {out.name!r}: the model's outputs are {known}")
                 names.append(out.name)
-        results = await loaded.runner.run(request.inputs, names)
+        results = await loaded.infer(request.inputs, names)
         outputs = []
         for i, (output_name, data) in enumerate(zip(names, results, strict=True)):
             requested = wanted[i] if wanted is not None else None
@@ -101,7 +101,7 @@ class DataPlane:
         inputs, single = friendly.decode_predict(body, signature)
         scores = signature.scores
         output = scores.output if scores else signature.outputs[0].name
-        (result,) = await loaded.runner.run(inputs, [output])
+        (result,) = await loaded.infer(inputs, [output])
         items = friendly.predictions(
             result,
             kind=scores.kind if scores else None,

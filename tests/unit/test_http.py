@@ -29,7 +29,9 @@ def client(registry: Registry) -> Iterator[ASGIClient]:
     manager = ModelManager(registry, RunnerOptions(intra_op_threads=1))
     manager.load()
     test_client = ASGIClient(create_app(DataPlane(manager), max_body_bytes=200_000))
+    test_client.run(manager.start())
     yield test_client
+    test_client.run(manager.aclose())
     test_client.close()
     manager.unload_all()
 

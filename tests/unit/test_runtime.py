@@ -50,17 +50,39 @@ def test_manager_default_version_and_lookups(registry: Registry) -> None:
     registry.set_alias("digits", 1, "production")
     manager = ModelManager(registry, RunnerOptions())
     manager.load(["digits"])
-    try:
-        assert manager.get("digits").number == 1
-        assert manager.get("digits", "2").number == 2
-        with pytest.raises(NotFound, match="no version 7 loaded"):
-            manager.get("digits", "7")
-        with pytest.raises(NotFound, match="not served"):
-            manager.get("other")
-        assert manager.ready() and manager.names == ["digits"]
-    finally:
-        manager.unload_all()
+    assert not manager.ready()  # not before its batchers run
+
+    async def serve() -> None:
+        await manager.start()
+        try:
+            assert manager.ready() and manager.names == ["digits"]
+            assert manager.get("digits").number == 1
+            assert manager.get("digits", "2").number == 2
+            X, _ = digits_data()
+            (logits,) = await manager.get("digits").infer({"input": X[:2]}, None)
+            np.testing.assert_allclose(logits, digits_linear().logits(X[:2]), rtol=1e-5, atol=1e-4)
+            with pytest.raises(NotFound, match="no version 7 loaded"):
+                manager.get("digits", "7")
+            with pytest.raises(NotFound, match="not served"):
+                manager.get("other")
+        finally:
+            await manager.aclose()
+
+    asyncio.run(serve())
+    manager.unload_all()
     assert not manager.ready()
+
+
+def test_batch_settings_follow_the_signature() -> None:
+    from shipyard.config import ModelServing
+    from shipyard.runtime.manager import batch_settings
+    from shipyard.signature import Signature, TensorSpec
+    from tests.conftest import DIGITS_SIGNATURE
+
+    fixed = Signature((TensorSpec("x", "FP32", (1, 64)),), (TensorSpec("y", "FP32", (1, 10)),))
+    assert batch_settings(ModelServing(max_batch_size=8), DIGITS_SIGNATURE).max_batch_size == 8
+    assert batch_settings(ModelServing(batching=False), DIGITS_SIGNATURE).max_batch_size == 1
+    assert batch_settings(ModelServing(max_batch_size=8), fixed).max_batch_size == 1
 
 
 def test_manager_refuses_a_corrupt_artifact(registry: Registry) -> None:

@@ -9,6 +9,7 @@ import orjson
 import typer
 from rich.table import Table
 
+from shipyard.cli import serving_options as opts
 from shipyard.cli.common import console, get_state, when
 from shipyard.errors import InvalidInput
 from shipyard.registry import VersionRecord, parse_ref
@@ -143,6 +144,45 @@ def alias(
     before = get_state(ctx).registry.set_alias(name, version, alias_name)
     was = f" (was {before})" if before is not None else ""
     console.print(f"{name}:{alias_name} -> {version}{was}")
+
+
+@app.command("configure")
+def configure(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    batching: bool | None = opts.BATCHING,
+    max_batch_size: int | None = opts.MAX_BATCH_SIZE,
+    max_queue_delay_us: int | None = opts.MAX_QUEUE_DELAY_US,
+    max_queue_size: int | None = opts.MAX_QUEUE_SIZE,
+    instances: int | None = opts.INSTANCES,
+    timeout_s: float | None = opts.TIMEOUT_S,
+    reset: bool = typer.Option(False, "--reset", help="Forget this model's settings first."),
+) -> None:
+    """Set how a model is served (batching, instances, queue); stored in the registry."""
+    from pydantic import ValidationError
+
+    from shipyard.config import ModelServing
+
+    registry = get_state(ctx).registry
+    updates = opts.serving_updates(
+        batching=batching,
+        max_batch_size=max_batch_size,
+        max_queue_delay_us=max_queue_delay_us,
+        max_queue_size=max_queue_size,
+        instances=instances,
+        timeout_s=timeout_s,
+    )
+    current = {} if reset else registry.model(name).serving
+    try:
+        ModelServing.model_validate({**current, **updates})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"bad serving settings: {problems}") from None
+    if reset:
+        registry.configure(name, dict.fromkeys(registry.model(name).serving))
+    result = registry.configure(name, updates) if updates or not reset else {}
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(result.items())) or "server defaults"
+    console.print(f"{name} is served with {shown}")
 
 
 @app.command("restore")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from shipyard.cli import serving_options as opts
 from shipyard.cli.common import console, get_state
+from shipyard.config import ModelServing
 
 
 def serve(
@@ -16,8 +18,17 @@ def serve(
     inter_op_threads: int | None = typer.Option(None, help="ORT threads across operators."),
     max_body_mb: float | None = typer.Option(None, help="Largest request body in MiB (default 64)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
+    batching: bool | None = opts.BATCHING,
+    max_batch_size: int | None = opts.MAX_BATCH_SIZE,
+    max_queue_delay_us: int | None = opts.MAX_QUEUE_DELAY_US,
+    max_queue_size: int | None = opts.MAX_QUEUE_SIZE,
+    instances: int | None = opts.INSTANCES,
+    timeout_s: float | None = opts.TIMEOUT_S,
 ) -> None:
-    """Serve models over KServe v2 REST and the friendly /predict API."""
+    """Serve models over KServe v2 REST and the friendly /predict API.
+
+    Serving options set the defaults; a model's own settings (`shipyard model configure`) win.
+    """
     import uvicorn
 
     from shipyard.dataplane import DataPlane
@@ -33,16 +44,35 @@ def serve(
         "max_body_bytes": int(max_body_mb * 1024 * 1024) if max_body_mb is not None else None,
     }
     settings = st.settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    serving = ModelServing.model_validate(
+        {
+            **settings.serving.model_dump(),
+            **opts.serving_updates(
+                batching=batching,
+                max_batch_size=max_batch_size,
+                max_queue_delay_us=max_queue_delay_us,
+                max_queue_size=max_queue_size,
+                instances=instances,
+                timeout_s=timeout_s,
+            ),
+        }
+    )
     manager = ModelManager(
         st.registry,
         RunnerOptions(settings.intra_op_threads, settings.inter_op_threads, settings.providers),
+        serving,
     )
     manager.load(names or None)
     app = create_app(DataPlane(manager), max_body_bytes=settings.max_body_bytes)
     for name in manager.names:
         served = manager.served(name)
         versions = ", ".join(str(v) for v in sorted(served.versions))
-        console.print(f"serving [bold]{name}[/] versions {versions} (default {served.default})")
+        s = served.serving
+        how = f"batch <= {s.max_batch_size}" if s.batching else "no batching"
+        console.print(
+            f"serving [bold]{name}[/] versions {versions} (default {served.default}; {how}, "
+            f"{s.instances} instance{'s' if s.instances > 1 else ''}, queue {s.max_queue_size})"
+        )
     console.print(f"listening on http://{settings.host}:{settings.port}  (docs: /docs)")
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)

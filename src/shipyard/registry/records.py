@@ -65,6 +65,7 @@ class ModelSummary:
     versions: tuple[int, ...]
     aliases: dict[str, int]
     created_at: datetime
+    serving: dict[str, Any] = field(default_factory=dict)
 
     @property
     def latest(self) -> int | None:

@@ -147,6 +147,16 @@ class Registry:
             self._event(session, name, kind, version, from_version=before, detail=alias)
             return before
 
+    def configure(self, name: str, serving: dict[str, Any]) -> dict[str, Any]:
+        """Merge serving settings into the model's (a None value removes one); returns the result."""
+        with self._session() as session:
+            model = self._model_row(session, name)
+            merged = {**(model.serving or {}), **serving}
+            model.serving = {k: v for k, v in merged.items() if v is not None}
+            detail = ", ".join(f"{k}={v}" for k, v in sorted(serving.items()))
+            self._event(session, name, "configure", None, detail=detail)
+            return dict(model.serving)
+
     def restore(self, name: str, version: int) -> int | None:
         """Make an earlier version the production one again."""
         return self.set_alias(name, version, "production", kind="restore")
@@ -312,6 +322,7 @@ def _summary(row: ModelRow) -> ModelSummary:
         versions=tuple(v.number for v in row.versions),
         aliases={a.name: a.version for a in row.aliases},
         created_at=row.created_at,
+        serving=dict(row.serving or {}),
     )
 
 

@@ -40,6 +40,8 @@ class ModelRow(Base):
     name: Mapped[str] = mapped_column(String(128), unique=True)
     # Version numbers are never reused, even after a delete: the highest number ever given.
     last_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Serving settings that override the server's defaults for this model (max_batch_size, ...).
+    serving: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     versions: Mapped[list[VersionRow]] = relationship(
         back_populates="model", cascade="all, delete-orphan", order_by="VersionRow.number"

@@ -1,20 +1,24 @@
 """The model manager: which versions are loaded, and which one answers a request.
 
 Loading verifies the artifact against its hash, builds a runner and warms it up with one request, so a
-version counts as ready only once it has answered.
+version counts as ready only once it has answered. Each version gets a batcher, started and closed
+with the server (`start()` / `aclose()` on its event loop).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from shipyard.errors import NotFound
+from shipyard.config import ModelServing
+from shipyard.errors import InvalidInput, NotFound
 from shipyard.protocol.datatypes import numpy_dtype
 from shipyard.registry import Registry, VersionRecord
+from shipyard.runtime.batcher import Batcher, BatchSettings
 from shipyard.runtime.session import Runner, RunnerOptions
 from shipyard.signature import Signature
 
@@ -25,6 +29,7 @@ log = logging.getLogger(__name__)
 class LoadedVersion:
     record: VersionRecord
     runner: Runner
+    batcher: Batcher
 
     @property
     def name(self) -> str:
@@ -38,12 +43,16 @@ class LoadedVersion:
     def signature(self) -> Signature:
         return self.record.signature
 
+    async def infer(self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None) -> list[np.ndarray]:
+        return await self.batcher.submit(inputs, outputs)
+
 
 @dataclass
 class ServedModel:
     name: str
     default: int
     versions: dict[int, LoadedVersion]
+    serving: ModelServing
 
 
 def warmup_inputs(signature: Signature) -> dict[str, np.ndarray]:
@@ -59,11 +68,35 @@ def warmup_inputs(signature: Signature) -> dict[str, np.ndarray]:
     return inputs
 
 
+def batch_settings(serving: ModelServing, signature: Signature) -> BatchSettings:
+    """A model whose inputs have no dynamic batch axis is never batched."""
+    batchable = serving.batching and all(spec.batched for spec in signature.inputs)
+    return BatchSettings(
+        max_batch_size=serving.max_batch_size if batchable else 1,
+        max_queue_delay_us=serving.max_queue_delay_us,
+        max_queue_size=serving.max_queue_size,
+        instances=serving.instances,
+        timeout_s=serving.timeout_s,
+    )
+
+
+def runner_options(options: RunnerOptions, instances: int) -> RunnerOptions:
+    """Split the cores between instances unless the thread count was set explicitly."""
+    intra = options.intra_op_threads
+    if intra == 0 and instances > 1:
+        intra = max(1, (os.cpu_count() or 1) // instances)
+    return replace(options, intra_op_threads=intra, instances=instances)
+
+
 class ModelManager:
-    def __init__(self, registry: Registry, options: RunnerOptions) -> None:
+    def __init__(
+        self, registry: Registry, options: RunnerOptions, serving: ModelServing | None = None
+    ) -> None:
         self._registry = registry
         self._options = options
+        self._serving = serving or ModelServing()
         self._models: dict[str, ServedModel] = {}
+        self._started = False
 
     def load(self, names: Iterable[str] | None = None) -> None:
         """Load every version of the named models (all registered models when None)."""
@@ -71,24 +104,45 @@ class ModelManager:
         if not wanted:
             raise NotFound("no models are registered: import one with `shipyard model import`")
         for name in wanted:
+            summary = self._registry.model(name)
+            try:
+                serving = self._serving.model_copy(update=summary.serving)
+                serving = ModelServing.model_validate(serving.model_dump())
+            except ValueError as exc:
+                raise InvalidInput(f"model {name!r} has bad serving settings: {exc}") from None
             default = self._registry.version(name).number
-            versions = {}
-            for record in self._registry.versions(name):
-                versions[record.number] = self._load_version(record)
-            self._models[name] = ServedModel(name, default, versions)
+            versions = {r.number: self._load_version(r, serving) for r in self._registry.versions(name)}
+            self._models[name] = ServedModel(name, default, versions, serving)
             log.info("serving %s versions %s (default %s)", name, list(versions), default)
 
-    def _load_version(self, record: VersionRecord) -> LoadedVersion:
-        runner = Runner(record.ref, self._registry.artifact(record), self._options)
+    def _load_version(self, record: VersionRecord, serving: ModelServing) -> LoadedVersion:
+        runner = Runner(
+            record.ref, self._registry.artifact(record), runner_options(self._options, serving.instances)
+        )
         runner.load()
         runner.run_sync(warmup_inputs(record.signature))
-        return LoadedVersion(record, runner)
+        batcher = Batcher(record.ref, runner.run, batch_settings(serving, record.signature))
+        return LoadedVersion(record, runner, batcher)
+
+    async def start(self) -> None:
+        """Start every version's batcher on the running event loop."""
+        for version in self._all():
+            await version.batcher.start()
+        self._started = True
+
+    async def aclose(self) -> None:
+        """Finish queued requests, then stop the batchers."""
+        for version in self._all():
+            await version.batcher.aclose()
+        self._started = False
 
     def unload_all(self) -> None:
-        for model in self._models.values():
-            for version in model.versions.values():
-                version.runner.unload()
+        for version in self._all():
+            version.runner.unload()
         self._models.clear()
+
+    def _all(self) -> list[LoadedVersion]:
+        return [v for model in self._models.values() for v in model.versions.values()]
 
     @property
     def names(self) -> list[str]:
@@ -114,6 +168,8 @@ class ModelManager:
             raise NotFound(f"model {name!r} has no version {text} loaded") from None
 
     def ready(self, name: str | None = None) -> bool:
+        if not self._started:
+            return False
         if name is None:
             return bool(self._models)
         return name in self._models

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from shipyard.errors import ShipyardError
+from shipyard.errors import Overloaded, ShipyardError
 
 log = logging.getLogger("shipyard.server")
 
@@ -27,9 +27,12 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 def install(app: FastAPI) -> None:
     @app.exception_handler(ShipyardError)
     async def _shipyard(_request: Request, exc: ShipyardError) -> Response:
-        if exc.status >= 500:
+        headers = None
+        if isinstance(exc, Overloaded):
+            headers = {"Retry-After": str(exc.retry_after_s)}
+        elif exc.status >= 500 and exc.status != 503:
             log.error("%s: %s", type(exc).__name__, exc.message)
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, headers)
 
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> Response:

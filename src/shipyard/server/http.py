@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -46,7 +48,16 @@ def _header_length(request: Request) -> int | None:
 
 
 def create_app(dataplane: DataPlane, *, max_body_bytes: int = 64 * 1024 * 1024) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await dataplane.manager.start()
+        try:
+            yield
+        finally:
+            await dataplane.manager.aclose()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="shipyard",
         version=__version__,
         description="KServe v2 inference protocol and a friendly /predict API over ONNX Runtime.",
