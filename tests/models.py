@@ -74,3 +74,25 @@ def many_types() -> bytes:
     model = helper.make_model(graph, opset_imports=OPSET)
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+@cache
+def slow_model(steps: int = 600, size: int = 128) -> bytes:
+    """A deliberately compute-heavy model (a chain of matrix products) to keep a runner busy."""
+    rng = np.random.default_rng(0)
+    W = np.linalg.qr(rng.standard_normal((size, size)))[0].astype(np.float32)  # orthogonal: no blow-up
+    nodes, current = [], "x"
+    for i in range(steps):
+        nodes.append(helper.make_node("MatMul", [current, "W"], [f"h{i}"]))
+        current = f"h{i}"
+    nodes.append(helper.make_node("ReduceMean", [current], ["y"], axes=[1, 2], keepdims=0))
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch"])],
+        [numpy_helper.from_array(W, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
