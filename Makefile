@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format proto clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: $(BIN)/.installed
 format: $(BIN)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Regenerate the gRPC modules from the checked-in .proto (the generated files are committed too).
+proto: $(BIN)/.installed
+	$(BIN)/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src \
+		src/shipyard/protocol/grpc/grpc_predict_v2.proto
 
 clean:
 	rm -rf $(VENV) .shipyard examples/digits/out .pytest_cache .ruff_cache .mypy_cache

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the server binds to.")
     port: int = Field(default=8000, ge=0, le=65535, description="HTTP port of the server.")
+    grpc_port: int | None = Field(
+        default=8001, ge=0, le=65535, description="gRPC port of the server; None turns gRPC off."
+    )
     max_body_bytes: int = Field(
         default=64 * 1024 * 1024,
         gt=0,

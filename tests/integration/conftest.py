@@ -29,6 +29,7 @@ def free_port() -> int:
 class Server:
     url: str
     port: int
+    grpc_port: int
     process: subprocess.Popen[bytes]
 
     def alive(self) -> bool:
@@ -41,11 +42,21 @@ def shipyard_command(home: Path, *args: str) -> list[str]:
 
 def start_server(home: Path, *args: str, timeout: float = 60.0) -> Server:
     """Start the server and return once /v2/health/ready answers 200 (or fail with its output)."""
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     log = home / f"server-{port}.log"
     with log.open("wb") as out:  # a file, not a pipe: nobody has to drain it while tests run
         process = subprocess.Popen(
-            shipyard_command(home, "serve", *args, "--port", str(port), "--log-level", "warning"),
+            shipyard_command(
+                home,
+                "serve",
+                *args,
+                "--port",
+                str(port),
+                "--grpc-port",
+                str(grpc_port),
+                "--log-level",
+                "warning",
+            ),
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "SHIPYARD_HOME": str(home)},
@@ -59,7 +70,7 @@ def start_server(home: Path, *args: str, timeout: float = 60.0) -> Server:
                 raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
             try:
                 if client.get(f"{url}/v2/health/ready").status_code == 200:
-                    return Server(url, port, process)
+                    return Server(url, port, grpc_port, process)
             except httpx.TransportError:
                 pass
             time.sleep(0.1)  # polling the readiness endpoint, bounded by the deadline

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import typer
 
 from shipyard.cli import serving_options as opts
@@ -14,6 +17,8 @@ def serve(
     names: list[str] | None = typer.Argument(None, help="Models to serve (all registered when none)."),
     host: str | None = typer.Option(None, help="Address to bind (default 127.0.0.1)."),
     port: int | None = typer.Option(None, help="HTTP port (default 8000)."),
+    grpc_port: int | None = typer.Option(None, help="gRPC port (default 8001)."),
+    grpc: bool = typer.Option(True, "--grpc/--no-grpc", help="Serve KServe v2 over gRPC too."),
     intra_op_threads: int | None = typer.Option(None, help="ORT threads per operator (0: ORT default)."),
     inter_op_threads: int | None = typer.Option(None, help="ORT threads across operators."),
     max_body_mb: float | None = typer.Option(None, help="Largest request body in MiB (default 64)."),
@@ -39,6 +44,7 @@ def serve(
     updates = {
         "host": host,
         "port": port,
+        "grpc_port": grpc_port,
         "intra_op_threads": intra_op_threads,
         "inter_op_threads": inter_op_threads,
         "max_body_bytes": int(max_body_mb * 1024 * 1024) if max_body_mb is not None else None,
@@ -63,7 +69,20 @@ def serve(
         serving,
     )
     manager.load(names or None)
-    app = create_app(DataPlane(manager), max_body_bytes=settings.max_body_bytes)
+    dataplane = DataPlane(manager)
+    grpc_port = settings.grpc_port if grpc else None
+
+    def also_serve() -> contextlib.AbstractAsyncContextManager[Any]:
+        from shipyard.server.grpc import grpc_server
+
+        assert grpc_port is not None
+        return grpc_server(dataplane, settings.host, grpc_port, settings.max_body_bytes)
+
+    app = create_app(
+        dataplane,
+        max_body_bytes=settings.max_body_bytes,
+        also_serve=also_serve if grpc_port is not None else None,
+    )
     for name in manager.names:
         served = manager.served(name)
         versions = ", ".join(str(v) for v in sorted(served.versions))
@@ -73,7 +92,8 @@ def serve(
             f"serving [bold]{name}[/] versions {versions} (default {served.default}; {how}, "
             f"{s.instances} instance{'s' if s.instances > 1 else ''}, queue {s.max_queue_size})"
         )
-    console.print(f"listening on http://{settings.host}:{settings.port}  (docs: /docs)")
+    grpc_text = f", gRPC on {settings.host}:{grpc_port}" if grpc_port is not None else ""
+    console.print(f"listening on http://{settings.host}:{settings.port}{grpc_text}  (docs: /docs)")
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
     finally:

@@ -146,7 +146,7 @@ def _decode_input(raw: Any, tail: memoryview, offset: int) -> tuple[str, np.ndar
                 "bytes of binary data are left"
             )
         chunk = tail[offset : offset + size]
-        return name, _from_binary(name, chunk, dtype, datatype, shape, count), size
+        return name, decode_raw(name, chunk, dtype, datatype, shape, count), size
     if "data" not in raw:
         raise InvalidInput(f"input {name!r} has no 'data'")
     return name, _from_json(name, raw["data"], dtype, datatype, shape, count), 0
@@ -201,9 +201,11 @@ def _to_bytes(name: str, item: Any) -> bytes:
     raise InvalidInput(f"input {name!r}: BYTES data must be strings")
 
 
-def _from_binary(
+def decode_raw(
     name: str, chunk: memoryview, dtype: np.dtype, datatype: str, shape: list[int], count: int
 ) -> np.ndarray:
+    """Raw tensor bytes (binary extension, gRPC raw contents): little-endian, row-major, no padding;
+    BYTES elements each prefixed by a 4-byte little-endian length."""
     if datatype == "BYTES":
         items = _split_bytes(name, chunk)
         if len(items) != count:
@@ -268,7 +270,7 @@ def encode_response(response: InferenceResponse) -> tuple[bytes, int | None]:
             "shape": list(data.shape),
         }
         if out.binary:
-            blob = _to_binary(data)
+            blob = encode_raw(data)
             item["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -299,7 +301,8 @@ def _to_text(item: Any) -> str:
     return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
 
 
-def _to_binary(data: np.ndarray) -> bytes:
+def encode_raw(data: np.ndarray) -> bytes:
+    """The inverse of decode_raw."""
     if data.dtype.kind in "OSU":
         parts = []
         for item in data.reshape(-1).tolist():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -47,12 +47,20 @@ def _header_length(request: Request) -> int | None:
     return int(value)
 
 
-def create_app(dataplane: DataPlane, *, max_body_bytes: int = 64 * 1024 * 1024) -> FastAPI:
+def create_app(
+    dataplane: DataPlane,
+    *,
+    max_body_bytes: int = 64 * 1024 * 1024,
+    also_serve: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+) -> FastAPI:
+    """The ASGI app; `also_serve` runs beside it on the same loop (the gRPC server)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await dataplane.manager.start()
         try:
-            yield
+            async with also_serve() if also_serve else contextlib.nullcontext():
+                yield
         finally:
             await dataplane.manager.aclose()
 

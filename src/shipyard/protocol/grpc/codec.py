@@ -1,0 +1,119 @@
+"""The only module that touches protobuf messages: ModelInferRequest in, ModelInferResponse out.
+
+Inputs arrive either as typed contents (``fp32_contents``, ...) or as ``raw_input_contents`` (bytes
+decoded with ``np.frombuffer``, as the binary HTTP extension does). The response answers in kind: raw
+outputs for raw inputs, typed contents otherwise, so every client finds what it sent.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from shipyard.errors import InvalidInput
+from shipyard.protocol.datatypes import numpy_dtype, v2_datatype
+from shipyard.protocol.grpc import grpc_predict_v2_pb2 as pb
+from shipyard.protocol.v2 import (
+    InferenceRequest,
+    InferenceResponse,
+    RequestedOutput,
+    decode_raw,
+    encode_raw,
+)
+from shipyard.signature import format_shape
+
+# v2 datatype -> the InferTensorContents field that carries it (FP16 travels only as raw bytes).
+CONTENTS_FIELD: dict[str, str] = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+
+def parameter_value(param: pb.InferParameter) -> Any:
+    choice = param.WhichOneof("parameter_choice")
+    return getattr(param, choice) if choice else None
+
+
+def decode_infer(message: pb.ModelInferRequest) -> tuple[InferenceRequest, bool]:
+    """The request, and whether its inputs came as raw bytes (so outputs should too)."""
+    raw = list(message.raw_input_contents)
+    if raw and len(raw) != len(message.inputs):
+        raise InvalidInput(f"{len(raw)} raw_input_contents for {len(message.inputs)} inputs")
+    if not message.inputs:
+        raise InvalidInput("request needs at least one input")
+    inputs: dict[str, np.ndarray] = {}
+    for i, tensor in enumerate(message.inputs):
+        if tensor.name in inputs:
+            raise InvalidInput(f"input {tensor.name!r} is given twice")
+        inputs[tensor.name] = _decode_input(tensor, raw[i] if raw else None)
+    outputs = None
+    if message.outputs:
+        outputs = []
+        for out in message.outputs:
+            k = parameter_value(out.parameters["classification"]) if "classification" in out.parameters else 0
+            if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+                raise InvalidInput(f"output {out.name!r}: 'classification' must be a positive integer")
+            outputs.append(RequestedOutput(out.name, None, k))
+    parameters = {key: parameter_value(value) for key, value in message.parameters.items()}
+    request = InferenceRequest(inputs, message.id or None, outputs, False, parameters)
+    return request, bool(raw)
+
+
+def _decode_input(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> np.ndarray:
+    name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    try:
+        dtype = numpy_dtype(datatype)
+    except InvalidInput as exc:
+        raise InvalidInput(f"input {name!r}: {exc}") from None
+    count = math.prod(shape)
+    if raw is not None:
+        return decode_raw(name, memoryview(raw), dtype, datatype, shape, count)
+    field = CONTENTS_FIELD.get(datatype)
+    if field is None:
+        raise InvalidInput(f"input {name!r}: {datatype} data must be sent as raw_input_contents")
+    values = getattr(tensor.contents, field)
+    if len(values) != count:
+        raise InvalidInput(
+            f"input {name!r}: shape {format_shape(shape)} needs {count} values, got {len(values)}"
+        )
+    if datatype == "BYTES":
+        array = np.empty(count, dtype=object)
+        array[:] = list(values)
+        return array.reshape(shape)
+    try:
+        return np.asarray(values, dtype=dtype).reshape(shape)
+    except OverflowError:
+        raise InvalidInput(f"input {name!r}: a value does not fit in {datatype}") from None
+
+
+def encode_infer(response: InferenceResponse, raw: bool) -> pb.ModelInferResponse:
+    message = pb.ModelInferResponse(
+        model_name=response.model_name, model_version=response.model_version, id=response.id or ""
+    )
+    for out in response.outputs:
+        data = out.data
+        datatype = v2_datatype(data.dtype)
+        tensor = message.outputs.add(name=out.name, datatype=datatype, shape=list(data.shape))
+        if raw or datatype == "FP16":
+            message.raw_output_contents.append(encode_raw(data))
+        elif datatype == "BYTES":
+            tensor.contents.bytes_contents.extend(
+                item if isinstance(item, bytes) else str(item).encode() for item in data.reshape(-1).tolist()
+            )
+        else:
+            getattr(tensor.contents, CONTENTS_FIELD[datatype]).extend(data.reshape(-1).tolist())
+    return message

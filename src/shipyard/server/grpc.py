@@ -1,0 +1,120 @@
+"""The gRPC transport: KServe v2's GRPCInferenceService on grpc.aio, over the same data plane.
+
+Each method converts the message (protocol/grpc/codec.py), calls the data plane, converts back.
+Errors map to status codes in one table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+import grpc
+
+from shipyard.dataplane import DataPlane
+from shipyard.errors import NotFound, ShipyardError
+from shipyard.protocol.grpc import codec
+from shipyard.protocol.grpc import grpc_predict_v2_pb2 as pb
+from shipyard.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
+
+log = logging.getLogger("shipyard.server")
+
+STATUS_CODES: dict[int, grpc.StatusCode] = {
+    HTTPStatus.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
+    HTTPStatus.UNPROCESSABLE_ENTITY: grpc.StatusCode.INVALID_ARGUMENT,
+    HTTPStatus.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    HTTPStatus.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    HTTPStatus.SERVICE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    HTTPStatus.GATEWAY_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+
+def _guard(method: Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Res]]) -> Any:
+    """Turn shipyard errors into their status code, and anything else into INTERNAL (logged)."""
+
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Res:
+        try:
+            return await method(self, request, context)
+        except ShipyardError as exc:
+            code = STATUS_CODES.get(exc.status, grpc.StatusCode.INTERNAL)
+            await context.abort(code, exc.message)
+        except Exception:
+            log.exception("unexpected error in %s", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal server error")
+        raise AssertionError("unreachable: abort raises")
+
+    wrapper.__name__ = method.__name__
+    return wrapper
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    @_guard
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self.dataplane.live())
+
+    @_guard
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.dataplane.ready())
+
+    @_guard
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
+        try:
+            ready = self.dataplane.model_ready(request.name, request.version or None)
+        except NotFound:
+            ready = False
+        return pb.ModelReadyResponse(ready=ready)
+
+    @_guard
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Any
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(**self.dataplane.server_metadata())
+
+    @_guard
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:
+        meta = self.dataplane.model_metadata(request.name, request.version or None)
+        return pb.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
+            inputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["inputs"]],
+            outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
+        )
+
+    @_guard
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
+        self.dataplane.model_ready(request.model_name, request.model_version or None)
+        decoded, raw = codec.decode_infer(request)
+        response = await self.dataplane.infer(request.model_name, request.model_version or None, decoded)
+        return codec.encode_infer(response, raw)
+
+
+@contextlib.asynccontextmanager
+async def grpc_server(
+    dataplane: DataPlane, host: str, port: int, max_message_bytes: int
+) -> AsyncIterator[int]:
+    """Serve gRPC on the running loop for the duration of the block; yields the bound port."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    server = grpc.aio.server(options=options)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), server)  # type: ignore[no-untyped-call]
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise ShipyardError(f"cannot listen for gRPC on {host}:{port}")
+    await server.start()
+    try:
+        yield bound
+    finally:
+        await server.stop(grace=5)
