@@ -12,10 +12,11 @@ from shipyard.errors import InvalidInput, NotFound
 from shipyard.protocol import predict as friendly
 from shipyard.protocol.v2 import InferenceRequest, InferenceResponse, OutputTensor, classify
 from shipyard.runtime.manager import ModelManager
-from shipyard.signature import check_inputs
+from shipyard.signature import TensorSpec, check_inputs
 
 EXTENSIONS = ["binary_tensor_data", "classification"]
 PLATFORM = "onnxruntime_onnx"
+CONFIG_TYPES = {"BYTES": "STRING"}  # Triton's config names every other type as v2 does, after "TYPE_"
 
 
 class DataPlane:
@@ -48,6 +49,41 @@ class DataPlane:
             "inputs": [spec.to_dict() for spec in signature.inputs],
             "outputs": [spec.to_dict() for spec in signature.outputs],
         }
+
+    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Triton's model configuration (what perf_analyzer reads), from the signature and settings.
+
+        With a dynamic batch axis, `max_batch_size` > 0 and dims leave the batch axis out, as in Triton.
+        """
+        loaded = self.manager.get(name, version)
+        serving = self.manager.served(name).serving
+        signature = loaded.signature
+        batched = all(spec.batched for spec in signature.inputs + signature.outputs)
+        max_batch = serving.max_batch_size if batched else 0
+
+        def tensors(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": spec.name,
+                    "data_type": "TYPE_" + CONFIG_TYPES.get(spec.datatype, spec.datatype),
+                    "dims": list(spec.shape[1:] if batched else spec.shape),
+                }
+                for spec in specs
+            ]
+
+        config: dict[str, Any] = {
+            "name": name,
+            "platform": PLATFORM,
+            "backend": "onnxruntime",
+            "max_batch_size": max_batch,
+            "input": tensors(signature.inputs),
+            "output": tensors(signature.outputs),
+            "instance_group": [{"count": serving.instances, "kind": "KIND_CPU"}],
+            "version_policy": {"all": {}},
+        }
+        if batched and serving.batching:
+            config["dynamic_batching"] = {"max_queue_delay_microseconds": serving.max_queue_delay_us}
+        return config
 
     def models(self) -> list[dict[str, Any]]:
         out = []

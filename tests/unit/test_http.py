@@ -61,6 +61,16 @@ def test_health_and_metadata(client: ASGIClient) -> None:
     assert client.get("/v2/models/digits/versions/2/ready").status_code == 200
 
 
+def test_model_config_as_triton_writes_it(client: ASGIClient) -> None:
+    config = client.get("/v2/models/digits/config").json()
+    assert config["max_batch_size"] == 32 and config["platform"] == "onnxruntime_onnx"
+    assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [64]}]
+    assert config["output"] == [{"name": "logits", "data_type": "TYPE_FP32", "dims": [10]}]
+    assert config["dynamic_batching"] == {"max_queue_delay_microseconds": 0}
+    types = client.get("/v2/models/types/versions/1/config").json()
+    assert {t["name"]: t["data_type"] for t in types["input"]}["text"] == "TYPE_STRING"
+
+
 def test_infer_matches_numpy(client: ASGIClient) -> None:
     X, _ = digits_data()
     x = X[:5]

@@ -93,6 +93,11 @@ def create_app(
     async def model_metadata(name: str, version: str | None = None) -> Response:
         return json_response(dataplane.model_metadata(name, version))
 
+    @app.get("/v2/models/{name}/config", tags=["v2"])
+    @app.get("/v2/models/{name}/versions/{version}/config", tags=["v2"])
+    async def model_config(name: str, version: str | None = None) -> Response:
+        return json_response(dataplane.model_config(name, version))
+
     @app.get("/v2/models/{name}/ready", tags=["v2"])
     @app.get("/v2/models/{name}/versions/{version}/ready", tags=["v2"])
     async def model_ready(name: str, version: str | None = None) -> Response:
