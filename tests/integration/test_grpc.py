@@ -32,6 +32,15 @@ def test_health_and_metadata(client: grpcclient.InferenceServerClient) -> None:
     assert client.get_server_metadata(as_json=True)["name"] == "shipyard"
 
 
+def test_model_config_reads_like_tritons(client: grpcclient.InferenceServerClient) -> None:
+    config = client.get_model_config("digits", as_json=True)["config"]
+    assert config["max_batch_size"] == 32 and config["platform"] == "onnxruntime_onnx"
+    assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": ["64"]}]
+    assert config["output"] == [{"name": "logits", "data_type": "TYPE_FP32", "dims": ["10"]}]
+    assert config["instance_group"] == [{"count": 1, "kind": "KIND_CPU"}]
+    assert "dynamic_batching" in config
+
+
 def test_infer_with_raw_contents(client: grpcclient.InferenceServerClient) -> None:
     X, _ = digits_data()
     inp = grpcclient.InferInput("input", [9, 64], "FP32")

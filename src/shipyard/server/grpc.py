@@ -92,6 +92,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     @_guard
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> pb.ModelConfigResponse:
+        return codec.encode_config(self.dataplane.model_config(request.name, request.version or None))
+
+    @_guard
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
         self.dataplane.model_ready(request.model_name, request.model_version or None)
         decoded, raw = codec.decode_infer(request)

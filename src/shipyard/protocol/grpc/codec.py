@@ -117,3 +117,24 @@ def encode_infer(response: InferenceResponse, raw: bool) -> pb.ModelInferRespons
         else:
             getattr(tensor.contents, CONTENTS_FIELD[datatype]).extend(data.reshape(-1).tolist())
     return message
+
+
+def encode_config(config: dict[str, Any]) -> pb.ModelConfigResponse:
+    """Triton's model configuration, from the data plane's JSON form of it."""
+    message = pb.ModelConfig(
+        name=config["name"],
+        platform=config["platform"],
+        backend=config["backend"],
+        max_batch_size=config["max_batch_size"],
+        input=[
+            pb.ModelInput(name=t["name"], data_type=t["data_type"], dims=t["dims"]) for t in config["input"]
+        ],
+        output=[
+            pb.ModelOutput(name=t["name"], data_type=t["data_type"], dims=t["dims"]) for t in config["output"]
+        ],
+        instance_group=[pb.ModelInstanceGroup(**group) for group in config["instance_group"]],
+        version_policy=pb.ModelVersionPolicy(all=pb.ModelVersionPolicy.All()),
+    )
+    if "dynamic_batching" in config:
+        message.dynamic_batching.CopyFrom(pb.ModelDynamicBatching(**config["dynamic_batching"]))
+    return pb.ModelConfigResponse(config=message)
