@@ -105,3 +105,30 @@ def test_thread_settings(tmp_path: Path, threads: str) -> None:
         assert response.status_code == 200
     finally:
         stop_server(srv)
+
+
+def test_workers_share_the_ports(served_home: Path) -> None:
+    import tritonclient.grpc as grpcclient
+
+    srv = start_server(served_home, "--workers", "2")
+    try:
+        children = Path(f"/proc/{srv.process.pid}/task/{srv.process.pid}/children").read_text().split()
+        assert len(children) >= 2  # uvicorn's worker processes
+        X, _ = digits_data()
+        with httpx.Client(base_url=srv.url) as client:
+            for i in range(20):
+                assert (
+                    client.post("/v1/models/digits/predict", json={"input": X[i].tolist()}).status_code == 200
+                )
+        grpc_client = grpcclient.InferenceServerClient(f"127.0.0.1:{srv.grpc_port}")
+        inp = grpcclient.InferInput("input", [1, 64], "FP32")
+        inp.set_data_from_numpy(X[:1])
+        np.testing.assert_allclose(
+            grpc_client.infer("digits", [inp]).as_numpy("logits"),
+            digits_linear().logits(X[:1]),
+            rtol=1e-5,
+            atol=1e-4,
+        )
+        grpc_client.close()
+    finally:
+        stop_server(srv)

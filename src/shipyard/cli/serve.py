@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
-
 import typer
 
 from shipyard.cli import serving_options as opts
@@ -23,6 +20,9 @@ def serve(
     inter_op_threads: int | None = typer.Option(None, help="ORT threads across operators."),
     max_body_mb: float | None = typer.Option(None, help="Largest request body in MiB (default 64)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
+    workers: int = typer.Option(
+        1, min=1, help="Server processes sharing the ports, each with its own sessions."
+    ),
     batching: bool | None = opts.BATCHING,
     max_batch_size: int | None = opts.MAX_BATCH_SIZE,
     max_queue_delay_us: int | None = opts.MAX_QUEUE_DELAY_US,
@@ -30,29 +30,20 @@ def serve(
     instances: int | None = opts.INSTANCES,
     timeout_s: float | None = opts.TIMEOUT_S,
 ) -> None:
-    """Serve models over KServe v2 REST and the friendly /predict API.
+    """Serve models over KServe v2 REST and gRPC, and the friendly /predict API.
 
     Serving options set the defaults; a model's own settings (`shipyard model configure`) win.
     """
+    import os
+
     import uvicorn
 
-    from shipyard.dataplane import DataPlane
-    from shipyard.runtime import ModelManager, RunnerOptions
-    from shipyard.server.http import create_app
+    from shipyard.server.assemble import SPEC_ENV, ServeSpec, assemble
 
     st = get_state(ctx)
-    updates = {
-        "host": host,
-        "port": port,
-        "grpc_port": grpc_port,
-        "intra_op_threads": intra_op_threads,
-        "inter_op_threads": inter_op_threads,
-        "max_body_bytes": int(max_body_mb * 1024 * 1024) if max_body_mb is not None else None,
-    }
-    settings = st.settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
     serving = ModelServing.model_validate(
         {
-            **settings.serving.model_dump(),
+            **st.settings.serving.model_dump(),
             **opts.serving_updates(
                 batching=batching,
                 max_batch_size=max_batch_size,
@@ -63,26 +54,19 @@ def serve(
             ),
         }
     )
-    manager = ModelManager(
-        st.registry,
-        RunnerOptions(settings.intra_op_threads, settings.inter_op_threads, settings.providers),
-        serving,
-    )
-    manager.load(names or None)
-    dataplane = DataPlane(manager)
-    grpc_port = settings.grpc_port if grpc else None
-
-    def also_serve() -> contextlib.AbstractAsyncContextManager[Any]:
-        from shipyard.server.grpc import grpc_server
-
-        assert grpc_port is not None
-        return grpc_server(dataplane, settings.host, grpc_port, settings.max_body_bytes)
-
-    app = create_app(
-        dataplane,
-        max_body_bytes=settings.max_body_bytes,
-        also_serve=also_serve if grpc_port is not None else None,
-    )
+    updates = {
+        "host": host,
+        "port": port,
+        "grpc_port": grpc_port,
+        "intra_op_threads": intra_op_threads,
+        "inter_op_threads": inter_op_threads,
+        "max_body_bytes": int(max_body_mb * 1024 * 1024) if max_body_mb is not None else None,
+        "serving": serving,
+    }
+    settings = st.settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    spec = ServeSpec(settings=settings, names=names or None, grpc=grpc)
+    assembled = assemble(spec)  # loads and warms up every model: errors stop us here, as one line
+    manager = assembled.manager
     for name in manager.names:
         served = manager.served(name)
         versions = ", ".join(str(v) for v in sorted(served.versions))
@@ -92,9 +76,22 @@ def serve(
             f"serving [bold]{name}[/] versions {versions} (default {served.default}; {how}, "
             f"{s.instances} instance{'s' if s.instances > 1 else ''}, queue {s.max_queue_size})"
         )
-    grpc_text = f", gRPC on {settings.host}:{grpc_port}" if grpc_port is not None else ""
-    console.print(f"listening on http://{settings.host}:{settings.port}{grpc_text}  (docs: /docs)")
+    grpc_text = f", gRPC on {settings.host}:{settings.grpc_port}" if grpc and settings.grpc_port else ""
+    plural = f" in {workers} worker processes" if workers > 1 else ""
+    console.print(f"listening on http://{settings.host}:{settings.port}{grpc_text}{plural}  (docs: /docs)")
+    if workers > 1:
+        manager.unload_all()  # each worker loads its own sessions
+        os.environ[SPEC_ENV] = spec.model_dump_json()
+        uvicorn.run(
+            "shipyard.server.assemble:app_from_env",
+            factory=True,
+            workers=workers,
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+        )
+        return
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+        uvicorn.run(assembled.app, host=settings.host, port=settings.port, log_level=log_level)
     finally:
         manager.unload_all()

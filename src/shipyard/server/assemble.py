@@ -1,0 +1,70 @@
+"""Putting a server together: registry -> model manager -> data plane -> ASGI app (+ gRPC beside it).
+
+One function for both ways of running: in the CLI's own process, and in each of `--workers N`
+processes, which uvicorn starts with `app_from_env` and which each load their own sessions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from shipyard.config import Settings
+from shipyard.dataplane import DataPlane
+from shipyard.registry import Registry
+from shipyard.runtime import ModelManager, RunnerOptions
+from shipyard.server.http import create_app
+
+SPEC_ENV = "SHIPYARD_SERVE_SPEC"
+
+
+class ServeSpec(BaseModel):
+    """Everything a server process needs to build itself; travels to workers as JSON."""
+
+    settings: Settings
+    names: list[str] | None = None
+    grpc: bool = True
+
+
+@dataclass
+class Assembled:
+    app: FastAPI
+    manager: ModelManager
+    registry: Registry
+
+
+def assemble(spec: ServeSpec) -> Assembled:
+    """Load (verify, warm up) the models and build the app; errors surface here, before serving."""
+    settings = spec.settings
+    registry = Registry.open(settings)
+    manager = ModelManager(
+        registry,
+        RunnerOptions(settings.intra_op_threads, settings.inter_op_threads, settings.providers),
+        settings.serving,
+    )
+    manager.load(spec.names or None)
+    dataplane = DataPlane(manager)
+    grpc_port = settings.grpc_port if spec.grpc else None
+
+    def also_serve() -> contextlib.AbstractAsyncContextManager[Any]:
+        from shipyard.server.grpc import grpc_server
+
+        assert grpc_port is not None
+        return grpc_server(dataplane, settings.host, grpc_port, settings.max_body_bytes)
+
+    app = create_app(
+        dataplane,
+        max_body_bytes=settings.max_body_bytes,
+        also_serve=also_serve if grpc_port is not None else None,
+    )
+    return Assembled(app, manager, registry)
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's factory in each worker process."""
+    return assemble(ServeSpec.model_validate_json(os.environ[SPEC_ENV])).app
