@@ -35,9 +35,10 @@ format: $(BIN)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Regenerate the gRPC modules from the checked-in .proto (the generated files are committed too).
+# Regenerate the gRPC descriptor from the checked-in .proto (the descriptor is committed too).
 proto: $(BIN)/.installed
-	$(BIN)/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src \
+	$(BIN)/python -m grpc_tools.protoc -I src \
+		--descriptor_set_out=src/shipyard/protocol/grpc/grpc_predict_v2.binpb \
 		src/shipyard/protocol/grpc/grpc_predict_v2.proto
 
 clean:

@@ -7,7 +7,7 @@ import pytest
 
 from shipyard.errors import InvalidInput
 from shipyard.protocol.grpc import codec
-from shipyard.protocol.grpc import grpc_predict_v2_pb2 as pb
+from shipyard.protocol.grpc import messages as pb
 from shipyard.protocol.v2 import InferenceResponse, OutputTensor, encode_raw
 
 
@@ -78,3 +78,12 @@ def test_bad_messages(build: object, message: str) -> None:
     build(request)  # type: ignore[operator]
     with pytest.raises(InvalidInput, match=message):
         codec.decode_infer(request)
+
+
+def test_shares_a_process_with_tritons_client() -> None:
+    """Both define the `inference` package; shipyard's private descriptor pool keeps them apart."""
+    from tritonclient.grpc import service_pb2
+
+    theirs = service_pb2.ModelInferRequest(model_name="m", id="1")
+    ours = pb.ModelInferRequest.FromString(theirs.SerializeToString())
+    assert (ours.model_name, ours.id) == ("m", "1")

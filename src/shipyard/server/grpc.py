@@ -17,8 +17,7 @@ import grpc
 from shipyard.dataplane import DataPlane
 from shipyard.errors import NotFound, ShipyardError
 from shipyard.protocol.grpc import codec
-from shipyard.protocol.grpc import grpc_predict_v2_pb2 as pb
-from shipyard.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
+from shipyard.protocol.grpc import messages as pb
 
 log = logging.getLogger("shipyard.server")
 
@@ -54,20 +53,20 @@ def _guard(method: Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Res]
     return wrapper
 
 
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer:
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
 
     @_guard
-    async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:
+    async def ServerLive(self, request: Any, context: Any) -> Any:
         return pb.ServerLiveResponse(live=self.dataplane.live())
 
     @_guard
-    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
+    async def ServerReady(self, request: Any, context: Any) -> Any:
         return pb.ServerReadyResponse(ready=self.dataplane.ready())
 
     @_guard
-    async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
+    async def ModelReady(self, request: Any, context: Any) -> Any:
         try:
             ready = self.dataplane.model_ready(request.name, request.version or None)
         except NotFound:
@@ -75,13 +74,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelReadyResponse(ready=ready)
 
     @_guard
-    async def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: Any
-    ) -> pb.ServerMetadataResponse:
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:
         return pb.ServerMetadataResponse(**self.dataplane.server_metadata())
 
     @_guard
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:
         meta = self.dataplane.model_metadata(request.name, request.version or None)
         return pb.ModelMetadataResponse(
             name=meta["name"],
@@ -92,11 +89,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     @_guard
-    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> pb.ModelConfigResponse:
+    async def ModelConfig(self, request: Any, context: Any) -> Any:
         return codec.encode_config(self.dataplane.model_config(request.name, request.version or None))
 
     @_guard
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
         self.dataplane.model_ready(request.model_name, request.model_version or None)
         decoded, raw = codec.decode_infer(request)
         response = await self.dataplane.infer(request.model_name, request.model_version or None, decoded)
@@ -113,7 +110,17 @@ async def grpc_server(
         ("grpc.max_send_message_length", max_message_bytes),
     ]
     server = grpc.aio.server(options=options)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), server)  # type: ignore[no-untyped-call]
+    servicer = InferenceServicer(dataplane)
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
+        )
+        for name, (request, response) in pb.methods().items()
+        if hasattr(servicer, name)
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(pb.SERVICE, handlers),))
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise ShipyardError(f"cannot listen for gRPC on {host}:{port}")

@@ -14,7 +14,7 @@ import numpy as np
 
 from shipyard.errors import InvalidInput
 from shipyard.protocol.datatypes import numpy_dtype, v2_datatype
-from shipyard.protocol.grpc import grpc_predict_v2_pb2 as pb
+from shipyard.protocol.grpc import messages as pb
 from shipyard.protocol.v2 import (
     InferenceRequest,
     InferenceResponse,
@@ -41,12 +41,12 @@ CONTENTS_FIELD: dict[str, str] = {
 }
 
 
-def parameter_value(param: pb.InferParameter) -> Any:
+def parameter_value(param: Any) -> Any:
     choice = param.WhichOneof("parameter_choice")
     return getattr(param, choice) if choice else None
 
 
-def decode_infer(message: pb.ModelInferRequest) -> tuple[InferenceRequest, bool]:
+def decode_infer(message: Any) -> tuple[InferenceRequest, bool]:
     """The request, and whether its inputs came as raw bytes (so outputs should too)."""
     raw = list(message.raw_input_contents)
     if raw and len(raw) != len(message.inputs):
@@ -71,7 +71,7 @@ def decode_infer(message: pb.ModelInferRequest) -> tuple[InferenceRequest, bool]
     return request, bool(raw)
 
 
-def _decode_input(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> np.ndarray:
+def _decode_input(tensor: Any, raw: bytes | None) -> np.ndarray:
     name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
     if any(d < 0 for d in shape):
         raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers")
@@ -100,7 +100,7 @@ def _decode_input(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | No
         raise InvalidInput(f"input {name!r}: a value does not fit in {datatype}") from None
 
 
-def encode_infer(response: InferenceResponse, raw: bool) -> pb.ModelInferResponse:
+def encode_infer(response: InferenceResponse, raw: bool) -> Any:
     message = pb.ModelInferResponse(
         model_name=response.model_name, model_version=response.model_version, id=response.id or ""
     )
@@ -119,7 +119,7 @@ def encode_infer(response: InferenceResponse, raw: bool) -> pb.ModelInferRespons
     return message
 
 
-def encode_config(config: dict[str, Any]) -> pb.ModelConfigResponse:
+def encode_config(config: dict[str, Any]) -> Any:
     """Triton's model configuration, from the data plane's JSON form of it."""
     message = pb.ModelConfig(
         name=config["name"],
