@@ -102,8 +102,14 @@ def test_tour(home: Path, demo: Path, tmp_path: Path) -> None:
     for word in ("created", "alias", "restore"):
         assert word in history
 
+    out = shipyard(home, "model", "configure", "digits", "--max-batch-size", "64", "--instances", "2").stdout
+    assert "digits is served with instances=2, max_batch_size=64" in out
+    shipyard(home, "model", "configure", "digits", "--max-batch-size", "0", ok=False)
+
     # serve: the production version answers, as the README's curl line shows
     server = start_server(home)
+    log = (home / f"server-{server.port}.log").read_text()
+    assert "serving digits versions 1, 2 (default 1; batch <= 64, 2 instances" in log
     try:
         body = json.loads((demo / "seven.json").read_text())
         doc = httpx.post(f"{server.url}/v1/models/digits/predict", json=body).json()
