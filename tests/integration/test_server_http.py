@@ -132,3 +132,16 @@ def test_workers_share_the_ports(served_home: Path) -> None:
         grpc_client.close()
     finally:
         stop_server(srv)
+
+
+def test_a_port_in_use_is_one_clear_line(server: Server, served_home: Path) -> None:
+    for args, flag in (
+        (["--port", str(server.port), "--grpc-port", "0"], "--port"),
+        (["--port", "0", "--grpc-port", str(server.grpc_port)], "--grpc-port"),
+    ):
+        result = subprocess.run(
+            shipyard_command(served_home, "serve", *args), capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 1
+        assert result.stderr.strip().endswith(f"choose another {flag}"), result.stderr
+    assert server.alive()

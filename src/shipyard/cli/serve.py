@@ -64,7 +64,10 @@ def serve(
         "serving": serving,
     }
     settings = st.settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
-    spec = ServeSpec(settings=settings, names=names or None, grpc=grpc)
+    _port_free(settings.host, settings.port, "--port")
+    if grpc and settings.grpc_port:
+        _port_free(settings.host, settings.grpc_port, "--grpc-port")
+    spec = ServeSpec(settings=settings, names=names or None, grpc=grpc, workers=workers)
     assembled = assemble(spec)  # loads and warms up every model: errors stop us here, as one line
     manager = assembled.manager
     for name in manager.names:
@@ -95,3 +98,18 @@ def serve(
         uvicorn.run(assembled.app, host=settings.host, port=settings.port, log_level=log_level)
     finally:
         manager.unload_all()
+
+
+def _port_free(host: str, port: int, flag: str) -> None:
+    """Say so in one line when a port is taken, rather than as a start-up traceback."""
+    import socket
+
+    from shipyard.errors import Unavailable
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise Unavailable(
+                f"cannot listen on {host}:{port} ({exc.strerror}): choose another {flag}"
+            ) from None

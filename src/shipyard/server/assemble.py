@@ -29,6 +29,7 @@ class ServeSpec(BaseModel):
     settings: Settings
     names: list[str] | None = None
     grpc: bool = True
+    workers: int = 1
 
 
 @dataclass
@@ -55,7 +56,9 @@ def assemble(spec: ServeSpec) -> Assembled:
         from shipyard.server.grpc import grpc_server
 
         assert grpc_port is not None
-        return grpc_server(dataplane, settings.host, grpc_port, settings.max_body_bytes)
+        return grpc_server(
+            dataplane, settings.host, grpc_port, settings.max_body_bytes, reuse_port=spec.workers > 1
+        )
 
     app = create_app(
         dataplane,

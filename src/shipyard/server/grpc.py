@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import grpc
 
 from shipyard.dataplane import DataPlane
-from shipyard.errors import NotFound, ShipyardError
+from shipyard.errors import NotFound, ShipyardError, Unavailable
 from shipyard.protocol.grpc import codec
 from shipyard.protocol.grpc import messages as pb
 
@@ -102,12 +102,17 @@ class InferenceServicer:
 
 @contextlib.asynccontextmanager
 async def grpc_server(
-    dataplane: DataPlane, host: str, port: int, max_message_bytes: int
+    dataplane: DataPlane, host: str, port: int, max_message_bytes: int, reuse_port: bool = False
 ) -> AsyncIterator[int]:
-    """Serve gRPC on the running loop for the duration of the block; yields the bound port."""
+    """Serve gRPC on the running loop for the duration of the block; yields the bound port.
+
+    `reuse_port` lets `--workers` processes share the port; otherwise a port in use is an error
+    (grpc would share it silently with another server).
+    """
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", int(reuse_port)),
     ]
     server = grpc.aio.server(options=options)
     servicer = InferenceServicer(dataplane)
@@ -121,9 +126,12 @@ async def grpc_server(
         if hasattr(servicer, name)
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(pb.SERVICE, handlers),))
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
     if bound == 0:
-        raise ShipyardError(f"cannot listen for gRPC on {host}:{port}")
+        raise Unavailable(f"cannot listen for gRPC on {host}:{port}: is the port in use? (--grpc-port)")
     await server.start()
     try:
         yield bound
