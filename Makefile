@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format proto clean
+.PHONY: demo test lint format proto bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: $(BIN)/.installed
 format: $(BIN)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Every benchmark scenario side by side; rewrites bench/BENCHMARKS.md (BENCH_QUICK=1: a short check).
+bench: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/run.py
 
 # Regenerate the gRPC descriptor from the checked-in .proto (the descriptor is committed too).
 proto: $(BIN)/.installed

@@ -1,0 +1,226 @@
+"""`make bench`: every scenario side by side, in one run, on this machine; writes bench/results/ and
+bench/BENCHMARKS.md. Environment: BENCH_QUICK=1 (short runs, no soak), BENCH_DURATION (s per run),
+SOAK_S (soak length, 0 skips it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import onnxruntime
+import orjson
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import loadgen
+import models
+import report
+
+BENCH = Path(__file__).parent
+WORK = BENCH / ".work"
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+DURATION = float(os.environ.get("BENCH_DURATION", "1.5" if QUICK else "5"))
+WARMUP = 0.5 if QUICK else 1.0
+SOAK_S = 0 if QUICK else float(os.environ.get("SOAK_S", "300"))
+CONCURRENCY = [1, 8, 64]
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server did not become ready")
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def shipyard(model: str, batching: bool) -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
+    port, grpc_port = free_port(), free_port()
+    flags = ["--max-batch-size", "64"] if batching else ["--no-batching"]
+    command = [
+        PYTHON, "-m", "shipyard", "--home", str(WORK / "home"), "serve", model, "--port", str(port),
+        "--grpc-port", str(grpc_port), "--intra-op-threads", "1", "--inter-op-threads", "1",
+        "--log-level", "warning", *flags,
+    ]  # fmt: skip
+    with server(command, {}, port) as process:
+        yield port, grpc_port, process
+
+
+def measure_model(name: str, onnx_file: Path) -> dict:
+    rows: list[dict] = []
+    x1 = models.sample(name)
+    batch1 = loadgen.in_process(str(onnx_file), x1, DURATION)
+    best = None
+    for b in (8, 32, 64, 128):
+        r = loadgen.in_process(str(onnx_file), models.sample(name, b), DURATION)
+        if best is None or r.samples_per_s > best[1].samples_per_s:
+            best = (b, r)
+    assert best is not None
+    print(
+        f"{name}: in-process batch 1 {batch1.samples_per_s:.0f}/s, batch {best[0]} {best[1].samples_per_s:.0f}/s"
+    )
+
+    json_req = loadgen.json_body(x1)
+    binary_req = loadgen.binary_body(x1)
+    port = free_port()
+    naive_cmd = [PYTHON, str(BENCH / "naive_server.py"), str(port)]
+    with server(naive_cmd, {"MODEL": str(onnx_file), "INTRA_OP_THREADS": "1"}, port) as naive:
+        url = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
+        for c in CONCURRENCY:
+            r = measured(naive.pid, loadgen.http(url, *json_req, c, DURATION, WARMUP))
+            rows.append(
+                {
+                    "system": "naive FastAPI",
+                    "transport": "HTTP JSON",
+                    "batching": "-",
+                    "concurrency": c,
+                    **r,
+                }
+            )
+            print(rows[-1])
+    grpc_req = loadgen.grpc_body(name, x1)
+    for batching in (True, False):
+        with shipyard(name, batching) as (port, grpc_port, process):
+            url = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
+            for c in CONCURRENCY:
+                for transport in ("HTTP JSON", "HTTP binary", "gRPC"):
+                    if transport == "gRPC":
+                        coro = loadgen.grpc_infer(f"127.0.0.1:{grpc_port}", grpc_req, c, DURATION, WARMUP)
+                    else:
+                        body, headers = json_req if transport == "HTTP JSON" else binary_req
+                        coro = loadgen.http(url, body, headers, c, DURATION, WARMUP)
+                    r = measured(process.pid, coro)
+                    state = "on" if batching else "off"
+                    rows.append(
+                        {
+                            "system": "shipyard",
+                            "transport": transport,
+                            "batching": state,
+                            "concurrency": c,
+                            **r,
+                        }
+                    )
+                    print(rows[-1])
+    return {
+        "in_process": {"batch1": batch1.to_dict(), "best_batch": best[0], "best": best[1].to_dict()},
+        "rows": rows,
+    }
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, coro: Any) -> dict[str, float]:
+    """Run one load scenario and add the server's CPU time per request to its figures."""
+    before = cpu_s(pid)
+    r = asyncio.run(coro)
+    used = cpu_s(pid) - before
+    return {**r.to_dict(), "server_cpu_ms_per_request": 1000 * used / max(r.requests, 1)}
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def soak() -> dict:
+    body, headers = loadgen.binary_body(models.sample("digits"))
+    with shipyard("digits", True) as (port, _, process):
+        url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
+        asyncio.run(loadgen.http(url, body, headers, 64, 10, 1))  # warm up: sessions, buffers, allocator
+        start = rss_kib(process.pid)
+        r = asyncio.run(loadgen.http(url, body, headers, 64, SOAK_S, 0))
+        end = rss_kib(process.pid)
+    return {"seconds": SOAK_S, "concurrency": 64, "rss_start_kib": start, "rss_end_kib": end, **r.to_dict()}
+
+
+def machine() -> dict:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "duration_s": DURATION,
+        "ort_threads": "intra_op 1, inter_op 1 everywhere",
+    }
+
+
+def main() -> None:
+    WORK.mkdir(exist_ok=True)
+    home = WORK / "home"
+    if home.exists():
+        import shutil
+
+        shutil.rmtree(home)
+    files = models.build(home)
+    results = {
+        "machine": machine(),
+        "models": {name: measure_model(name, path) for name, path in files.items()},
+    }
+    if SOAK_S:
+        results["soak"] = soak()
+        print(results["soak"])
+    out = BENCH / "results" / ("quick.json" if QUICK else "latest.json")
+    out.parent.mkdir(exist_ok=True)
+    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    if not QUICK:
+        report.write(results, BENCH / "BENCHMARKS.md", BENCH / "results" / "throughput.png")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
