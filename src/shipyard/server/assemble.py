@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
 from pydantic import BaseModel
+from starlette.applications import Starlette
 
 from shipyard.config import Settings
 from shipyard.dataplane import DataPlane
@@ -34,7 +34,7 @@ class ServeSpec(BaseModel):
 
 @dataclass
 class Assembled:
-    app: FastAPI
+    app: Starlette
     manager: ModelManager
     registry: Registry
 
@@ -68,6 +68,6 @@ def assemble(spec: ServeSpec) -> Assembled:
     return Assembled(app, manager, registry)
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> Starlette:
     """uvicorn's factory in each worker process."""
     return assemble(ServeSpec.model_validate_json(os.environ[SPEC_ENV])).app

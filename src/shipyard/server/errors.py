@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 
 from shipyard.errors import Overloaded, ShipyardError
@@ -24,29 +26,40 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     )
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(ShipyardError)
-    async def _shipyard(_request: Request, exc: ShipyardError) -> Response:
-        headers = None
-        if isinstance(exc, Overloaded):
-            headers = {"Retry-After": str(exc.retry_after_s)}
-        elif exc.status >= 500 and exc.status != 503:
-            log.error("%s: %s", type(exc).__name__, exc.message)
-        return error_response(exc.status, exc.message, headers)
+async def _shipyard(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ShipyardError)
+    headers = None
+    if isinstance(exc, Overloaded):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    elif exc.status >= 500 and exc.status != 503:
+        log.error("%s: %s", type(exc).__name__, exc.message)
+    return error_response(exc.status, exc.message, headers)
 
-    @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> Response:
-        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        if exc.status_code == 404 and message == "Not Found":
-            message = "no such endpoint"
-        return error_response(exc.status_code, message, getattr(exc, "headers", None))
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> Response:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-        return error_response(400, problems or "invalid request")
+async def _http(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = "no such endpoint"
+    return error_response(exc.status_code, message, getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error")
-        return error_response(500, "internal server error")
+
+async def _validation(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+    return error_response(400, problems or "invalid request")
+
+
+async def _unexpected(_request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(500, "internal server error")
+
+
+def handlers() -> dict[Any, Callable[[Request, Any], Coroutine[Any, Any, Response]]]:
+    """For Starlette(exception_handlers=...) and FastAPI alike."""
+    return {
+        ShipyardError: _shipyard,
+        HTTPException: _http,
+        RequestValidationError: _validation,
+        Exception: _unexpected,
+    }
