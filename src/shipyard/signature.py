@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from shipyard.errors import InvalidInput
+from shipyard.protocol.datatypes import v2_datatype
+
 ScoreKind = Literal["probabilities", "logits"]
 
 
@@ -80,9 +83,6 @@ def check_inputs(signature: Signature, inputs: dict[str, Any]) -> None:
 
     `inputs` maps names to numpy arrays whose dtype is already the request's declared datatype.
     """
-    from shipyard.errors import InvalidInput
-    from shipyard.protocol.datatypes import v2_datatype
-
     expected = {spec.name for spec in signature.inputs}
     for name in inputs:
         if name not in expected:

@@ -130,10 +130,7 @@ def _decode_input(raw: Any, tail: memoryview, offset: int) -> tuple[str, np.ndar
     datatype = raw.get("datatype")
     if not isinstance(datatype, str):
         raise InvalidInput(f"input {name!r}: 'datatype' must be a string such as \"FP32\"")
-    try:
-        dtype = numpy_dtype(datatype)
-    except InvalidInput as exc:
-        raise InvalidInput(f"input {name!r}: {exc}") from None
+    dtype = input_dtype(name, datatype)
     count = math.prod(shape)
     params = _parameters(raw.get("parameters"), f"input {name!r}")
     size = params.get("binary_data_size")
@@ -150,6 +147,14 @@ def _decode_input(raw: Any, tail: memoryview, offset: int) -> tuple[str, np.ndar
     if "data" not in raw:
         raise InvalidInput(f"input {name!r} has no 'data'")
     return name, _from_json(name, raw["data"], dtype, datatype, shape, count), 0
+
+
+def input_dtype(name: str, datatype: str) -> np.dtype:
+    """The numpy dtype of an input's declared datatype, or an error naming the input."""
+    try:
+        return numpy_dtype(datatype)
+    except InvalidInput as exc:
+        raise InvalidInput(f"input {name!r}: {exc}") from None
 
 
 def _from_json(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from shipyard.errors import InvalidInput
-from shipyard.protocol.datatypes import numpy_dtype, v2_datatype
+from shipyard.protocol.datatypes import v2_datatype
 from shipyard.protocol.grpc import messages as pb
 from shipyard.protocol.v2 import (
     InferenceRequest,
@@ -21,6 +21,7 @@ from shipyard.protocol.v2 import (
     RequestedOutput,
     decode_raw,
     encode_raw,
+    input_dtype,
 )
 from shipyard.signature import format_shape
 
@@ -75,10 +76,7 @@ def _decode_input(tensor: Any, raw: bytes | None) -> np.ndarray:
     name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
     if any(d < 0 for d in shape):
         raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers")
-    try:
-        dtype = numpy_dtype(datatype)
-    except InvalidInput as exc:
-        raise InvalidInput(f"input {name!r}: {exc}") from None
+    dtype = input_dtype(name, datatype)
     count = math.prod(shape)
     if raw is not None:
         return decode_raw(name, memoryview(raw), dtype, datatype, shape, count)
