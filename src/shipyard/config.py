@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         default_factory=ModelServing,
         description="Default serving settings (env SHIPYARD_SERVING__MAX_BATCH_SIZE=64, ...).",
     )
+    watch_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How often a server re-reads the registry to follow alias changes (0: never).",
+    )
     providers: list[str] | None = Field(
         default=None,
         description="ORT execution providers in order of preference; CUDA then CPU when unset.",

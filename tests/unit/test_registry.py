@@ -153,3 +153,44 @@ def test_artifact_store_never_leaves_half_written_files(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [sha]
     with pytest.raises(NotFound):
         store.get("0" * 64)
+
+
+def test_deploy_and_rollback_record_who_and_why(registry: Registry) -> None:
+    for _ in range(3):
+        register_digits(registry)
+    assert registry.deploy("digits", 1, reason="first release") is None
+    assert registry.deploy("digits", 3) == 1
+    assert registry.rollback("digits", reason="bad accuracy") == (3, 1)
+    assert registry.version("digits").number == 1
+    assert registry.rollback("digits") == (1, 3)  # like `cd -`: back to the one before
+    events = [(e.kind, e.version, e.from_version, e.reason) for e in registry.history("digits")[3:]]
+    assert events == [
+        ("deploy", 1, None, "first release"),
+        ("deploy", 3, 1, ""),
+        ("rollback", 1, 3, "bad accuracy"),
+        ("rollback", 3, 1, ""),
+    ]
+    assert all(e.actor == registry.actor for e in registry.history("digits"))
+
+
+def test_deploy_refuses_incompatible_inputs_unless_forced(registry: Registry) -> None:
+    from shipyard.errors import Conflict
+    from shipyard.signature import Signature, TensorSpec
+
+    register_digits(registry)
+    registry.deploy("digits", 1)
+    wider = Signature((TensorSpec("input", "FP32", (-1, 65)),), (TensorSpec("logits", "FP32", (-1, 10)),))
+    registry.register("digits", b"other", signature=wider, framework="onnx", check={})
+    with pytest.raises(Conflict, match=r"input 'input' changes shape \[-1, 64\] -> \[-1, 65\]"):
+        registry.deploy("digits", 2)
+    assert registry.version("digits").number == 1
+    registry.deploy("digits", 2, force=True)
+    assert registry.version("digits").number == 2
+
+
+def test_rollback_needs_a_previous_version(registry: Registry) -> None:
+    from shipyard.errors import Conflict
+
+    register_digits(registry)
+    with pytest.raises(Conflict, match="no earlier production version"):
+        registry.rollback("digits")

@@ -196,7 +196,7 @@ def restore(ctx: typer.Context, name: str = typer.Argument(...), version: int = 
 @app.command("history")
 def history(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Every change to a model, oldest first."""
-    table = Table("time", "event", "version", "from", "detail", "actor")
+    table = Table("time", "event", "version", "from", "detail", "actor", "reason")
     for e in get_state(ctx).registry.history(name):
         table.add_row(
             when(e.created_at),
@@ -205,6 +205,7 @@ def history(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
             "-" if e.from_version is None else str(e.from_version),
             e.detail,
             e.actor,
+            e.reason,
         )
     console.print(table)
 

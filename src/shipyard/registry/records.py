@@ -86,3 +86,4 @@ class Event:
     actor: str
     detail: str
     created_at: datetime
+    reason: str = ""

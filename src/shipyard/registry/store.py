@@ -30,6 +30,7 @@ from shipyard.signature import Signature
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 RESERVED_ALIASES = {"latest"}
+PRODUCTION_CHANGES = {"alias", "restore", "deploy", "rollback"}
 
 
 def parse_ref(ref: str) -> tuple[str, str | None]:
@@ -127,7 +128,9 @@ class Registry:
                 continue  # another writer took the same number or name: try again
         raise Conflict(f"could not add a version of {name!r}: too many concurrent writers")
 
-    def set_alias(self, name: str, version: int, alias: str, *, kind: str = "alias") -> int | None:
+    def set_alias(
+        self, name: str, version: int, alias: str, *, kind: str = "alias", reason: str = ""
+    ) -> int | None:
         """Point `alias` at `version`; returns the version it pointed at before."""
         if not ALIAS.match(alias) or alias in RESERVED_ALIASES:
             raise InvalidInput(
@@ -144,7 +147,7 @@ class Registry:
                 session.add(AliasRow(model_id=model.id, name=alias, version=version))
             else:
                 row.version, row.updated_at = version, utcnow()
-            self._event(session, name, kind, version, from_version=before, detail=alias)
+            self._event(session, name, kind, version, from_version=before, detail=alias, reason=reason)
             return before
 
     def configure(self, name: str, serving: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +163,30 @@ class Registry:
     def restore(self, name: str, version: int) -> int | None:
         """Make an earlier version the production one again."""
         return self.set_alias(name, version, "production", kind="restore")
+
+    def deploy(self, name: str, version: int, *, force: bool = False, reason: str = "") -> int | None:
+        """Make `version` production; refused when its inputs differ from the current production's."""
+        target = self.version(name, version)
+        current = self.model(name).aliases.get("production")
+        if current is not None and current != version and not force:
+            problem = input_difference(self.version(name, current).signature, target.signature)
+            if problem:
+                raise Conflict(
+                    f"{name}:{version} cannot replace {name}:{current}: {problem} (--force deploys anyway)"
+                )
+        return self.set_alias(name, version, "production", kind="deploy", reason=reason)
+
+    def rollback(self, name: str, *, reason: str = "") -> tuple[int, int]:
+        """Production goes back to the version it was before its last change; returns (from, to)."""
+        current = self.model(name).aliases.get("production")
+        changes = [e for e in self.history(name) if e.detail == "production" and e.kind in PRODUCTION_CHANGES]
+        if current is None or not changes or changes[-1].from_version is None:
+            raise Conflict(f"{name} has no earlier production version to roll back to")
+        previous = changes[-1].from_version
+        if previous not in self.model(name).versions:
+            raise Conflict(f"{name}: the previous production version {previous} has been deleted")
+        self.set_alias(name, previous, "production", kind="rollback", reason=reason)
+        return current, previous
 
     def delete(self, name: str, version: int | None = None) -> list[int]:
         """Delete one version (and aliases pointing at it) or the whole model; returns the numbers."""
@@ -196,6 +223,7 @@ class Registry:
         *,
         from_version: int | None = None,
         detail: str = "",
+        reason: str = "",
     ) -> None:
         session.add(
             EventRow(
@@ -205,6 +233,7 @@ class Registry:
                 from_version=from_version,
                 actor=self.actor,
                 detail=detail,
+                reason=reason,
                 created_at=utcnow(),
             )
         )
@@ -253,7 +282,7 @@ class Registry:
             if not rows:
                 raise NotFound(f"no model named {name!r} and no history for it")
             return [
-                Event(r.model, r.kind, r.version, r.from_version, r.actor, r.detail, r.created_at)
+                Event(r.model, r.kind, r.version, r.from_version, r.actor, r.detail, r.created_at, r.reason)
                 for r in rows
             ]
 
@@ -287,6 +316,24 @@ class Registry:
         if model is None:
             raise NotFound(f"no model named {name!r}")
         return model
+
+
+def input_difference(serving: Signature, candidate: Signature) -> str | None:
+    """What makes requests for `serving` invalid for `candidate`, naming the tensor; None if nothing."""
+    theirs = {spec.name: spec for spec in candidate.inputs}
+    for spec in serving.inputs:
+        other = theirs.pop(spec.name, None)
+        if other is None:
+            return f"input {spec.name!r} is gone"
+        if other.datatype != spec.datatype:
+            return f"input {spec.name!r} changes datatype {spec.datatype} -> {other.datatype}"
+        if len(other.shape) != len(spec.shape) or any(
+            a != b and -1 not in (a, b) for a, b in zip(spec.shape, other.shape, strict=True)
+        ):
+            return f"input {spec.name!r} changes shape {list(spec.shape)} -> {list(other.shape)}"
+    if theirs:
+        return f"new required input {next(iter(theirs))!r}"
+    return None
 
 
 def _resolve(summary: ModelSummary, version: int | str | None) -> int:

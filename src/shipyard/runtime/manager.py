@@ -7,6 +7,8 @@ with the server (`start()` / `aclose()` on its event loop).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -15,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from shipyard.config import ModelServing
-from shipyard.errors import InvalidInput, NotFound
+from shipyard.errors import InvalidInput, NotFound, ShipyardError
 from shipyard.protocol.datatypes import numpy_dtype
 from shipyard.registry import Registry, VersionRecord
 from shipyard.runtime.batcher import Batcher, BatchSettings
@@ -90,13 +92,19 @@ def runner_options(options: RunnerOptions, instances: int) -> RunnerOptions:
 
 class ModelManager:
     def __init__(
-        self, registry: Registry, options: RunnerOptions, serving: ModelServing | None = None
+        self,
+        registry: Registry,
+        options: RunnerOptions,
+        serving: ModelServing | None = None,
+        watch_interval_s: float = 0.0,
     ) -> None:
         self._registry = registry
         self._options = options
         self._serving = serving or ModelServing()
         self._models: dict[str, ServedModel] = {}
         self._started = False
+        self._watch_interval_s = watch_interval_s
+        self._watcher: asyncio.Task[None] | None = None
 
     def load(self, names: Iterable[str] | None = None) -> None:
         """Load every version of the named models (all registered models when None)."""
@@ -125,16 +133,71 @@ class ModelManager:
         return LoadedVersion(record, runner, batcher)
 
     async def start(self) -> None:
-        """Start every version's batcher on the running event loop."""
+        """Start every version's batcher on the running event loop, and the registry watch."""
         for version in self._all():
             await version.batcher.start()
         self._started = True
+        if self._watch_interval_s > 0:
+            self._watcher = asyncio.create_task(self._watch(), name="registry-watch")
 
     async def aclose(self) -> None:
-        """Finish queued requests, then stop the batchers."""
+        """Stop following the registry, finish queued requests, then stop the batchers."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         for version in self._all():
             await version.batcher.aclose()
         self._started = False
+
+    async def refresh(self) -> list[str]:
+        """Follow the registry: load versions added since, and move each model's default version to
+        its production alias. Loading and warm-up happen off the loop; the switch is one assignment,
+        so a request sees the old default or the new one, never neither, and the old version's
+        in-flight requests finish on its own batcher."""
+        plans = await asyncio.to_thread(self._plan)
+        changes = []
+        for name, default, loaded in plans:
+            served = self._models.get(name)
+            if served is None:
+                continue
+            for version in loaded:
+                await version.batcher.start()
+                served.versions[version.number] = version
+                changes.append(f"{name}: loaded version {version.number}")
+            if default in served.versions and default != served.default:
+                changes.append(f"{name}: default version {served.default} -> {default}")
+                served.default = default
+        return changes
+
+    def _plan(self) -> list[tuple[str, int | None, list[LoadedVersion]]]:
+        """Blocking part of refresh (registry reads, session loads), run on a worker thread."""
+        plans = []
+        for name, served in list(self._models.items()):
+            try:
+                summary = self._registry.model(name)
+            except NotFound:
+                continue  # deleted from the registry: keep serving what is loaded
+            loaded = []
+            for number in summary.versions:
+                if number in served.versions:
+                    continue
+                try:
+                    loaded.append(self._load_version(self._registry.version(name, number), served.serving))
+                except ShipyardError as exc:
+                    log.error("%s:%s cannot be loaded, still serving the others: %s", name, number, exc)
+            plans.append((name, summary.default_version, loaded))
+        return plans
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._watch_interval_s)  # a polling period, not a synchronisation
+            try:
+                for change in await self.refresh():
+                    log.info("registry watch: %s", change)
+            except Exception:
+                log.exception("registry watch failed; trying again")
 
     def unload_all(self) -> None:
         for version in self._all():

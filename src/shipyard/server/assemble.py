@@ -47,6 +47,7 @@ def assemble(spec: ServeSpec) -> Assembled:
         registry,
         RunnerOptions(settings.intra_op_threads, settings.inter_op_threads, settings.providers),
         settings.serving,
+        watch_interval_s=settings.watch_interval_s,
     )
     manager.load(spec.names or None)
     dataplane = DataPlane(manager)

@@ -1,0 +1,109 @@
+"""Deploys and rollbacks while traffic flows: a running server follows the registry, loads and warms
+the new version before switching, and no request fails."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shipyard.config import Settings
+from shipyard.registry import Registry
+from tests.conftest import register_digits
+from tests.integration.conftest import Server, shipyard_command, start_server, stop_server
+from tests.models import digits_data
+
+
+def cli(home: Path, *args: str) -> str:
+    result = subprocess.run(shipyard_command(home, *args), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def wait_for_version(server: Server, version: int, timeout: float = 5.0) -> float:
+    """Seconds until the server's default version is `version` (polled, bounded by `timeout`)."""
+    start = time.monotonic()
+    X, _ = digits_data()
+    with httpx.Client(base_url=server.url) as client:
+        while time.monotonic() - start < timeout:
+            if (
+                client.post("/v1/models/digits/predict", json={"input": X[0].tolist()}).json()["version"]
+                == version
+            ):
+                return time.monotonic() - start
+            time.sleep(0.05)
+    raise AssertionError(f"the server did not switch to version {version} within {timeout} s")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    registry = Registry.open(Settings(home=tmp_path))
+    register_digits(registry)
+    registry.deploy("digits", 1)
+    registry.close()
+    return tmp_path
+
+
+def test_a_new_version_is_followed_without_restart(home: Path) -> None:
+    server = start_server(home)
+    try:
+        registry = Registry.open(Settings(home=home))
+        register_digits(registry, description="imported while serving")
+        registry.close()
+        cli(home, "deploy", "digits:2", "--reason", "new weights")
+        assert wait_for_version(server, 2) < 2.0 + 1.0  # within the 1 s watch period, plus load time
+        assert "rolled digits back from version 2 to 1" in cli(home, "rollback", "digits")
+        assert wait_for_version(server, 1) < 2.0
+        history = cli(home, "model", "history", "digits")
+        assert "deploy" in history and "rollback" in history and "new weights" in history
+    finally:
+        stop_server(server)
+
+
+def test_no_request_fails_during_deploys_and_rollbacks(home: Path) -> None:
+    registry = Registry.open(Settings(home=home))
+    register_digits(registry)
+    registry.close()
+    server = start_server(home)
+    X, _ = digits_data()
+    seen: Counter[int] = Counter()
+    failures: list[str] = []
+    switch_times: list[float] = []
+
+    async def client(stop: float) -> None:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            i = 0
+            while time.monotonic() < stop:
+                response = await http.post("/v1/models/digits/predict", json={"input": X[i % 100].tolist()})
+                i += 1
+                if response.status_code != 200:
+                    failures.append(response.text)
+                else:
+                    seen[response.json()["version"]] += 1
+
+    async def operator() -> None:
+        for _ in range(5):
+            for command in (["deploy", "digits:2"], ["rollback", "digits"]):
+                await asyncio.to_thread(cli, home, *command)
+                want = 2 if command[0] == "deploy" else 1
+                switch_times.append(await asyncio.to_thread(wait_for_version, server, want))
+
+    async def main() -> None:
+        stop = time.monotonic() + 20
+        await asyncio.gather(operator(), *(client(stop) for _ in range(16)))
+
+    try:
+        asyncio.run(main())
+    finally:
+        stop_server(server)
+    assert failures == []
+    assert set(seen) == {1, 2}
+    assert sum(seen.values()) > 100
+    assert len(switch_times) == 10 and max(switch_times) < 3.0
+    total, slowest = sum(seen.values()), max(switch_times)
+    print(f"requests {total}, failed 0, by version {dict(seen)}, slowest switch {slowest:.2f} s")
