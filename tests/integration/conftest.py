@@ -40,7 +40,7 @@ def shipyard_command(home: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "shipyard", "--home", str(home), *args]
 
 
-def start_server(home: Path, *args: str, timeout: float = 60.0) -> Server:
+def start_server(home: Path, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None) -> Server:
     """Start the server and return once /v2/health/ready answers 200 (or fail with its output)."""
     port, grpc_port = free_port(), free_port()
     log = home / f"server-{port}.log"
@@ -59,7 +59,7 @@ def start_server(home: Path, *args: str, timeout: float = 60.0) -> Server:
             ),
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "SHIPYARD_HOME": str(home)},
+            env={**os.environ, "SHIPYARD_HOME": str(home), **(env or {})},
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

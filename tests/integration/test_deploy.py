@@ -14,7 +14,7 @@ import pytest
 
 from shipyard.config import Settings
 from shipyard.registry import Registry
-from tests.conftest import register_digits
+from tests.conftest import POSTGRES_URL, open_registry, register_digits
 from tests.integration.conftest import Server, shipyard_command, start_server, stop_server
 from tests.models import digits_data
 
@@ -107,3 +107,51 @@ def test_no_request_fails_during_deploys_and_rollbacks(home: Path) -> None:
     assert len(switch_times) == 10 and max(switch_times) < 3.0
     total, slowest = sum(seen.values()), max(switch_times)
     print(f"requests {total}, failed 0, by version {dict(seen)}, slowest switch {slowest:.2f} s")
+
+
+def test_a_corrupt_version_leaves_the_current_one_serving(home: Path) -> None:
+    registry = Registry.open(Settings(home=home))
+    server = start_server(home)
+    try:
+        record = registry.register(
+            "digits",
+            b"these bytes are no ONNX model",
+            signature=registry.version("digits").signature,
+            framework="onnx",
+            check={},
+        )
+        registry.deploy("digits", record.number, reason="try the broken one")
+        X, _ = digits_data()
+        deadline = time.monotonic() + 5
+        while not any(e.kind == "load-failed" for e in registry.history("digits")):
+            assert time.monotonic() < deadline, "the server never reported the failed load"
+            time.sleep(0.1)
+        failed = next(e for e in registry.history("digits") if e.kind == "load-failed")
+        assert failed.version == 2 and "cannot load the model" in failed.reason
+        doc = httpx.post(f"{server.url}/v1/models/digits/predict", json={"input": X[0].tolist()}).json()
+        assert doc["version"] == 1
+        assert server.alive()
+    finally:
+        stop_server(server)
+        registry.close()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="SHIPYARD_TEST_POSTGRES_URL is not set")
+def test_two_servers_on_one_postgres_registry_both_follow(tmp_path: Path) -> None:
+    assert POSTGRES_URL is not None
+    settings = Settings(home=tmp_path, database_url=POSTGRES_URL)
+    registry = open_registry(Settings(home=tmp_path), "postgresql")
+    register_digits(registry)
+    register_digits(registry)
+    registry.deploy("digits", 1)
+    servers = [start_server(tmp_path, env={"SHIPYARD_DATABASE_URL": POSTGRES_URL}) for _ in range(2)]
+    try:
+        operator = Registry.open(settings)
+        operator.deploy("digits", 2, reason="both must follow")
+        operator.close()
+        for server in servers:
+            assert wait_for_version(server, 2) < 3.0
+    finally:
+        for server in servers:
+            stop_server(server)
+        registry.close()

@@ -164,6 +164,11 @@ class Registry:
         """Make an earlier version the production one again."""
         return self.set_alias(name, version, "production", kind="restore")
 
+    def record(self, name: str, kind: str, version: int | None, reason: str) -> None:
+        """Add an event that changes nothing else (e.g. a server failing to load a version)."""
+        with self._session() as session:
+            self._event(session, name, kind, version, reason=reason)
+
     def deploy(self, name: str, version: int, *, force: bool = False, reason: str = "") -> int | None:
         """Make `version` production; refused when its inputs differ from the current production's."""
         target = self.version(name, version)

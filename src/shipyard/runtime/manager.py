@@ -105,6 +105,7 @@ class ModelManager:
         self._started = False
         self._watch_interval_s = watch_interval_s
         self._watcher: asyncio.Task[None] | None = None
+        self._failed: set[tuple[str, int]] = set()  # versions that failed to load: not retried
 
     def load(self, names: Iterable[str] | None = None) -> None:
         """Load every version of the named models (all registered models when None)."""
@@ -166,7 +167,9 @@ class ModelManager:
                 await version.batcher.start()
                 served.versions[version.number] = version
                 changes.append(f"{name}: loaded version {version.number}")
-            if default in served.versions and default != served.default:
+            if default is None or default not in served.versions:
+                continue  # not loadable here: keep answering with the current default
+            if default != served.default:
                 changes.append(f"{name}: default version {served.default} -> {default}")
                 served.default = default
         return changes
@@ -181,12 +184,14 @@ class ModelManager:
                 continue  # deleted from the registry: keep serving what is loaded
             loaded = []
             for number in summary.versions:
-                if number in served.versions:
+                if number in served.versions or (name, number) in self._failed:
                     continue
                 try:
                     loaded.append(self._load_version(self._registry.version(name, number), served.serving))
                 except ShipyardError as exc:
                     log.error("%s:%s cannot be loaded, still serving the others: %s", name, number, exc)
+                    self._failed.add((name, number))
+                    self._registry.record(name, "load-failed", number, exc.message)
             plans.append((name, summary.default_version, loaded))
         return plans
 
