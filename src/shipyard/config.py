@@ -6,10 +6,14 @@ a CLI flag that overrides it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Version policies (runtime/policy.py): all | latest N | specific 1,3
+POLICY_PATTERN = r"^(all|latest [1-9][0-9]*|specific [0-9]+(,[0-9]+)*)$"
 
 
 class ModelServing(BaseModel):
@@ -33,6 +37,17 @@ class ModelServing(BaseModel):
     timeout_s: float | None = Field(
         default=None, gt=0, description="Drop a request that has had no answer after this long."
     )
+    versions: str = Field(
+        default="all",
+        description="Versions kept loaded: 'all', 'latest N' or 'specific 1,3' (the default version always).",
+    )
+
+    @field_validator("versions")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        if not re.match(POLICY_PATTERN, value):
+            raise ValueError(f"{value!r} is no version policy: use 'all', 'latest N' or 'specific 1,3'")
+        return value
 
 
 class Settings(BaseSettings):

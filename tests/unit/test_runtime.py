@@ -96,3 +96,44 @@ def test_manager_refuses_a_corrupt_artifact(registry: Registry) -> None:
 def test_manager_with_an_empty_registry_says_what_to_do(registry: Registry) -> None:
     with pytest.raises(NotFound, match="shipyard model import"):
         ModelManager(registry, RunnerOptions()).load()
+
+
+def test_version_policies() -> None:
+    from shipyard.runtime.policy import wanted_versions
+
+    assert wanted_versions("all", [1, 2, 3], 2) == {1, 2, 3}
+    assert wanted_versions("latest 2", [1, 2, 3, 4], 1) == {1, 3, 4}  # the default always stays
+    assert wanted_versions("specific 2,9", [1, 2, 3], None) == {2}
+
+
+def test_manager_follows_the_registry_within_its_policy(registry: Registry) -> None:
+    from shipyard.config import ModelServing
+
+    for _ in range(3):
+        register_digits(registry)
+    registry.deploy("digits", 1)
+    manager = ModelManager(registry, RunnerOptions(), ModelServing(versions="latest 1"))
+    manager.load(["digits"])
+    assert sorted(manager.served("digits").versions) == [1, 3]
+
+    async def follow() -> list[list[str]]:
+        await manager.start()
+        try:
+            register_digits(registry)  # version 4: the newest now
+            first = await manager.refresh()
+            assert sorted(manager.served("digits").versions) == [1, 4]
+            registry.deploy("digits", 4)
+            second = await manager.refresh()
+            assert manager.get("digits").number == 4
+            assert sorted(manager.served("digits").versions) == [4]
+            X, _ = digits_data()
+            (logits,) = await manager.get("digits").infer({"input": X[:1]}, None)
+            np.testing.assert_allclose(logits, digits_linear().logits(X[:1]), rtol=1e-5, atol=1e-4)
+            return [first, second]
+        finally:
+            await manager.aclose()
+            manager.unload_all()
+
+    first, second = asyncio.run(follow())
+    assert first == ["digits: loaded version 4", "digits: unloaded version 3"]
+    assert second == ["digits: default version 1 -> 4", "digits: unloaded version 1"]

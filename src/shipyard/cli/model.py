@@ -156,6 +156,7 @@ def configure(
     max_queue_size: int | None = opts.MAX_QUEUE_SIZE,
     instances: int | None = opts.INSTANCES,
     timeout_s: float | None = opts.TIMEOUT_S,
+    versions: str | None = opts.VERSIONS,
     reset: bool = typer.Option(False, "--reset", help="Forget this model's settings first."),
 ) -> None:
     """Set how a model is served (batching, instances, queue); stored in the registry."""
@@ -171,6 +172,7 @@ def configure(
         max_queue_size=max_queue_size,
         instances=instances,
         timeout_s=timeout_s,
+        versions=versions,
     )
     current = {} if reset else registry.model(name).serving
     try:

@@ -29,6 +29,7 @@ def serve(
     max_queue_size: int | None = opts.MAX_QUEUE_SIZE,
     instances: int | None = opts.INSTANCES,
     timeout_s: float | None = opts.TIMEOUT_S,
+    versions: str | None = opts.VERSIONS,
 ) -> None:
     """Serve models over KServe v2 REST and gRPC, and the friendly /predict API.
 
@@ -51,6 +52,7 @@ def serve(
                 max_queue_size=max_queue_size,
                 instances=instances,
                 timeout_s=timeout_s,
+                versions=versions,
             ),
         }
     )

@@ -21,6 +21,7 @@ from shipyard.errors import InvalidInput, NotFound, ShipyardError
 from shipyard.protocol.datatypes import numpy_dtype
 from shipyard.registry import Registry, VersionRecord
 from shipyard.runtime.batcher import Batcher, BatchSettings
+from shipyard.runtime.policy import wanted_versions
 from shipyard.runtime.session import Runner, RunnerOptions
 from shipyard.signature import Signature
 
@@ -120,7 +121,12 @@ class ModelManager:
             except ValueError as exc:
                 raise InvalidInput(f"model {name!r} has bad serving settings: {exc}") from None
             default = self._registry.version(name).number
-            versions = {r.number: self._load_version(r, serving) for r in self._registry.versions(name)}
+            keep = wanted_versions(serving.versions, summary.versions, default)
+            versions = {
+                r.number: self._load_version(r, serving)
+                for r in self._registry.versions(name)
+                if r.number in keep
+            }
             self._models[name] = ServedModel(name, default, versions, serving)
             log.info("serving %s versions %s (default %s)", name, list(versions), default)
 
@@ -159,7 +165,7 @@ class ModelManager:
         in-flight requests finish on its own batcher."""
         plans = await asyncio.to_thread(self._plan)
         changes = []
-        for name, default, loaded in plans:
+        for name, default, loaded, wanted in plans:
             served = self._models.get(name)
             if served is None:
                 continue
@@ -167,14 +173,17 @@ class ModelManager:
                 await version.batcher.start()
                 served.versions[version.number] = version
                 changes.append(f"{name}: loaded version {version.number}")
-            if default is None or default not in served.versions:
-                continue  # not loadable here: keep answering with the current default
-            if default != served.default:
+            if default is not None and default in served.versions and default != served.default:
                 changes.append(f"{name}: default version {served.default} -> {default}")
                 served.default = default
+            for number in sorted(set(served.versions) - wanted - {served.default}):
+                old = served.versions.pop(number)  # new requests no longer reach it ...
+                await old.batcher.aclose()  # ... and the ones it has queued finish first
+                await asyncio.to_thread(old.runner.unload)
+                changes.append(f"{name}: unloaded version {number}")
         return changes
 
-    def _plan(self) -> list[tuple[str, int | None, list[LoadedVersion]]]:
+    def _plan(self) -> list[tuple[str, int | None, list[LoadedVersion], set[int]]]:
         """Blocking part of refresh (registry reads, session loads), run on a worker thread."""
         plans = []
         for name, served in list(self._models.items()):
@@ -182,8 +191,9 @@ class ModelManager:
                 summary = self._registry.model(name)
             except NotFound:
                 continue  # deleted from the registry: keep serving what is loaded
+            wanted = wanted_versions(served.serving.versions, summary.versions, summary.default_version)
             loaded = []
-            for number in summary.versions:
+            for number in sorted(wanted):
                 if number in served.versions or (name, number) in self._failed:
                     continue
                 try:
@@ -192,7 +202,7 @@ class ModelManager:
                     log.error("%s:%s cannot be loaded, still serving the others: %s", name, number, exc)
                     self._failed.add((name, number))
                     self._registry.record(name, "load-failed", number, exc.message)
-            plans.append((name, summary.default_version, loaded))
+            plans.append((name, summary.default_version, loaded, wanted))
         return plans
 
     async def _watch(self) -> None:
