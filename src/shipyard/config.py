@@ -81,6 +81,10 @@ class Settings(BaseSettings):
         default_factory=ModelServing,
         description="Default serving settings (env SHIPYARD_SERVING__MAX_BATCH_SIZE=64, ...).",
     )
+    admin_token: str | None = Field(
+        default=None,
+        description="When set, repository and admin endpoints need 'Authorization: Bearer <token>'.",
+    )
     watch_interval_s: float = Field(
         default=1.0,
         ge=0,

@@ -14,7 +14,7 @@ from shipyard.protocol.v2 import InferenceRequest, InferenceResponse, OutputTens
 from shipyard.runtime.manager import ModelManager
 from shipyard.signature import TensorSpec, check_inputs
 
-EXTENSIONS = ["binary_tensor_data", "classification"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "model_repository"]
 PLATFORM = "onnxruntime_onnx"
 CONFIG_TYPES = {"BYTES": "STRING"}  # Triton's config names every other type as v2 does, after "TYPE_"
 
@@ -84,6 +84,17 @@ class DataPlane:
         if batched and serving.batching:
             config["dynamic_batching"] = {"max_queue_delay_microseconds": serving.max_queue_delay_us}
         return config
+
+    # -- repository extension ----------------------------------------------------------------
+
+    def repository_index(self) -> list[dict[str, str]]:
+        return self.manager.index()
+
+    async def repository_load(self, name: str) -> None:
+        await self.manager.load_model(name)
+
+    async def repository_unload(self, name: str) -> None:
+        await self.manager.unload_model(name)
 
     def models(self) -> list[dict[str, Any]]:
         out = []

@@ -6,6 +6,7 @@ and to a one-line message by the CLI::
     ShipyardError (500)
     ├── InvalidInput (400)            a request or argument the caller must fix
     │   └── ConversionFailed (422)    a model that cannot be imported or fails its numerical check
+    ├── Unauthorized (401)            an admin endpoint without the admin token
     ├── NotFound (404)                an unknown model, version, alias or file
     ├── Conflict (409)                a name or alias clash
     ├── PayloadTooLarge (413)         a request body over the configured limit
@@ -39,6 +40,10 @@ class InvalidInput(ShipyardError):
 
 class ConversionFailed(InvalidInput):
     status = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class Unauthorized(ShipyardError):
+    status = HTTPStatus.UNAUTHORIZED
 
 
 class NotFound(ShipyardError):
@@ -79,5 +84,6 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "ShipyardError",
+    "Unauthorized",
     "Unavailable",
 ]

@@ -281,3 +281,43 @@ def test_fuzzed_binary_bodies_never_cause_a_server_error(
         headers={"Inference-Header-Content-Length": str(declared)},
     )
     assert response.status_code < 500, response.text
+
+
+def test_repository_index_unload_and_load(client: ASGIClient) -> None:
+    index = client.post("/v2/repository/index").json()
+    assert {"name": "digits", "version": "2", "state": "READY", "reason": ""} in index
+    assert client.post("/v2/repository/models/digits/unload").json() == {"name": "digits", "loaded": False}
+    assert client.post("/v2/models/digits/infer", json=digits_request(np.zeros((1, 64)))).status_code == 404
+    states = {
+        (e["name"], e["version"]): (e["state"], e["reason"])
+        for e in client.post("/v2/repository/index").json()
+    }
+    assert states[("digits", "1")] == ("UNAVAILABLE", "model not loaded")
+    assert client.post("/v2/repository/models/digits/load").json() == {"name": "digits", "loaded": True}
+    X, _ = digits_data()
+    response = client.post("/v2/models/digits/infer", json=digits_request(X[:2]))
+    assert response.status_code == 200
+    assert client.post("/v2/repository/models/nope/load").status_code == 404
+
+
+def test_admin_token_guards_the_repository(registry: Registry) -> None:
+    register_digits(registry)
+    manager = ModelManager(registry, RunnerOptions())
+    manager.load()
+    guarded = ASGIClient(create_app(DataPlane(manager), admin_token="s3cret"))
+    guarded.run(manager.start())
+    try:
+        refused = guarded.post("/v2/repository/index")
+        assert refused.status_code == 401 and "admin token" in refused.json()["error"]
+        assert (
+            guarded.post("/v2/repository/index", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        )
+        assert (
+            guarded.post("/v2/repository/index", headers={"Authorization": "Bearer s3cret"}).status_code
+            == 200
+        )
+        assert guarded.get("/v2/models/digits").status_code == 200  # inference and metadata stay open
+    finally:
+        guarded.run(manager.aclose())
+        guarded.close()
+        manager.unload_all()

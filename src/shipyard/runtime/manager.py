@@ -214,6 +214,47 @@ class ModelManager:
             except Exception:
                 log.exception("registry watch failed; trying again")
 
+    # -- the repository extension: load and unload whole models while serving ----------------------
+
+    async def load_model(self, name: str) -> None:
+        """Load (or reload) a model while serving: built off the loop, swapped in at once."""
+        staged = ModelManager(self._registry, self._options, self._serving)
+        await asyncio.to_thread(staged.load, [name])
+        fresh = staged._models[name]
+        for version in fresh.versions.values():
+            await version.batcher.start()
+        old = self._models.get(name)
+        self._models[name] = fresh
+        self._failed = {f for f in self._failed if f[0] != name}
+        if old is not None:
+            await self._drain(old.versions.values())
+
+    async def unload_model(self, name: str) -> None:
+        """Stop serving a model: new requests get 404, queued ones finish, then its sessions go."""
+        served = self._models.pop(self.served(name).name)
+        await self._drain(served.versions.values())
+
+    async def _drain(self, versions: Iterable[LoadedVersion]) -> None:
+        for version in list(versions):
+            await version.batcher.aclose()
+            await asyncio.to_thread(version.runner.unload)
+
+    def index(self) -> list[dict[str, str]]:
+        """Every registered version with its state here: READY, or UNAVAILABLE and why."""
+        out = []
+        for summary in self._registry.models():
+            served = self._models.get(summary.name)
+            for number in summary.versions:
+                state, reason = "READY", ""
+                if (summary.name, number) in self._failed:
+                    state, reason = "UNAVAILABLE", "failed to load (see the model's history)"
+                elif served is None:
+                    state, reason = "UNAVAILABLE", "model not loaded"
+                elif number not in served.versions:
+                    state, reason = "UNAVAILABLE", f"not in the version policy ({served.serving.versions})"
+                out.append({"name": summary.name, "version": str(number), "state": state, "reason": reason})
+        return out
+
     def unload_all(self) -> None:
         for version in self._all():
             version.runner.unload()

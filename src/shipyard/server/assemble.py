@@ -65,6 +65,7 @@ def assemble(spec: ServeSpec) -> Assembled:
         dataplane,
         max_body_bytes=settings.max_body_bytes,
         also_serve=also_serve if grpc_port is not None else None,
+        admin_token=settings.admin_token,
     )
     return Assembled(app, manager, registry)
 

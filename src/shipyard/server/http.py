@@ -9,6 +9,7 @@ else and the OpenAPI docs at /docs, which also describe the hot routes (same han
 from __future__ import annotations
 
 import contextlib
+import hmac
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from starlette.routing import Mount, Route
 
 from shipyard._version import __version__
 from shipyard.dataplane import DataPlane
-from shipyard.errors import InvalidInput, PayloadTooLarge
+from shipyard.errors import InvalidInput, PayloadTooLarge, Unauthorized
 from shipyard.protocol.v2 import HEADER_LENGTH, decode_request, encode_response
 from shipyard.server import errors
 from shipyard.server.openapi import INFER_BODY, PREDICT_BODY
@@ -66,9 +67,17 @@ def _top_k(request: Request) -> int:
 class Handlers:
     """The hot endpoints, as plain `request -> response` functions."""
 
-    def __init__(self, dataplane: DataPlane, max_body_bytes: int) -> None:
+    def __init__(self, dataplane: DataPlane, max_body_bytes: int, admin_token: str | None = None) -> None:
         self.dataplane = dataplane
         self.limit = max_body_bytes
+        self.admin_token = admin_token
+
+    def require_admin(self, request: Request) -> None:
+        if self.admin_token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {self.admin_token}".encode()):
+            raise Unauthorized("this endpoint needs the admin token: Authorization: Bearer <token>")
 
     async def live(self, request: Request) -> Response:
         return json_response({"live": self.dataplane.live()})
@@ -105,9 +114,10 @@ def create_app(
     *,
     max_body_bytes: int = 64 * 1024 * 1024,
     also_serve: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+    admin_token: str | None = None,
 ) -> Starlette:
     """The ASGI app; `also_serve` runs beside it on the same loop (the gRPC server)."""
-    h = Handlers(dataplane, max_body_bytes)
+    h = Handlers(dataplane, max_body_bytes, admin_token)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -175,6 +185,25 @@ def _documented_api(dataplane: DataPlane, h: Handlers) -> FastAPI:
     @app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"], openapi_extra=INFER_BODY)
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
         return await h.infer(request)
+
+    # -- repository extension (Triton's), admin --------------------------------------------------
+
+    @app.post("/v2/repository/index", tags=["repository"])
+    async def repository_index(request: Request) -> Response:
+        h.require_admin(request)
+        return json_response(dataplane.repository_index())
+
+    @app.post("/v2/repository/models/{name}/load", tags=["repository"])
+    async def repository_load(request: Request, name: str) -> Response:
+        h.require_admin(request)
+        await dataplane.repository_load(name)
+        return json_response({"name": name, "loaded": True})
+
+    @app.post("/v2/repository/models/{name}/unload", tags=["repository"])
+    async def repository_unload(request: Request, name: str) -> Response:
+        h.require_admin(request)
+        await dataplane.repository_unload(name)
+        return json_response({"name": name, "loaded": False})
 
     @app.get("/v1/models", tags=["friendly"])
     async def list_models() -> Response:
