@@ -160,26 +160,9 @@ def configure(
     reset: bool = typer.Option(False, "--reset", help="Forget this model's settings first."),
 ) -> None:
     """Set how a model is served (batching, instances, queue); stored in the registry."""
-    from pydantic import ValidationError
-
-    from shipyard.config import ModelServing
-
+    updates = opts.serving_updates(locals())
     registry = get_state(ctx).registry
-    updates = opts.serving_updates(
-        batching=batching,
-        max_batch_size=max_batch_size,
-        max_queue_delay_us=max_queue_delay_us,
-        max_queue_size=max_queue_size,
-        instances=instances,
-        timeout_s=timeout_s,
-        versions=versions,
-    )
-    current = {} if reset else registry.model(name).serving
-    try:
-        ModelServing.model_validate({**current, **updates})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(f"bad serving settings: {problems}") from None
+    opts.merged({} if reset else registry.model(name).serving, updates)
     if reset:
         registry.configure(name, dict.fromkeys(registry.model(name).serving))
     result = registry.configure(name, updates) if updates or not reset else {}

@@ -6,7 +6,6 @@ import typer
 
 from shipyard.cli import serving_options as opts
 from shipyard.cli.common import console, get_state
-from shipyard.config import ModelServing
 
 
 def serve(
@@ -42,20 +41,7 @@ def serve(
     from shipyard.server.assemble import SPEC_ENV, ServeSpec, assemble
 
     st = get_state(ctx)
-    serving = ModelServing.model_validate(
-        {
-            **st.settings.serving.model_dump(),
-            **opts.serving_updates(
-                batching=batching,
-                max_batch_size=max_batch_size,
-                max_queue_delay_us=max_queue_delay_us,
-                max_queue_size=max_queue_size,
-                instances=instances,
-                timeout_s=timeout_s,
-                versions=versions,
-            ),
-        }
-    )
+    serving = opts.merged(st.settings.serving.model_dump(), opts.serving_updates(locals()))
     updates = {
         "host": host,
         "port": port,

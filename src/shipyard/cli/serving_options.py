@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from shipyard.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from shipyard.config import ModelServing
 
 BATCHING = typer.Option(None, "--batching/--no-batching", help="Coalesce concurrent requests.")
 MAX_BATCH_SIZE = typer.Option(None, help="Most rows in one ORT run (default 32).")
@@ -15,6 +21,21 @@ VERSIONS = typer.Option(None, help="Versions kept loaded: 'all', 'latest N' or '
 TIMEOUT_S = typer.Option(None, help="Drop a request with no answer after this many seconds.")
 
 
-def serving_updates(**values: Any) -> dict[str, Any]:
-    """The options the user actually gave."""
-    return {k: v for k, v in values.items() if v is not None}
+def serving_updates(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The serving options the user actually gave, out of a command's arguments (its locals())."""
+    from shipyard.config import ModelServing
+
+    return {k: v for k, v in values.items() if k in ModelServing.model_fields and v is not None}
+
+
+def merged(base: Mapping[str, Any], updates: Mapping[str, Any]) -> ModelServing:
+    """`base` with `updates` on top, validated; a bad value is one clear line."""
+    from pydantic import ValidationError
+
+    from shipyard.config import ModelServing
+
+    try:
+        return ModelServing.model_validate({**base, **updates})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"bad serving settings: {problems}") from None
