@@ -96,3 +96,36 @@ def slow_model(steps: int = 600, size: int = 128) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+@dataclass(frozen=True)
+class Dense:
+    """A deep linear net with one large hidden layer: megabytes of weights, answers checkable in numpy."""
+
+    onnx_bytes: bytes
+    weights: tuple[np.ndarray, ...]
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        out = x.astype(np.float32)
+        for w in self.weights:
+            out = out @ w
+        return out
+
+
+@cache
+def dense_model(seed: int, hidden: int = 2048) -> Dense:
+    """About 4 * hidden**2 bytes of weights (16 MiB at 2048): for memory-budget tests."""
+    rng = np.random.default_rng(seed)
+    shapes = [(64, hidden), (hidden, hidden), (hidden, 10)]
+    weights = tuple((rng.normal(0, 1, s) / np.sqrt(s[0])).astype(np.float32) for s in shapes)
+    names = ["input", "h1", "h2", "logits"]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", [names[i], f"W{i}"], [names[i + 1]]) for i in range(3)],
+        f"dense_{seed}",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(w, f"W{i}") for i, w in enumerate(weights)],
+    )
+    model = helper.make_model(graph, opset_imports=OPSET)
+    onnx.checker.check_model(model)
+    return Dense(model.SerializeToString(), weights)

@@ -83,7 +83,24 @@ class Settings(BaseSettings):
     )
     admin_token: str | None = Field(
         default=None,
-        description="When set, repository and admin endpoints need 'Authorization: Bearer <token>'.",
+        description="When set, repository and admin endpoints need 'Authorization: Bearer <token>'; "
+        "changes made with it are recorded as made by 'admin'.",
+    )
+    admin_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description='Named admin tokens, NAME -> TOKEN (env as JSON: \'{"ci": "..."}\'): the history '
+        "records which one made each change.",
+    )
+    alias: str = Field(
+        default="production",
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$",
+        description="The alias whose version a model answers with by default (else its newest version).",
+    )
+    memory_budget_mb: int | None = Field(
+        default=None,
+        gt=0,
+        description="Memory the loaded versions may use, in MB; beyond it the least recently used idle "
+        "version is unloaded, and a version not resident loads on its next request.",
     )
     watch_interval_s: float = Field(
         default=1.0,
@@ -94,6 +111,11 @@ class Settings(BaseSettings):
         default=None,
         description="ORT execution providers in order of preference; CUDA then CPU when unset.",
     )
+
+    @property
+    def named_admin_tokens(self) -> dict[str, str]:
+        """Every admin token by the name the history records it under."""
+        return {**({"admin": self.admin_token} if self.admin_token else {}), **self.admin_tokens}
 
     @property
     def home_dir(self) -> Path:

@@ -32,19 +32,22 @@ class DataPlane:
         return self.manager.ready()
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
-        self.manager.get(name, version)
-        return True
+        """True once the version has answered its warm-up (404 when this server does not serve it)."""
+        return self.manager.resident(name, version)
+
+    def check_served(self, name: str, version: str | None = None) -> None:
+        """404 for a model or version not served here, before a request body is read."""
+        self.manager.record(name, version)
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "shipyard", "version": __version__, "extensions": EXTENSIONS}
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
-        loaded = self.manager.get(name, version)
+        signature = self.manager.record(name, version).signature
         served = self.manager.served(name)
-        signature = loaded.signature
         return {
             "name": name,
-            "versions": [str(v) for v in sorted(served.versions)],
+            "versions": [str(v) for v in sorted(served.records)],
             "platform": PLATFORM,
             "inputs": [spec.to_dict() for spec in signature.inputs],
             "outputs": [spec.to_dict() for spec in signature.outputs],
@@ -55,9 +58,8 @@ class DataPlane:
 
         With a dynamic batch axis, `max_batch_size` > 0 and dims leave the batch axis out, as in Triton.
         """
-        loaded = self.manager.get(name, version)
+        signature = self.manager.record(name, version).signature
         serving = self.manager.served(name).serving
-        signature = loaded.signature
         batched = all(spec.batched for spec in signature.inputs + signature.outputs)
         max_batch = serving.max_batch_size if batched else 0
 
@@ -87,14 +89,24 @@ class DataPlane:
 
     # -- repository extension ----------------------------------------------------------------
 
-    def repository_index(self) -> list[dict[str, str]]:
-        return self.manager.index()
+    async def repository_index(self) -> list[dict[str, str]]:
+        return await self.manager.index()
 
     async def repository_load(self, name: str) -> None:
         await self.manager.load_model(name)
 
     async def repository_unload(self, name: str) -> None:
         await self.manager.unload_model(name)
+
+    async def deploy(
+        self, name: str, version: int | None, *, force: bool, reason: str, actor: str
+    ) -> dict[str, Any]:
+        before, after = await self.manager.deploy(name, version, force=force, reason=reason, actor=actor)
+        return {"name": name, "alias": self.manager.alias, "version": after, "previous": before}
+
+    async def rollback(self, name: str, *, reason: str, actor: str) -> dict[str, Any]:
+        before, after = await self.manager.rollback(name, reason=reason, actor=actor)
+        return {"name": name, "alias": self.manager.alias, "version": after, "previous": before}
 
     def models(self) -> list[dict[str, Any]]:
         out = []
@@ -104,7 +116,8 @@ class DataPlane:
                 {
                     "name": name,
                     "default_version": served.default,
-                    "versions": sorted(served.versions),
+                    "versions": sorted(served.records),
+                    "resident": sorted(served.versions),
                 }
             )
         return out
@@ -112,20 +125,20 @@ class DataPlane:
     # -- inference --------------------------------------------------------------------------
 
     async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
-        loaded = self.manager.get(name, version)
-        signature = loaded.signature
-        check_inputs(signature, request.inputs)
-        wanted = request.outputs
-        if wanted is None:
-            names = [spec.name for spec in signature.outputs]
-        else:
-            names = []
-            for out in wanted:
-                if signature.output(out.name) is None:
-                    known = ", ".join(repr(s.name) for s in signature.outputs)
-                    raise InvalidInput(f"unknown output {out.name!r}: the model's outputs are {known}")
-                names.append(out.name)
-        results = await loaded.infer(request.inputs, names)
+        async with self.manager.use(name, version) as loaded:
+            signature = loaded.signature
+            check_inputs(signature, request.inputs)
+            wanted = request.outputs
+            if wanted is None:
+                names = [spec.name for spec in signature.outputs]
+            else:
+                names = []
+                for out in wanted:
+                    if signature.output(out.name) is None:
+                        known = ", ".join(repr(s.name) for s in signature.outputs)
+                        raise InvalidInput(f"unknown output {out.name!r}: the model's outputs are {known}")
+                    names.append(out.name)
+            results = await loaded.infer(request.inputs, names)
         outputs = []
         for i, (output_name, data) in enumerate(zip(names, results, strict=True)):
             requested = wanted[i] if wanted is not None else None
@@ -143,12 +156,12 @@ class DataPlane:
         self, name: str | None, version: str | None, body: bytes, top_k: int = 0
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Friendly prediction; `name` None means the only model served."""
-        loaded = self.manager.get(self._only_model() if name is None else name, version)
-        signature = loaded.signature
-        inputs, single = friendly.decode_predict(body, signature)
-        scores = signature.scores
-        output = scores.output if scores else signature.outputs[0].name
-        (result,) = await loaded.infer(inputs, [output])
+        async with self.manager.use(self._only_model() if name is None else name, version) as loaded:
+            signature = loaded.signature
+            inputs, single = friendly.decode_predict(body, signature)
+            scores = signature.scores
+            output = scores.output if scores else signature.outputs[0].name
+            (result,) = await loaded.infer(inputs, [output])
         items = friendly.predictions(
             result,
             kind=scores.kind if scores else None,

@@ -74,6 +74,20 @@ class CorruptArtifact(ShipyardError):
     status = HTTPStatus.INTERNAL_SERVER_ERROR
 
 
+_BY_STATUS: dict[int, type[ShipyardError]] = {
+    cls.status: cls
+    for cls in (
+        *(ShipyardError, CorruptArtifact, DeadlineExceeded, Unavailable, PayloadTooLarge, Conflict),
+        *(NotFound, Unauthorized, ConversionFailed, InvalidInput),
+    )
+}
+
+
+def error_for_status(status: int, message: str) -> ShipyardError:
+    """The error a server's answer stands for (a client's view of the same tree); 500 when unknown."""
+    return _BY_STATUS.get(status, ShipyardError)(message)
+
+
 __all__ = [
     "Conflict",
     "ConversionFailed",

@@ -4,6 +4,7 @@ the new version before switching, and no request fails."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from collections import Counter
@@ -154,4 +155,58 @@ def test_two_servers_on_one_postgres_registry_both_follow(tmp_path: Path) -> Non
     finally:
         for server in servers:
             stop_server(server)
+        registry.close()
+
+
+def test_deploy_and_rollback_through_a_running_server(home: Path) -> None:
+    """With --server, the server loads the version before it answers: no waiting for the watch."""
+    registry = Registry.open(Settings(home=home))
+    register_digits(registry)
+    server = start_server(
+        home, env={"SHIPYARD_WATCH_INTERVAL_S": "0", "SHIPYARD_ADMIN_TOKENS": '{"ci": "t0k"}'}
+    )
+    try:
+        denied = subprocess.run(
+            shipyard_command(home, "deploy", "digits:2", "--server", server.url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={k: v for k, v in os.environ.items() if k != "SHIPYARD_ADMIN_TOKEN"},
+        )
+        assert denied.returncode == 1 and denied.stderr.startswith(
+            "error: this endpoint needs an admin token"
+        )
+        out = cli(
+            home, "deploy", "digits:2", "--server", server.url, "--token", "t0k", "--reason", "canary ok"
+        )
+        assert "deployed digits:2 to production (was 1)" in out
+        assert wait_for_version(server, 2, timeout=0.5) < 0.5  # already switched when deploy returned
+        out = cli(home, "rollback", "digits", "--server", server.url, "--token", "t0k")
+        assert "rolled digits back from version 2 to 1" in out
+        assert wait_for_version(server, 1, timeout=0.5) < 0.5
+        events = [(e.kind, e.version, e.actor, e.reason) for e in registry.history("digits")[-2:]]
+        assert events == [("deploy", 2, "token:ci", "canary ok"), ("rollback", 1, "token:ci", "")]
+        gone = subprocess.run(
+            shipyard_command(home, "deploy", "digits:9", "--server", server.url, "--token", "t0k"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert gone.returncode == 1 and gone.stderr == "error: model 'digits' has no version 9\n"
+    finally:
+        stop_server(server)
+        registry.close()
+
+
+def test_a_server_can_follow_another_alias(home: Path) -> None:
+    registry = Registry.open(Settings(home=home))
+    register_digits(registry)
+    registry.set_alias("digits", 2, "staging")
+    server = start_server(home, "--alias", "staging")
+    try:
+        assert wait_for_version(server, 2, timeout=0.5) < 0.5  # production is 1; this one follows staging
+        registry.set_alias("digits", 1, "staging")
+        assert wait_for_version(server, 1) < 3.0
+    finally:
+        stop_server(server)
         registry.close()

@@ -12,12 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shipyard.config import ModelServing
 from shipyard.dataplane import DataPlane
 from shipyard.registry import Registry
 from shipyard.runtime import ModelManager, RunnerOptions
 from shipyard.server.http import create_app
 from tests.asgi import ASGIClient
-from tests.conftest import register_digits, register_many_types
+from tests.conftest import DIGITS_SIGNATURE, register_digits, register_many_types
 from tests.models import digits_data, digits_linear
 
 
@@ -300,24 +301,79 @@ def test_repository_index_unload_and_load(client: ASGIClient) -> None:
     assert client.post("/v2/repository/models/nope/load").status_code == 404
 
 
-def test_admin_token_guards_the_repository(registry: Registry) -> None:
+def test_admin_tokens_guard_the_repository_and_name_the_actor(registry: Registry) -> None:
     register_digits(registry)
+    register_digits(registry)
+    registry.deploy("digits", 1)
     manager = ModelManager(registry, RunnerOptions())
     manager.load()
-    guarded = ASGIClient(create_app(DataPlane(manager), admin_token="s3cret"))
+    guarded = ASGIClient(create_app(DataPlane(manager), admin_tokens={"admin": "s3cret", "ci": "c1-token"}))
     guarded.run(manager.start())
+    as_ci = {"Authorization": "Bearer c1-token"}
     try:
         refused = guarded.post("/v2/repository/index")
         assert refused.status_code == 401 and "admin token" in refused.json()["error"]
-        assert (
-            guarded.post("/v2/repository/index", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        )
-        assert (
-            guarded.post("/v2/repository/index", headers={"Authorization": "Bearer s3cret"}).status_code
-            == 200
-        )
+        wrong = {"Authorization": "Bearer wrong"}
+        assert guarded.post("/v2/repository/index", headers=wrong).status_code == 401
+        assert guarded.post("/v2/repository/models/digits/deploy", headers=wrong).status_code == 401
+        ok = {"Authorization": "Bearer s3cret"}
+        assert guarded.post("/v2/repository/index", headers=ok).status_code == 200
         assert guarded.get("/v2/models/digits").status_code == 200  # inference and metadata stay open
+
+        deployed = guarded.post(
+            "/v2/repository/models/digits/deploy", json={"version": 2, "reason": "better"}, headers=as_ci
+        )
+        assert deployed.json() == {"name": "digits", "alias": "production", "version": 2, "previous": 1}
+        X, _ = digits_data()
+        assert (
+            guarded.post("/v2/models/digits/infer", json=digits_request(X[:1])).json()["model_version"] == "2"
+        )
+        rolled = guarded.post("/v2/repository/models/digits/rollback", json={"reason": "oops"}, headers=ok)
+        assert rolled.json() == {"name": "digits", "alias": "production", "version": 1, "previous": 2}
+        assert (
+            guarded.post("/v2/models/digits/infer", json=digits_request(X[:1])).json()["model_version"] == "1"
+        )
+        events = [(e.kind, e.version, e.actor, e.reason) for e in registry.history("digits")[-2:]]
+        assert events == [("deploy", 2, "token:ci", "better"), ("rollback", 1, "token:admin", "oops")]
+
+        for body, problem in [
+            (b"{nope", "not JSON"),
+            (b'{"version": "two"}', "version"),
+            (b'{"verison": 2}', "verison"),
+            (b'{"version": 0}', "version"),
+        ]:
+            bad = guarded.post("/v2/repository/models/digits/deploy", content=body, headers=as_ci)
+            assert bad.status_code == 400 and problem in bad.json()["error"], bad.json()
+        missing = guarded.post("/v2/repository/models/digits/deploy", json={"version": 9}, headers=as_ci)
+        assert missing.status_code == 404 and "no version 9" in missing.json()["error"]
+        unknown = guarded.post("/v2/repository/models/nope/rollback", headers=as_ci)
+        assert unknown.status_code == 404
     finally:
         guarded.run(manager.aclose())
         guarded.close()
+        manager.unload_all()
+
+
+def test_a_deploy_that_cannot_load_changes_nothing(registry: Registry) -> None:
+    register_digits(registry)
+    registry.deploy("digits", 1)
+    registry.register("digits", b"no ONNX at all", signature=DIGITS_SIGNATURE, framework="onnx", check={})
+    manager = ModelManager(registry, RunnerOptions(), ModelServing(versions="specific 1"))
+    manager.load()
+    client = ASGIClient(create_app(DataPlane(manager)))
+    client.run(manager.start())
+    try:
+        refused = client.post("/v2/repository/models/digits/deploy", json={"version": 2})
+        assert refused.status_code == 503
+        assert "digits:2 was not deployed, digits:1 still serves" in refused.json()["error"]
+        assert "cannot load the model" in refused.json()["error"]
+        assert registry.model("digits").aliases["production"] == 1
+        assert registry.history("digits")[-1].kind == "load-failed"
+        X, _ = digits_data()
+        assert (
+            client.post("/v2/models/digits/infer", json=digits_request(X[:1])).json()["model_version"] == "1"
+        )
+    finally:
+        client.run(manager.aclose())
+        client.close()
         manager.unload_all()

@@ -56,15 +56,19 @@ def test_manager_default_version_and_lookups(registry: Registry) -> None:
         await manager.start()
         try:
             assert manager.ready() and manager.names == ["digits"]
-            assert manager.get("digits").number == 1
-            assert manager.get("digits", "2").number == 2
+            assert manager.record("digits").number == 1
+            assert manager.record("digits", "2").number == 2
             X, _ = digits_data()
-            (logits,) = await manager.get("digits").infer({"input": X[:2]}, None)
+            async with manager.use("digits") as loaded:
+                assert loaded.number == 1 and loaded.in_flight == 1
+                (logits,) = await loaded.infer({"input": X[:2]}, None)
+            assert loaded.in_flight == 0
             np.testing.assert_allclose(logits, digits_linear().logits(X[:2]), rtol=1e-5, atol=1e-4)
-            with pytest.raises(NotFound, match="no version 7 loaded"):
-                manager.get("digits", "7")
+            with pytest.raises(NotFound, match="no version 7 served"):
+                manager.record("digits", "7")
             with pytest.raises(NotFound, match="not served"):
-                manager.get("other")
+                async with manager.use("other"):
+                    pass
         finally:
             await manager.aclose()
 
@@ -75,7 +79,7 @@ def test_manager_default_version_and_lookups(registry: Registry) -> None:
 
 def test_batch_settings_follow_the_signature() -> None:
     from shipyard.config import ModelServing
-    from shipyard.runtime.manager import batch_settings
+    from shipyard.runtime.loading import batch_settings
     from shipyard.signature import Signature, TensorSpec
     from tests.conftest import DIGITS_SIGNATURE
 
@@ -124,10 +128,11 @@ def test_manager_follows_the_registry_within_its_policy(registry: Registry) -> N
             assert sorted(manager.served("digits").versions) == [1, 4]
             registry.deploy("digits", 4)
             second = await manager.refresh()
-            assert manager.get("digits").number == 4
+            assert manager.record("digits").number == 4
             assert sorted(manager.served("digits").versions) == [4]
             X, _ = digits_data()
-            (logits,) = await manager.get("digits").infer({"input": X[:1]}, None)
+            async with manager.use("digits") as loaded:
+                (logits,) = await loaded.infer({"input": X[:1]}, None)
             np.testing.assert_allclose(logits, digits_linear().logits(X[:1]), rtol=1e-5, atol=1e-4)
             return [first, second]
         finally:

@@ -1,29 +1,48 @@
 """`shipyard deploy` and `shipyard rollback`: move the production alias, with checks and a reason.
 
-Servers follow the registry (SHIPYARD_WATCH_INTERVAL_S, default 1 s): they load a new version, warm
-it up, then switch to it, with no restart and no failed request.
+Through the registry (the default), every server following it loads the new version, warms it up, then
+switches (SHIPYARD_WATCH_INTERVAL_S, default 1 s). With `--server URL`, one running server does it
+first and answers only once it serves the new version, so a version that cannot load moves nothing;
+the registry then carries the change to the other servers.
 """
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import typer
 
 from shipyard.cli.common import console, get_state
-from shipyard.errors import InvalidInput
+from shipyard.errors import InvalidInput, Unavailable, error_for_status
 from shipyard.registry import parse_ref
+
+SERVER = typer.Option(
+    None, "--server", help="A running server's URL (http://host:8000): it loads, then switches, then answers."
+)
+TOKEN = typer.Option(None, "--token", help="Its admin token (env SHIPYARD_ADMIN_TOKEN).")
+REASON = typer.Option("", help="Why; kept in the model's history.")
 
 
 def deploy(
     ctx: typer.Context,
     ref: str = typer.Argument(..., help="NAME:VERSION (or NAME for its latest version)."),
     force: bool = typer.Option(False, "--force", help="Deploy even when the inputs differ."),
-    reason: str = typer.Option("", help="Why; kept in the model's history."),
+    reason: str = REASON,
+    server: str | None = SERVER,
+    token: str | None = TOKEN,
 ) -> None:
     """Make a version the production one (its inputs must match the current production's)."""
     name, version = parse_ref(ref)
-    registry = get_state(ctx).registry
-    number = registry.version(name, version or "latest").number
-    before = registry.deploy(name, number, force=force, reason=reason)
+    if server:
+        number = None if version in (None, "latest") else _number(version)
+        body = {"version": number, "force": force, "reason": reason}
+        done = _post(server, f"/v2/repository/models/{name}/deploy", body, token)
+        before, number = done["previous"], done["version"]
+    else:
+        registry = get_state(ctx).registry
+        number = registry.version(name, version or "latest").number
+        before = registry.deploy(name, number, force=force, reason=reason)
     was = f" (was {before})" if before is not None else ""
     console.print(f"deployed {name}:{number} to production{was}")
 
@@ -31,10 +50,42 @@ def deploy(
 def rollback(
     ctx: typer.Context,
     name: str = typer.Argument(...),
-    reason: str = typer.Option("", help="Why; kept in the model's history."),
+    reason: str = REASON,
+    server: str | None = SERVER,
+    token: str | None = TOKEN,
 ) -> None:
     """Put back the version that was production before the last change."""
     if ":" in name:
         raise InvalidInput("rollback takes a model NAME: it goes back to the previous production version")
-    current, previous = get_state(ctx).registry.rollback(name, reason=reason)
+    if server:
+        done = _post(server, f"/v2/repository/models/{name}/rollback", {"reason": reason}, token)
+        current, previous = done["previous"], done["version"]
+    else:
+        current, previous = get_state(ctx).registry.rollback(name, reason=reason)
     console.print(f"rolled {name} back from version {current} to {previous}")
+
+
+def _number(version: str) -> int:
+    if not version.isdigit():
+        raise InvalidInput(f"with --server, deploy takes NAME:NUMBER or NAME, not {version!r}")
+    return int(version)
+
+
+def _post(server: str, path: str, body: dict[str, Any], token: str | None) -> dict[str, Any]:
+    """One admin call; the server's `{"error": ...}` comes back as the same error here."""
+    import httpx
+
+    token = token or os.environ.get("SHIPYARD_ADMIN_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        # a deploy loads and warms up the version before it answers: allow for a large one
+        response = httpx.post(server.rstrip("/") + path, json=body, headers=headers, timeout=600)
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"cannot reach the server at {server}: {exc}") from None
+    try:
+        doc: dict[str, Any] = response.json()
+    except ValueError:
+        doc = {"error": response.text[:200]}
+    if response.status_code >= 400:
+        raise error_for_status(response.status_code, str(doc.get("error", doc)))
+    return doc

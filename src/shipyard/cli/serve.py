@@ -6,6 +6,7 @@ import typer
 
 from shipyard.cli import serving_options as opts
 from shipyard.cli.common import console, get_state
+from shipyard.config import Settings
 
 
 def serve(
@@ -29,6 +30,15 @@ def serve(
     instances: int | None = opts.INSTANCES,
     timeout_s: float | None = opts.TIMEOUT_S,
     versions: str | None = opts.VERSIONS,
+    alias: str | None = typer.Option(
+        None, help="Answer with the version this alias names (default production; else the newest)."
+    ),
+    memory_budget: int | None = typer.Option(
+        None,
+        min=1,
+        help="MB the loaded versions may use: the least recently used idle one unloads to make room, "
+        "and one not resident loads on its next request.",
+    ),
 ) -> None:
     """Serve models over KServe v2 REST and gRPC, and the friendly /predict API.
 
@@ -50,8 +60,11 @@ def serve(
         "inter_op_threads": inter_op_threads,
         "max_body_bytes": int(max_body_mb * 1024 * 1024) if max_body_mb is not None else None,
         "serving": serving,
+        "alias": alias,
+        "memory_budget_mb": memory_budget,
     }
-    settings = st.settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    given = {k: v for k, v in updates.items() if v is not None}
+    settings = opts.validated(Settings, {**st.settings.model_dump(), **given}, "serve options")
     _port_free(settings.host, settings.port, "--port")
     if grpc and settings.grpc_port:
         _port_free(settings.host, settings.grpc_port, "--grpc-port")
@@ -60,11 +73,13 @@ def serve(
     manager = assembled.manager
     for name in manager.names:
         served = manager.served(name)
-        versions = ", ".join(str(v) for v in sorted(served.versions))
+        versions = ", ".join(
+            f"{v}" if v in served.versions else f"{v} (on first use)" for v in sorted(served.records)
+        )
         s = served.serving
         how = f"batch <= {s.max_batch_size}" if s.batching else "no batching"
         console.print(
-            f"serving [bold]{name}[/] versions {versions} (default {served.default}; {how}, "
+            f"serving [bold]{name}[/] versions {versions} ({manager.alias} {served.default}; {how}, "
             f"{s.instances} instance{'s' if s.instances > 1 else ''}, queue {s.max_queue_size})"
         )
     grpc_text = f", gRPC on {settings.host}:{settings.grpc_port}" if grpc and settings.grpc_port else ""

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 
 from shipyard.errors import InvalidInput
 
 if TYPE_CHECKING:
     from shipyard.config import ModelServing
+
+Model = TypeVar("Model", bound=BaseModel)
 
 BATCHING = typer.Option(None, "--batching/--no-batching", help="Coalesce concurrent requests.")
 MAX_BATCH_SIZE = typer.Option(None, help="Most rows in one ORT run (default 32).")
@@ -30,12 +33,17 @@ def serving_updates(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def merged(base: Mapping[str, Any], updates: Mapping[str, Any]) -> ModelServing:
     """`base` with `updates` on top, validated; a bad value is one clear line."""
-    from pydantic import ValidationError
-
     from shipyard.config import ModelServing
 
+    return validated(ModelServing, {**base, **updates}, "serving settings")
+
+
+def validated(model: type[Model], values: Mapping[str, Any], what: str) -> Model:
+    """`values` as `model`, or one InvalidInput line naming each bad field."""
+    from pydantic import ValidationError
+
     try:
-        return ModelServing.model_validate({**base, **updates})
+        return model.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(f"bad serving settings: {problems}") from None
+        raise InvalidInput(f"bad {what}: {problems}") from None

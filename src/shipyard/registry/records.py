@@ -74,7 +74,11 @@ class ModelSummary:
     @property
     def default_version(self) -> int | None:
         """The version served by default: the production alias, else the newest."""
-        return self.aliases.get("production", self.latest)
+        return self.served_version("production")
+
+    def served_version(self, alias: str) -> int | None:
+        """The version a server following `alias` answers with: that alias, else the newest."""
+        return self.aliases.get(alias, self.latest)
 
 
 @dataclass(frozen=True)

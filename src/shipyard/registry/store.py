@@ -30,7 +30,8 @@ from shipyard.signature import Signature
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 RESERVED_ALIASES = {"latest"}
-PRODUCTION_CHANGES = {"alias", "restore", "deploy", "rollback"}
+PRODUCTION = "production"
+ALIAS_CHANGES = {"alias", "restore", "deploy", "rollback"}
 
 
 def parse_ref(ref: str) -> tuple[str, str | None]:
@@ -129,7 +130,14 @@ class Registry:
         raise Conflict(f"could not add a version of {name!r}: too many concurrent writers")
 
     def set_alias(
-        self, name: str, version: int, alias: str, *, kind: str = "alias", reason: str = ""
+        self,
+        name: str,
+        version: int,
+        alias: str,
+        *,
+        kind: str = "alias",
+        reason: str = "",
+        actor: str | None = None,
     ) -> int | None:
         """Point `alias` at `version`; returns the version it pointed at before."""
         if not ALIAS.match(alias) or alias in RESERVED_ALIASES:
@@ -147,7 +155,9 @@ class Registry:
                 session.add(AliasRow(model_id=model.id, name=alias, version=version))
             else:
                 row.version, row.updated_at = version, utcnow()
-            self._event(session, name, kind, version, from_version=before, detail=alias, reason=reason)
+            self._event(
+                session, name, kind, version, from_version=before, detail=alias, reason=reason, actor=actor
+            )
             return before
 
     def configure(self, name: str, serving: dict[str, Any]) -> dict[str, Any]:
@@ -162,35 +172,60 @@ class Registry:
 
     def restore(self, name: str, version: int) -> int | None:
         """Make an earlier version the production one again."""
-        return self.set_alias(name, version, "production", kind="restore")
+        return self.set_alias(name, version, PRODUCTION, kind="restore")
 
-    def record(self, name: str, kind: str, version: int | None, reason: str) -> None:
+    def record(
+        self, name: str, kind: str, version: int | None, reason: str, actor: str | None = None
+    ) -> None:
         """Add an event that changes nothing else (e.g. a server failing to load a version)."""
         with self._session() as session:
-            self._event(session, name, kind, version, reason=reason)
+            self._event(session, name, kind, version, reason=reason, actor=actor)
 
-    def deploy(self, name: str, version: int, *, force: bool = False, reason: str = "") -> int | None:
-        """Make `version` production; refused when its inputs differ from the current production's."""
+    def check_deploy(
+        self, name: str, version: int, *, force: bool = False, alias: str = PRODUCTION
+    ) -> VersionRecord:
+        """The version `deploy` would serve; Conflict when its inputs differ from the current one's."""
         target = self.version(name, version)
-        current = self.model(name).aliases.get("production")
+        current = self.model(name).aliases.get(alias)
         if current is not None and current != version and not force:
             problem = input_difference(self.version(name, current).signature, target.signature)
             if problem:
                 raise Conflict(
                     f"{name}:{version} cannot replace {name}:{current}: {problem} (--force deploys anyway)"
                 )
-        return self.set_alias(name, version, "production", kind="deploy", reason=reason)
+        return target
 
-    def rollback(self, name: str, *, reason: str = "") -> tuple[int, int]:
-        """Production goes back to the version it was before its last change; returns (from, to)."""
-        current = self.model(name).aliases.get("production")
-        changes = [e for e in self.history(name) if e.detail == "production" and e.kind in PRODUCTION_CHANGES]
+    def deploy(
+        self,
+        name: str,
+        version: int,
+        *,
+        force: bool = False,
+        reason: str = "",
+        alias: str = PRODUCTION,
+        actor: str | None = None,
+    ) -> int | None:
+        """Point `alias` (production) at `version`; refused when its inputs differ from the current's."""
+        self.check_deploy(name, version, force=force, alias=alias)
+        return self.set_alias(name, version, alias, kind="deploy", reason=reason, actor=actor)
+
+    def rollback_target(self, name: str, *, alias: str = PRODUCTION) -> tuple[int, int]:
+        """(current, previous): the version `alias` pointed at before its last change."""
+        current = self.model(name).aliases.get(alias)
+        changes = [e for e in self.history(name) if e.detail == alias and e.kind in ALIAS_CHANGES]
         if current is None or not changes or changes[-1].from_version is None:
-            raise Conflict(f"{name} has no earlier production version to roll back to")
+            raise Conflict(f"{name} has no earlier {alias} version to roll back to")
         previous = changes[-1].from_version
         if previous not in self.model(name).versions:
-            raise Conflict(f"{name}: the previous production version {previous} has been deleted")
-        self.set_alias(name, previous, "production", kind="rollback", reason=reason)
+            raise Conflict(f"{name}: the previous {alias} version {previous} has been deleted")
+        return current, previous
+
+    def rollback(
+        self, name: str, *, reason: str = "", alias: str = PRODUCTION, actor: str | None = None
+    ) -> tuple[int, int]:
+        """`alias` goes back to the version it pointed at before its last change; returns (from, to)."""
+        current, previous = self.rollback_target(name, alias=alias)
+        self.set_alias(name, previous, alias, kind="rollback", reason=reason, actor=actor)
         return current, previous
 
     def delete(self, name: str, version: int | None = None) -> list[int]:
@@ -229,6 +264,7 @@ class Registry:
         from_version: int | None = None,
         detail: str = "",
         reason: str = "",
+        actor: str | None = None,
     ) -> None:
         session.add(
             EventRow(
@@ -236,7 +272,7 @@ class Registry:
                 kind=kind,
                 version=version,
                 from_version=from_version,
-                actor=self.actor,
+                actor=actor or self.actor,
                 detail=detail,
                 reason=reason,
                 created_at=utcnow(),

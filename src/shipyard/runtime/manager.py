@@ -1,8 +1,13 @@
-"""The model manager: which versions are loaded, and which one answers a request.
+"""The model manager: which versions are resident, and which one answers a request.
 
-Loading verifies the artifact against its hash, builds a runner and warms it up with one request, so a
-version counts as ready only once it has answered. Each version gets a batcher, started and closed
-with the server (`start()` / `aclose()` on its event loop).
+A served model has a default version (the one its alias points at: `production` unless the server
+follows another) and the versions its policy serves. Loading verifies the artifact against its hash,
+builds a runner and warms it up with one request, so a version is READY only once it has answered.
+
+With a memory budget, versions are resident only while they fit: a request for one that is not loads
+it (and waits, with any other request for it, on that one load), and the least recently used idle
+version is unloaded to make room. Every request holds its version (`use()`) so that a version with
+requests in flight is never unloaded under them.
 """
 
 from __future__ import annotations
@@ -10,85 +15,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-
-import numpy as np
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 
 from shipyard.config import ModelServing
-from shipyard.errors import InvalidInput, NotFound, ShipyardError
-from shipyard.protocol.datatypes import numpy_dtype
-from shipyard.registry import Registry, VersionRecord
-from shipyard.runtime.batcher import Batcher, BatchSettings
+from shipyard.errors import InvalidInput, NotFound, Overloaded, ShipyardError, Unavailable
+from shipyard.registry import ModelSummary, Registry, VersionRecord
+from shipyard.registry.store import PRODUCTION
+from shipyard.runtime.loading import LoadedVersion, build_version
+from shipyard.runtime.memory import MB, release_free_memory
 from shipyard.runtime.policy import wanted_versions
-from shipyard.runtime.session import Runner, RunnerOptions
-from shipyard.signature import Signature
+from shipyard.runtime.session import RunnerOptions
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class LoadedVersion:
-    record: VersionRecord
-    runner: Runner
-    batcher: Batcher
-
-    @property
-    def name(self) -> str:
-        return self.record.model
-
-    @property
-    def number(self) -> int:
-        return self.record.number
-
-    @property
-    def signature(self) -> Signature:
-        return self.record.signature
-
-    async def infer(self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None) -> list[np.ndarray]:
-        return await self.batcher.submit(inputs, outputs)
-
-
-@dataclass
 class ServedModel:
     name: str
-    default: int
-    versions: dict[int, LoadedVersion]
     serving: ModelServing
-
-
-def warmup_inputs(signature: Signature) -> dict[str, np.ndarray]:
-    """A batch of one of zeros (empty strings for BYTES): enough to touch every kernel once."""
-    inputs = {}
-    for spec in signature.inputs:
-        shape = tuple(1 if d < 0 else d for d in spec.shape)
-        dtype = numpy_dtype(spec.datatype)
-        if spec.datatype == "BYTES":
-            inputs[spec.name] = np.full(shape, "", dtype=object)
-        else:
-            inputs[spec.name] = np.zeros(shape, dtype=dtype)
-    return inputs
-
-
-def batch_settings(serving: ModelServing, signature: Signature) -> BatchSettings:
-    """A model whose inputs have no dynamic batch axis is never batched."""
-    batchable = serving.batching and all(spec.batched for spec in signature.inputs)
-    return BatchSettings(
-        max_batch_size=serving.max_batch_size if batchable else 1,
-        max_queue_delay_us=serving.max_queue_delay_us,
-        max_queue_size=serving.max_queue_size,
-        instances=serving.instances,
-        timeout_s=serving.timeout_s,
-    )
-
-
-def runner_options(options: RunnerOptions, instances: int) -> RunnerOptions:
-    """Split the cores between instances unless the thread count was set explicitly."""
-    intra = options.intra_op_threads
-    if intra == 0 and instances > 1:
-        intra = max(1, (os.cpu_count() or 1) // instances)
-    return replace(options, intra_op_threads=intra, instances=instances)
+    default: int
+    records: dict[int, VersionRecord]
+    """Every version the policy serves, resident or not."""
+    versions: dict[int, LoadedVersion] = field(default_factory=dict)
+    """The resident ones, ready to answer."""
+    loading: dict[int, asyncio.Task[LoadedVersion]] = field(default_factory=dict)
 
 
 class ModelManager:
@@ -98,50 +50,45 @@ class ModelManager:
         options: RunnerOptions,
         serving: ModelServing | None = None,
         watch_interval_s: float = 0.0,
+        *,
+        alias: str = PRODUCTION,
+        memory_budget_mb: int | None = None,
     ) -> None:
         self._registry = registry
         self._options = options
         self._serving = serving or ModelServing()
+        self.alias = alias
+        self._budget = memory_budget_mb * MB if memory_budget_mb else None
         self._models: dict[str, ServedModel] = {}
+        self._resident: dict[int, tuple[ServedModel, LoadedVersion]] = {}  # by id(LoadedVersion)
+        self._failed: dict[tuple[str, int], str] = {}  # versions that failed to load, and why
+        self._costs: dict[str, tuple[int, int]] = {}  # artifact -> (memory when last loaded, size)
+        self._load_lock = asyncio.Lock()  # one load at a time: its memory growth is its own
         self._started = False
         self._watch_interval_s = watch_interval_s
         self._watcher: asyncio.Task[None] | None = None
-        self._failed: set[tuple[str, int]] = set()  # versions that failed to load: not retried
+
+    # -- start-up and shutdown ---------------------------------------------------------------------
 
     def load(self, names: Iterable[str] | None = None) -> None:
-        """Load every version of the named models (all registered models when None)."""
+        """Before serving: load the named models (all when None); errors surface here, not later.
+        Within a memory budget, default versions come first and the rest load when first asked for."""
         wanted = list(names) if names else [m.name for m in self._registry.models()]
         if not wanted:
             raise NotFound("no models are registered: import one with `shipyard model import`")
         for name in wanted:
-            summary = self._registry.model(name)
-            try:
-                serving = self._serving.model_copy(update=summary.serving)
-                serving = ModelServing.model_validate(serving.model_dump())
-            except ValueError as exc:
-                raise InvalidInput(f"model {name!r} has bad serving settings: {exc}") from None
-            default = self._registry.version(name).number
-            keep = wanted_versions(serving.versions, summary.versions, default)
-            versions = {
-                r.number: self._load_version(r, serving)
-                for r in self._registry.versions(name)
-                if r.number in keep
-            }
-            self._models[name] = ServedModel(name, default, versions, serving)
-            log.info("serving %s versions %s (default %s)", name, list(versions), default)
-
-    def _load_version(self, record: VersionRecord, serving: ModelServing) -> LoadedVersion:
-        runner = Runner(
-            record.ref, self._registry.artifact(record), runner_options(self._options, serving.instances)
-        )
-        runner.load()
-        runner.run_sync(warmup_inputs(record.signature))
-        batcher = Batcher(record.ref, runner.run, batch_settings(serving, record.signature))
-        return LoadedVersion(record, runner, batcher)
+            self._models[name] = served = self._read(name)
+            for number in self._eager(served):
+                record = served.records[number]
+                if not self._fits(record):
+                    log.info("%s waits for its first request (memory budget)", record.ref)
+                    continue
+                self._add(served, build_version(self._registry, record, served.serving, self._options))
+            log.info("serving %s versions %s (default %s)", name, sorted(served.records), served.default)
 
     async def start(self) -> None:
-        """Start every version's batcher on the running event loop, and the registry watch."""
-        for version in self._all():
+        """Start every resident version's batcher on the running event loop, and the registry watch."""
+        for _, version in self._resident.values():
             await version.batcher.start()
         self._started = True
         if self._watch_interval_s > 0:
@@ -154,114 +101,18 @@ class ModelManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
-        for version in self._all():
+        for _, version in list(self._resident.values()):
             await version.batcher.aclose()
         self._started = False
 
-    async def refresh(self) -> list[str]:
-        """Follow the registry: load versions added since, and move each model's default version to
-        its production alias. Loading and warm-up happen off the loop; the switch is one assignment,
-        so a request sees the old default or the new one, never neither, and the old version's
-        in-flight requests finish on its own batcher."""
-        plans = await asyncio.to_thread(self._plan)
-        changes = []
-        for name, default, loaded, wanted in plans:
-            served = self._models.get(name)
-            if served is None:
-                continue
-            for version in loaded:
-                await version.batcher.start()
-                served.versions[version.number] = version
-                changes.append(f"{name}: loaded version {version.number}")
-            if default is not None and default in served.versions and default != served.default:
-                changes.append(f"{name}: default version {served.default} -> {default}")
-                served.default = default
-            for number in sorted(set(served.versions) - wanted - {served.default}):
-                old = served.versions.pop(number)  # new requests no longer reach it ...
-                await old.batcher.aclose()  # ... and the ones it has queued finish first
-                await asyncio.to_thread(old.runner.unload)
-                changes.append(f"{name}: unloaded version {number}")
-        return changes
-
-    def _plan(self) -> list[tuple[str, int | None, list[LoadedVersion], set[int]]]:
-        """Blocking part of refresh (registry reads, session loads), run on a worker thread."""
-        plans = []
-        for name, served in list(self._models.items()):
-            try:
-                summary = self._registry.model(name)
-            except NotFound:
-                continue  # deleted from the registry: keep serving what is loaded
-            wanted = wanted_versions(served.serving.versions, summary.versions, summary.default_version)
-            loaded = []
-            for number in sorted(wanted):
-                if number in served.versions or (name, number) in self._failed:
-                    continue
-                try:
-                    loaded.append(self._load_version(self._registry.version(name, number), served.serving))
-                except ShipyardError as exc:
-                    log.error("%s:%s cannot be loaded, still serving the others: %s", name, number, exc)
-                    self._failed.add((name, number))
-                    self._registry.record(name, "load-failed", number, exc.message)
-            plans.append((name, summary.default_version, loaded, wanted))
-        return plans
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._watch_interval_s)  # a polling period, not a synchronisation
-            try:
-                for change in await self.refresh():
-                    log.info("registry watch: %s", change)
-            except Exception:
-                log.exception("registry watch failed; trying again")
-
-    # -- the repository extension: load and unload whole models while serving ----------------------
-
-    async def load_model(self, name: str) -> None:
-        """Load (or reload) a model while serving: built off the loop, swapped in at once."""
-        staged = ModelManager(self._registry, self._options, self._serving)
-        await asyncio.to_thread(staged.load, [name])
-        fresh = staged._models[name]
-        for version in fresh.versions.values():
-            await version.batcher.start()
-        old = self._models.get(name)
-        self._models[name] = fresh
-        self._failed = {f for f in self._failed if f[0] != name}
-        if old is not None:
-            await self._drain(old.versions.values())
-
-    async def unload_model(self, name: str) -> None:
-        """Stop serving a model: new requests get 404, queued ones finish, then its sessions go."""
-        served = self._models.pop(self.served(name).name)
-        await self._drain(served.versions.values())
-
-    async def _drain(self, versions: Iterable[LoadedVersion]) -> None:
-        for version in list(versions):
-            await version.batcher.aclose()
-            await asyncio.to_thread(version.runner.unload)
-
-    def index(self) -> list[dict[str, str]]:
-        """Every registered version with its state here: READY, or UNAVAILABLE and why."""
-        out = []
-        for summary in self._registry.models():
-            served = self._models.get(summary.name)
-            for number in summary.versions:
-                state, reason = "READY", ""
-                if (summary.name, number) in self._failed:
-                    state, reason = "UNAVAILABLE", "failed to load (see the model's history)"
-                elif served is None:
-                    state, reason = "UNAVAILABLE", "model not loaded"
-                elif number not in served.versions:
-                    state, reason = "UNAVAILABLE", f"not in the version policy ({served.serving.versions})"
-                out.append({"name": summary.name, "version": str(number), "state": state, "reason": reason})
-        return out
-
     def unload_all(self) -> None:
-        for version in self._all():
+        for _, version in self._resident.values():
             version.runner.unload()
+        self._resident.clear()
         self._models.clear()
+        release_free_memory()
 
-    def _all(self) -> list[LoadedVersion]:
-        return [v for model in self._models.values() for v in model.versions.values()]
+    # -- answering requests ----------------------------------------------------------------------
 
     @property
     def names(self) -> list[str]:
@@ -273,22 +124,296 @@ class ModelManager:
         except KeyError:
             raise NotFound(f"model {name!r} is not served here") from None
 
-    def get(self, name: str, version: str | int | None = None) -> LoadedVersion:
-        """The version that answers for `name` (the default one when `version` is None)."""
-        model = self.served(name)
+    def record(self, name: str, version: str | int | None = None) -> VersionRecord:
+        """The manifest of the version that answers for `name` (resident or not): no loading."""
+        served = self.served(name)
+        return served.records[self._number(served, version)]
+
+    def resident(self, name: str, version: str | int | None = None) -> bool:
+        served = self.served(name)
+        return self._number(served, version) in served.versions
+
+    @contextlib.asynccontextmanager
+    async def use(self, name: str, version: str | int | None = None) -> AsyncIterator[LoadedVersion]:
+        """The version that answers (loaded first if it is not resident), held while the block runs."""
+        served = self.served(name)
+        number = self._number(served, version)
+        loaded = served.versions.get(number)
+        while loaded is None:  # not resident: load it, or wait for the load under way
+            await self._load(served, number)
+            loaded = served.versions.get(number)
+        loaded.in_flight += 1
+        loaded.last_used = time.monotonic()
+        try:
+            yield loaded
+        finally:
+            loaded.in_flight -= 1
+
+    def _number(self, served: ServedModel, version: str | int | None) -> int:
         if version is None or version == "":
-            return model.versions[model.default]
+            return served.default
         text = str(version)
         if not text.isdigit():
-            raise NotFound(f"model {name!r} has no version {text!r}: versions are numbers")
-        try:
-            return model.versions[int(text)]
-        except KeyError:
-            raise NotFound(f"model {name!r} has no version {text} loaded") from None
+            raise NotFound(f"model {served.name!r} has no version {text!r}: versions are numbers")
+        if int(text) not in served.records:
+            raise NotFound(f"model {served.name!r} has no version {text} served here")
+        return int(text)
 
     def ready(self, name: str | None = None) -> bool:
         if not self._started:
             return False
         if name is None:
             return bool(self._models)
-        return name in self._models
+        return name in self._models and self.resident(name)
+
+    # -- loading and unloading -------------------------------------------------------------------
+
+    async def _load(self, served: ServedModel, number: int) -> None:
+        """Load one version of `served`, or join the load of it already under way."""
+        if (served.name, number) in self._failed:
+            raise Unavailable(f"{served.name}:{number} failed to load: {self._failed[served.name, number]}")
+        task = served.loading.get(number)
+        if task is None:
+            task = asyncio.create_task(self._load_now(served, number), name=f"load {served.name}:{number}")
+            served.loading[number] = task
+            task.add_done_callback(lambda _t: served.loading.pop(number, None))
+        await asyncio.shield(task)  # a caller that gives up does not cancel the load for the others
+
+    async def _load_now(self, served: ServedModel, number: int) -> LoadedVersion:
+        record = served.records[number]
+        async with self._load_lock:
+            if number in served.versions:
+                return served.versions[number]
+            await self._make_room(record)
+            try:
+                loaded = await asyncio.to_thread(
+                    build_version, self._registry, record, served.serving, self._options
+                )
+            except ShipyardError as exc:
+                log.error("%s cannot be loaded, still serving the others: %s", record.ref, exc)
+                self._failed[served.name, number] = exc.message
+                await asyncio.to_thread(
+                    self._registry.record, served.name, "load-failed", number, exc.message
+                )
+                raise
+            await loaded.batcher.start()
+            self._add(served, loaded)
+            await self._make_room(record, keep=loaded)
+            log.info("%s loaded (%.0f MB)", record.ref, loaded.memory_bytes / MB)
+            return loaded
+
+    def _add(self, served: ServedModel, loaded: LoadedVersion) -> None:
+        served.versions[loaded.number] = loaded
+        self._resident[id(loaded)] = (served, loaded)
+        self._costs[loaded.record.sha256] = (loaded.memory_bytes, loaded.record.size)
+
+    def _resident_bytes(self) -> int:
+        return sum(v.memory_bytes for _, v in self._resident.values())
+
+    async def _make_room(self, record: VersionRecord, keep: LoadedVersion | None = None) -> None:
+        """Unload the least recently used idle versions until `record` fits in the budget (or, once it
+        is loaded as `keep`, until everything does: the estimate before a first load can be short)."""
+        if self._budget is None:
+            return
+        known = self._costs.get(record.sha256)
+        if keep is None and known is not None and known[0] > self._budget:
+            raise Unavailable(
+                f"{record.ref} needs about {known[0] / MB:.0f} MB, more than the whole memory budget "
+                f"({self._budget / MB:.0f} MB)"
+            )
+        need = 0 if keep is not None else min(self._estimate(record), self._budget)
+        while self._resident_bytes() + need > self._budget:
+            idle = [(s, v) for s, v in self._resident.values() if v.in_flight == 0 and v is not keep]
+            if not idle:
+                if keep is not None:
+                    return  # over for now: the next load makes room again
+                raise Overloaded(
+                    f"the memory budget ({self._budget / MB:.0f} MB) is taken by versions answering "
+                    f"requests; {record.ref} cannot load now"
+                )
+            served, victim = min(idle, key=lambda sv: sv[1].last_used)
+            log.info("unloading %s to stay under the memory budget", victim.record.ref)
+            await self._drain(served, [victim])
+
+    def _fits(self, record: VersionRecord) -> bool:
+        return self._budget is None or self._resident_bytes() + self._estimate(record) <= self._budget
+
+    def _estimate(self, record: VersionRecord) -> int:
+        """What a version will cost: what it cost last time, else its size times what loading has cost
+        per byte of model so far (ORT keeps the weights, often a pre-packed copy, and its buffers)."""
+        if record.sha256 in self._costs:
+            return self._costs[record.sha256][0]
+        costs, sizes = (sum(x) for x in zip(*self._costs.values(), strict=True)) if self._costs else (1, 1)
+        return int(record.size * max(1.0, costs / max(sizes, 1)))
+
+    async def _drain(self, served: ServedModel, versions: Iterable[LoadedVersion]) -> None:
+        """Stop routing to `versions`, let their queued requests finish, then free their memory."""
+        doomed = list(versions)
+        for version in doomed:
+            if served.versions.get(version.number) is version:
+                del served.versions[version.number]  # new requests no longer reach it ...
+        for version in doomed:
+            await version.batcher.aclose()  # ... and those it has queued finish first
+            await asyncio.to_thread(version.runner.unload)
+            self._resident.pop(id(version), None)
+        await asyncio.to_thread(release_free_memory)
+
+    # -- following the registry ------------------------------------------------------------------
+
+    def _read(self, name: str, summary: ModelSummary | None = None) -> ServedModel:
+        """A model as the registry describes it now (blocking reads): policy, default, records."""
+        summary = summary or self._registry.model(name)
+        try:
+            serving = self._serving.model_copy(update=summary.serving)
+            serving = ModelServing.model_validate(serving.model_dump())
+        except ValueError as exc:
+            raise InvalidInput(f"model {name!r} has bad serving settings: {exc}") from None
+        default = summary.served_version(self.alias)
+        if default is None:
+            raise NotFound(f"model {name!r} has no versions")
+        keep = wanted_versions(serving.versions, summary.versions, default)
+        records = {r.number: r for r in self._registry.versions(name) if r.number in keep}
+        return ServedModel(name, serving, default, records)
+
+    def _eager(self, served: ServedModel) -> list[int]:
+        """Versions loaded ahead of requests: all the policy serves, or only the default within a budget."""
+        others = sorted(n for n in served.records if n != served.default)
+        return [served.default] if self._budget is not None else [served.default, *others]
+
+    async def refresh(self, names: Iterable[str] | None = None) -> list[str]:
+        """Follow the registry: load what the policy now serves, then move each model's default to its
+        alias. Loading and warm-up happen off the loop; the switch is one assignment, so a request sees
+        the old default or the new one, never neither, and the old version's in-flight requests finish
+        on its own batcher before it unloads."""
+        changes = []
+        for name in list(names or self._models):
+            try:
+                now = await asyncio.to_thread(self._read, name)
+            except NotFound:
+                continue  # deleted from the registry: keep serving what is loaded
+            served = self._models.get(name)
+            if served is None:
+                continue
+            served.records.update(now.records)
+            for number in self._eager(now):
+                if number in served.versions or (name, number) in self._failed:
+                    continue
+                if self._budget is not None and number == served.default:
+                    continue  # unloaded for the budget: it loads again on its next request
+                with contextlib.suppress(ShipyardError):  # recorded in the history; the rest serve on
+                    await self._load(served, number)
+                    changes.append(f"{name}: loaded version {number}")
+            if now.default != served.default and now.default in served.versions:
+                changes.append(f"{name}: default version {served.default} -> {now.default}")
+                served.default = now.default
+            leaving = set(served.records) - set(now.records) - {served.default}
+            for number in sorted(leaving):
+                del served.records[number]
+                if number in served.versions:
+                    await self._drain(served, [served.versions[number]])
+                    changes.append(f"{name}: unloaded version {number}")
+        return changes
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._watch_interval_s)  # a polling period, not a synchronisation
+            try:
+                for change in await self.refresh():
+                    log.info("registry watch: %s", change)
+            except Exception:
+                log.exception("registry watch failed; trying again")
+
+    # -- changes asked of this server (the repository extension and the admin endpoints) ---------
+
+    async def load_model(self, name: str) -> None:
+        """Load (or reload) a model while serving: staged beside the old one, swapped in at once."""
+        fresh = await asyncio.to_thread(self._read, name)
+        for key in self._failed.keys() & {(name, n) for n in fresh.records}:
+            del self._failed[key]  # asked for again: try again
+        for number in self._eager(fresh):
+            await self._load(fresh, number)
+        old = self._models.get(name)
+        self._models[name] = fresh
+        if old is not None:
+            await self._drain(old, list(old.versions.values()))
+
+    async def unload_model(self, name: str) -> None:
+        """Stop serving a model: new requests get 404, queued ones finish, then its sessions go."""
+        served = self._models.pop(self.served(name).name)
+        await self._drain(served, list(served.versions.values()))
+
+    async def deploy(
+        self,
+        name: str,
+        version: int | None,
+        *,
+        force: bool = False,
+        reason: str = "",
+        actor: str | None = None,
+    ) -> tuple[int | None, int]:
+        """Make `version` (the newest when None) the default here and in the registry: loaded and warmed
+        up first, so a version that cannot serve changes nothing. Returns (before, after)."""
+        served = self.served(name)
+        number = version if version is not None else max(await asyncio.to_thread(self._versions_of, name))
+        record = await asyncio.to_thread(
+            self._registry.check_deploy, name, number, force=force, alias=self.alias
+        )
+        await self._switch_to(served, record, actor)
+        before = await asyncio.to_thread(
+            self._registry.deploy, name, number, force=True, reason=reason, alias=self.alias, actor=actor
+        )
+        await self.refresh([name])
+        return before, number
+
+    async def rollback(self, name: str, *, reason: str = "", actor: str | None = None) -> tuple[int, int]:
+        """Back to the version the alias pointed at before its last change: loaded first, as deploy."""
+        served = self.served(name)
+        _current, previous = await asyncio.to_thread(self._registry.rollback_target, name, alias=self.alias)
+        await self._switch_to(served, await asyncio.to_thread(self._registry.version, name, previous), actor)
+        moved = await asyncio.to_thread(
+            self._registry.rollback, name, reason=reason, alias=self.alias, actor=actor
+        )
+        await self.refresh([name])
+        return moved
+
+    async def _switch_to(self, served: ServedModel, record: VersionRecord, actor: str | None) -> None:
+        """Have `record` resident before any alias moves; a failure says why and changes nothing."""
+        served.records.setdefault(record.number, record)
+        self._failed.pop((served.name, record.number), None)  # asked for again: try again
+        try:
+            await self._load(served, record.number)
+        except ShipyardError as exc:
+            raise Unavailable(
+                f"{record.ref} was not deployed, {served.name}:{served.default} still serves: {exc.message}"
+            ) from None
+
+    def _versions_of(self, name: str) -> tuple[int, ...]:
+        return self._registry.model(name).versions
+
+    async def index(self) -> list[dict[str, str]]:
+        """Every registered version with its state here: READY, LOADING, or UNAVAILABLE and why."""
+        out = []
+        for summary in await asyncio.to_thread(self._registry.models):
+            for number in summary.versions:
+                state, reason = self.state(summary.name, number)
+                out.append({"name": summary.name, "version": str(number), "state": state, "reason": reason})
+        return out
+
+    def state(self, name: str, number: int) -> tuple[str, str]:
+        """(READY | LOADING | UNAVAILABLE, why not ready) of one version on this server."""
+        served = self._models.get(name)
+        if (name, number) in self._failed:
+            return "UNAVAILABLE", f"failed to load: {self._failed[name, number]}"
+        if served is None:
+            return "UNAVAILABLE", "model not loaded"
+        if number in served.versions:
+            return "READY", ""
+        if number in served.loading:
+            return "LOADING", ""
+        if number in served.records:
+            return "UNAVAILABLE", "not resident (memory budget): loads on its next request"
+        return "UNAVAILABLE", f"not in the version policy ({served.serving.versions})"
+
+    def memory(self) -> dict[str, int]:
+        """Resident versions and what each costs, in bytes (for the index and metrics)."""
+        return {v.record.ref: v.memory_bytes for _, v in self._resident.values()}

@@ -49,6 +49,8 @@ def assemble(spec: ServeSpec) -> Assembled:
         RunnerOptions(settings.intra_op_threads, settings.inter_op_threads, settings.providers),
         settings.serving,
         watch_interval_s=settings.watch_interval_s,
+        alias=settings.alias,
+        memory_budget_mb=settings.memory_budget_mb,
     )
     manager.load(spec.names or None)
     dataplane = DataPlane(manager)
@@ -66,7 +68,7 @@ def assemble(spec: ServeSpec) -> Assembled:
         dataplane,
         max_body_bytes=settings.max_body_bytes,
         also_serve=also_serve if grpc_port is not None else None,
-        admin_token=settings.admin_token,
+        admin_tokens=settings.named_admin_tokens,
     )
     # Everything built so far (imports, ORM, sessions: ~135k objects) lives as long as the server.
     # Left in the collector, each full collection rescanned it for ~90 ms with the loop stopped,

@@ -94,7 +94,7 @@ class InferenceServicer:
 
     @_guard
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        self.dataplane.model_ready(request.model_name, request.model_version or None)
+        self.dataplane.check_served(request.model_name, request.model_version or None)
         decoded, raw = codec.decode_infer(request)
         response = await self.dataplane.infer(request.model_name, request.model_version or None, decoded)
         return codec.encode_infer(response, raw)

@@ -25,6 +25,7 @@ from shipyard.dataplane import DataPlane
 from shipyard.errors import InvalidInput, PayloadTooLarge, Unauthorized
 from shipyard.protocol.v2 import HEADER_LENGTH, decode_request, encode_response
 from shipyard.server import errors
+from shipyard.server.admin import DeployRequest, RollbackRequest, admin_body, documented
 from shipyard.server.openapi import INFER_BODY, PREDICT_BODY
 
 JSON = "application/json"
@@ -67,17 +68,24 @@ def _top_k(request: Request) -> int:
 class Handlers:
     """The hot endpoints, as plain `request -> response` functions."""
 
-    def __init__(self, dataplane: DataPlane, max_body_bytes: int, admin_token: str | None = None) -> None:
+    def __init__(
+        self, dataplane: DataPlane, max_body_bytes: int, admin_tokens: dict[str, str] | None = None
+    ) -> None:
         self.dataplane = dataplane
         self.limit = max_body_bytes
-        self.admin_token = admin_token
+        self.admin_tokens = {name: f"Bearer {token}".encode() for name, token in (admin_tokens or {}).items()}
 
-    def require_admin(self, request: Request) -> None:
-        if self.admin_token is None:
-            return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {self.admin_token}".encode()):
-            raise Unauthorized("this endpoint needs the admin token: Authorization: Bearer <token>")
+    def require_admin(self, request: Request) -> str:
+        """The name of the admin token the request carries: the actor recorded in the history."""
+        client = request.client.host if request.client else "unknown"
+        if not self.admin_tokens:
+            return f"http:{client}"
+        given = request.headers.get("authorization", "").encode()
+        # compare against every token, so the time taken does not tell which one nearly matched
+        matches = [name for name, want in self.admin_tokens.items() if hmac.compare_digest(given, want)]
+        if not matches:
+            raise Unauthorized("this endpoint needs an admin token: Authorization: Bearer <token>")
+        return f"token:{matches[0]}"
 
     async def live(self, request: Request) -> Response:
         return json_response({"live": self.dataplane.live()})
@@ -88,7 +96,7 @@ class Handlers:
 
     async def infer(self, request: Request) -> Response:
         name, version = request.path_params["name"], request.path_params.get("version")
-        self.dataplane.model_ready(name, version)  # an unknown model is a 404 whatever the body
+        self.dataplane.check_served(name, version)  # an unknown model is a 404 whatever the body
         body = await read_body(request, self.limit)
         decoded = decode_request(body, _header_length(request))
         content, header_length = encode_response(await self.dataplane.infer(name, version, decoded))
@@ -104,7 +112,7 @@ class Handlers:
         name, version = request.path_params.get("name"), request.path_params.get("version")
         top_k = _top_k(request)
         if name is not None:
-            self.dataplane.model_ready(name, version)
+            self.dataplane.check_served(name, version)
         body = await read_body(request, self.limit)
         return json_response(await self.dataplane.predict(name, version, body, top_k))
 
@@ -114,10 +122,10 @@ def create_app(
     *,
     max_body_bytes: int = 64 * 1024 * 1024,
     also_serve: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None,
-    admin_token: str | None = None,
+    admin_tokens: dict[str, str] | None = None,
 ) -> Starlette:
     """The ASGI app; `also_serve` runs beside it on the same loop (the gRPC server)."""
-    h = Handlers(dataplane, max_body_bytes, admin_token)
+    h = Handlers(dataplane, max_body_bytes, admin_tokens)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -179,7 +187,8 @@ def _documented_api(dataplane: DataPlane, h: Handlers) -> FastAPI:
     @app.get("/v2/models/{name}/ready", tags=["v2"])
     @app.get("/v2/models/{name}/versions/{version}/ready", tags=["v2"])
     async def model_ready(name: str, version: str | None = None) -> Response:
-        return json_response({"name": name, "ready": dataplane.model_ready(name, version)})
+        is_ready = dataplane.model_ready(name, version)
+        return json_response({"name": name, "ready": is_ready}, 200 if is_ready else 400)
 
     @app.post("/v2/models/{name}/infer", tags=["v2"], openapi_extra=INFER_BODY)
     @app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"], openapi_extra=INFER_BODY)
@@ -191,7 +200,7 @@ def _documented_api(dataplane: DataPlane, h: Handlers) -> FastAPI:
     @app.post("/v2/repository/index", tags=["repository"])
     async def repository_index(request: Request) -> Response:
         h.require_admin(request)
-        return json_response(dataplane.repository_index())
+        return json_response(await dataplane.repository_index())
 
     @app.post("/v2/repository/models/{name}/load", tags=["repository"])
     async def repository_load(request: Request, name: str) -> Response:
@@ -204,6 +213,26 @@ def _documented_api(dataplane: DataPlane, h: Handlers) -> FastAPI:
         h.require_admin(request)
         await dataplane.repository_unload(name)
         return json_response({"name": name, "loaded": False})
+
+    @app.post(
+        "/v2/repository/models/{name}/deploy", tags=["repository"], openapi_extra=documented(DeployRequest)
+    )
+    async def deploy(request: Request, name: str) -> Response:
+        actor = h.require_admin(request)
+        body = await admin_body(request, DeployRequest)
+        return json_response(
+            await dataplane.deploy(name, body.version, force=body.force, reason=body.reason, actor=actor)
+        )
+
+    @app.post(
+        "/v2/repository/models/{name}/rollback",
+        tags=["repository"],
+        openapi_extra=documented(RollbackRequest),
+    )
+    async def rollback(request: Request, name: str) -> Response:
+        actor = h.require_admin(request)
+        body = await admin_body(request, RollbackRequest)
+        return json_response(await dataplane.rollback(name, reason=body.reason, actor=actor))
 
     @app.get("/v1/models", tags=["friendly"])
     async def list_models() -> Response:

@@ -1,0 +1,98 @@
+"""One version, loaded: a verified artifact, a runner warmed up with a request, a batcher in front.
+
+`build_version` is the blocking part (run off the event loop): the manager decides when and whether.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from shipyard.config import ModelServing
+from shipyard.errors import ShipyardError, Unavailable
+from shipyard.protocol.datatypes import numpy_dtype
+from shipyard.registry import Registry, VersionRecord
+from shipyard.runtime.batcher import Batcher, BatchSettings
+from shipyard.runtime.memory import release_free_memory, rss_bytes
+from shipyard.runtime.session import Runner, RunnerOptions
+from shipyard.signature import Signature
+
+
+@dataclass
+class LoadedVersion:
+    record: VersionRecord
+    runner: Runner
+    batcher: Batcher
+    memory_bytes: int
+    """What loading it added to the process (resident set growth; at least the file's size)."""
+    in_flight: int = 0
+    last_used: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.record.model
+
+    @property
+    def number(self) -> int:
+        return self.record.number
+
+    @property
+    def signature(self) -> Signature:
+        return self.record.signature
+
+    async def infer(self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None) -> list[np.ndarray]:
+        return await self.batcher.submit(inputs, outputs)
+
+
+def build_version(
+    registry: Registry, record: VersionRecord, serving: ModelServing, options: RunnerOptions
+) -> LoadedVersion:
+    """Verify, load and warm up one version (blocking). Its batcher still has to be started."""
+    release_free_memory()  # so that memory freed earlier does not hide this version's cost
+    before = rss_bytes()
+    runner = Runner(record.ref, registry.artifact(record), runner_options(options, serving.instances))
+    runner.load()
+    try:
+        runner.run_sync(warmup_inputs(record.signature))
+    except Exception as exc:  # whatever the graph raised: the version is not fit to serve
+        runner.unload()
+        reason = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
+        raise Unavailable(f"{record.ref} failed its warm-up request: {reason}") from exc
+    batcher = Batcher(record.ref, runner.run, batch_settings(serving, record.signature))
+    return LoadedVersion(record, runner, batcher, max(rss_bytes() - before, record.size))
+
+
+def warmup_inputs(signature: Signature) -> dict[str, np.ndarray]:
+    """A batch of one of zeros (empty strings for BYTES): enough to touch every kernel once."""
+    inputs = {}
+    for spec in signature.inputs:
+        shape = tuple(1 if d < 0 else d for d in spec.shape)
+        dtype = numpy_dtype(spec.datatype)
+        if spec.datatype == "BYTES":
+            inputs[spec.name] = np.full(shape, "", dtype=object)
+        else:
+            inputs[spec.name] = np.zeros(shape, dtype=dtype)
+    return inputs
+
+
+def batch_settings(serving: ModelServing, signature: Signature) -> BatchSettings:
+    """A model whose inputs have no dynamic batch axis is never batched."""
+    batchable = serving.batching and all(spec.batched for spec in signature.inputs)
+    return BatchSettings(
+        max_batch_size=serving.max_batch_size if batchable else 1,
+        max_queue_delay_us=serving.max_queue_delay_us,
+        max_queue_size=serving.max_queue_size,
+        instances=serving.instances,
+        timeout_s=serving.timeout_s,
+    )
+
+
+def runner_options(options: RunnerOptions, instances: int) -> RunnerOptions:
+    """Split the cores between instances unless the thread count was set explicitly."""
+    intra = options.intra_op_threads
+    if intra == 0 and instances > 1:
+        intra = max(1, (os.cpu_count() or 1) // instances)
+    return replace(options, intra_op_threads=intra, instances=instances)

@@ -1,0 +1,61 @@
+"""Admin request bodies (deploy, rollback): small pydantic models, read and checked in one place."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, Field, ValidationError
+from starlette.requests import Request
+
+from shipyard.errors import InvalidInput
+
+Body = TypeVar("Body", bound=BaseModel)
+
+ADMIN_BODY_LIMIT = 64 * 1024
+
+
+class DeployRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    version: int | None = Field(
+        default=None, ge=1, description="The version to serve; the newest when unset."
+    )
+    force: bool = Field(
+        default=False, description="Deploy even when its inputs differ from the current one's."
+    )
+    reason: str = Field(default="", max_length=1000, description="Why; kept in the model's history.")
+
+
+class RollbackRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    reason: str = Field(default="", max_length=1000, description="Why; kept in the model's history.")
+
+
+async def admin_body(request: Request, model: type[Body]) -> Body:
+    """The request's JSON body as `model` (an empty body means every default); 400 naming the problem."""
+    raw = await request.body()
+    if len(raw) > ADMIN_BODY_LIMIT:
+        raise InvalidInput(f"the request body is over {ADMIN_BODY_LIMIT} bytes")
+    try:
+        data = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the request body is not JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidInput(f"bad request body: {problems}") from None
+
+
+def documented(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` describing `model` as the JSON request body, for /docs."""
+    return {
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
