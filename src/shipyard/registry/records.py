@@ -37,6 +37,10 @@ class VersionRecord:
     dataset: DatasetInfo | None
     created_at: datetime
     aliases: tuple[str, ...] = field(default=())
+    lineage: dict[str, Any] | None = None
+    """Where an optimized version came from: parent ref, method, options, gate verdict."""
+    report: dict[str, Any] | None = None
+    """The measured comparison with the parent (sizes, latency, metric) that the gate judged."""
 
     @property
     def ref(self) -> str:
@@ -56,6 +60,8 @@ class VersionRecord:
             "dataset": self.dataset.to_dict() if self.dataset else None,
             "created_at": self.created_at.isoformat(),
             "aliases": list(self.aliases),
+            "lineage": self.lineage,
+            "report": self.report,
         }
 
 

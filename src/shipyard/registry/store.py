@@ -93,6 +93,8 @@ class Registry:
         labels: list[str] | None = None,
         description: str = "",
         dataset: DatasetInfo | None = None,
+        lineage: dict[str, Any] | None = None,
+        report: dict[str, Any] | None = None,
     ) -> VersionRecord:
         """Store the artifact and add it as the next version of `name` (creating the model)."""
         if not NAME.match(name):
@@ -119,11 +121,14 @@ class Registry:
                         check=check,
                         description=description,
                         dataset=dataset.to_dict() if dataset else None,
+                        lineage=lineage,
+                        report=report,
                         created_at=utcnow(),
                     )
                     session.add(row)
                     session.flush()
-                    self._event(session, name, "created", row.number, detail=f"from {framework}")
+                    made = f"{lineage['method']} of {lineage['parent']}" if lineage else f"from {framework}"
+                    self._event(session, name, "created", row.number, detail=made)
                     return _record(name, row, ())
             except IntegrityError:
                 continue  # another writer took the same number or name: try again
@@ -428,6 +433,8 @@ def _record(name: str, row: VersionRow, aliases: tuple[str, ...]) -> VersionReco
         dataset=DatasetInfo(**row.dataset) if row.dataset else None,
         created_at=row.created_at,
         aliases=aliases,
+        lineage=row.lineage,
+        report=row.report,
     )
 
 

@@ -64,6 +64,9 @@ class VersionRow(Base):
     check: Mapped[dict[str, Any]] = mapped_column(JSON)
     description: Mapped[str] = mapped_column(Text, default="")
     dataset: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Versions made from another one: parent, method, options, gate verdict; and the measured report.
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     model: Mapped[ModelRow] = relationship(back_populates="versions")
 
