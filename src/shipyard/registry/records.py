@@ -41,6 +41,8 @@ class VersionRecord:
     """Where an optimized version came from: parent ref, method, options, gate verdict."""
     report: dict[str, Any] | None = None
     """The measured comparison with the parent (sizes, latency, metric) that the gate judged."""
+    reference: dict[str, Any] | None = field(default=None, repr=False)
+    """The reference profile live inputs are compared with (monitor/profile.py), when one was given."""
 
     @property
     def ref(self) -> str:
@@ -62,6 +64,7 @@ class VersionRecord:
             "aliases": list(self.aliases),
             "lineage": self.lineage,
             "report": self.report,
+            "reference": _reference_summary(self.reference),
         }
 
 
@@ -97,3 +100,10 @@ class Event:
     detail: str
     created_at: datetime
     reason: str = ""
+
+
+def _reference_summary(profile: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a manifest shows of a reference profile: where it came from, not every bin."""
+    if profile is None:
+        return None
+    return {k: v for k, v in profile.items() if k in ("source", "rows", "features", "created_at")}

@@ -165,6 +165,16 @@ class Registry:
             )
             return before
 
+    def set_reference(self, name: str, version: int, profile: dict[str, Any], source: str) -> None:
+        """Store the reference profile live traffic of `version` is compared with (replacing any)."""
+        with self._session() as session:
+            model = self._model_row(session, name)
+            row = next((v for v in model.versions if v.number == version), None)
+            if row is None:
+                raise NotFound(f"model {name!r} has no version {version}")
+            row.reference = profile
+            self._event(session, name, "reference", version, detail=source)
+
     def configure(self, name: str, serving: dict[str, Any]) -> dict[str, Any]:
         """Merge serving settings into the model's (a None value removes one); returns the result."""
         with self._session() as session:
@@ -435,6 +445,7 @@ def _record(name: str, row: VersionRow, aliases: tuple[str, ...]) -> VersionReco
         aliases=aliases,
         lineage=row.lineage,
         report=row.report,
+        reference=row.reference,
     )
 
 

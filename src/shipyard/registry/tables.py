@@ -67,6 +67,8 @@ class VersionRow(Base):
     # Versions made from another one: parent, method, options, gate verdict; and the measured report.
     lineage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Statistics of the reference inputs and predictions that live traffic is compared with (drift).
+    reference: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     model: Mapped[ModelRow] = relationship(back_populates="versions")
 
