@@ -1,0 +1,315 @@
+"""The prediction log on disk: one Parquet schema, one folder per model, files that are never half-written.
+
+A Parquet file is readable only once closed (its footer comes last), so each file is written under a
+temporary name (a dot file ending in ``.tmp``) and renamed atomically when closed: readers list only
+finished names and can never meet a half-written file; a crash leaves a temporary file they ignore.
+Files are closed at ``max_file_age_s`` (short, so records become readable soon; idle ones too, by
+``poll()``) or when they reach about ``max_file_bytes``.
+
+A finished file is named after the times of its oldest and newest records and a sequence number::
+
+    <root>/<model>/20250131T120000123456Z-20250131T120004998001Z-000042-5f3a9c1e.parquet
+
+so names sort by time, a reader can skip files wholly outside a time range without opening them, and
+the trailing writer tag keeps two processes sharing a folder apart.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shipyard.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from shipyard.monitor.predlog import PredictionRecord
+
+SCHEMA_VERSION = "1"
+SCHEMA = pa.schema(
+    [
+        pa.field("request_id", pa.string(), nullable=False),
+        pa.field("time", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("version", pa.int64(), nullable=False),
+        pa.field("protocol", pa.string(), nullable=False),
+        pa.field("input_mean", pa.float64()),
+        pa.field("input_std", pa.float64()),
+        pa.field("input_min", pa.float64()),
+        pa.field("input_max", pa.float64()),
+        pa.field("input", pa.binary()),  # the whole input as .npy bytes, when inputs are kept
+        pa.field("output", pa.string()),  # JSON text
+        pa.field("class", pa.string()),
+        pa.field("confidence", pa.float64()),
+        pa.field("latency_ms", pa.float64(), nullable=False),
+        pa.field("status", pa.int32(), nullable=False),
+    ],
+    metadata={"shipyard.predlog.schema": SCHEMA_VERSION},
+)
+"""The stored columns. Add columns at the end only (and bump SCHEMA_VERSION); never rename or retype."""
+
+# Min/max statistics of the .npy and JSON columns would copy up to 4 KiB of each per row group, and their
+# values hardly repeat: keep statistics and dictionaries to the columns that gain from them.
+_STATISTICS_COLUMNS = [f.name for f in SCHEMA if not pa.types.is_binary(f.type) and f.name != "output"]
+_DICTIONARY_COLUMNS = ["model", "version", "protocol", "class", "status"]
+
+_TIME = SCHEMA.get_field_index("time")
+_SIZED = [SCHEMA.get_field_index(name) for name in ("request_id", "input", "output")]  # the big ones
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # the registry's rule; no path tricks
+_STAMP = "%Y%m%dT%H%M%S%fZ"
+FILE_NAME = re.compile(r"^(\d{8}T\d{12}Z)-(\d{8}T\d{12}Z)-(\d{6,})-([0-9a-f]+)\.parquet$")
+TEMP_SUFFIX = ".tmp"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def model_dir(root: str | os.PathLike[str], model: str) -> Path:
+    """The folder of one model's files; refuses names that could point outside `root`."""
+    if not MODEL_NAME.match(model):
+        raise InvalidInput(f"bad model name {model!r}: letters, digits, '_', '.', '-' (128 at most)")
+    return Path(root) / model
+
+
+def file_name(first_us: int, last_us: int, seq: int, tag: str) -> str:
+    return f"{_stamp(first_us)}-{_stamp(last_us)}-{seq:06d}-{tag}.parquet"
+
+
+def file_span(name: str) -> tuple[int, int] | None:
+    """(oldest, newest) record times in microseconds from a finished file's name; None for other files."""
+    m = FILE_NAME.match(name)
+    if m is None:
+        return None
+    return _unstamp(m.group(1)), _unstamp(m.group(2))
+
+
+def _stamp(us: int) -> str:
+    return (_EPOCH + timedelta(microseconds=us)).strftime(_STAMP)
+
+
+def _unstamp(text: str) -> int:
+    return (datetime.strptime(text, _STAMP).replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+
+
+def summarize(inputs: np.ndarray | None) -> tuple[float | None, float | None, float | None, float | None]:
+    """Mean, std, min and max over every element of a numeric input; None for others."""
+    if inputs is None or inputs.size == 0 or inputs.dtype.kind not in "biuf":
+        return None, None, None, None
+    values = inputs.astype(np.float64, copy=False)
+    return float(values.mean()), float(values.std()), float(values.min()), float(values.max())
+
+
+def encode_npy(inputs: np.ndarray | None) -> bytes | None:
+    """The input as .npy bytes (np.load reads them back); None for object arrays, which need pickle."""
+    if inputs is None or inputs.dtype.hasobject:
+        return None
+    buffer = io.BytesIO()
+    np.save(buffer, inputs, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def encode_output(output: object) -> str | None:
+    if output is None or isinstance(output, str):
+        return output
+    if isinstance(output, bytes):
+        return output.decode("utf-8", "replace")
+    try:
+        return orjson.dumps(output, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError:  # e.g. a dict with non-string keys
+        return None
+
+
+@dataclass(eq=False)
+class _OpenFile:
+    """One model's file being written: rows are buffered and written a row group at a time."""
+
+    folder: Path
+    temp: Path
+    seq: int
+    stream: Any  # pa.OSFile
+    writer: Any  # pq.ParquetWriter
+    opened_at: float
+    first_us: int = 2**63 - 1
+    last_us: int = 0
+    pending: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in SCHEMA.names})
+    pending_rows: int = 0
+    pending_bytes: int = 0
+
+
+class ParquetSink:
+    """Writes records to Parquet files under `root`, one folder per model (see the module docstring).
+
+    `keep_inputs` also stores each whole input (.npy bytes); the summary columns are always filled.
+    Rows are written in row groups of `row_group_rows` (or fewer, at about 8 MiB); `clock` times the
+    age of open files. Used by the prediction log's single writer thread: not thread-safe.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        max_file_bytes: int = 64 * 1024 * 1024,
+        max_file_age_s: float = 5.0,
+        keep_inputs: bool = False,
+        row_group_rows: int = 10_000,
+        compression: str = "zstd",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_file_bytes < 1 or max_file_age_s <= 0 or row_group_rows < 1:
+            raise ValueError("max_file_bytes, max_file_age_s and row_group_rows must be positive")
+        self.root = Path(root)
+        self.max_file_bytes = max_file_bytes
+        self.max_file_age_s = max_file_age_s
+        self.keep_inputs = keep_inputs
+        self.row_group_rows = row_group_rows
+        self.row_group_bytes = min(max_file_bytes, 8 * 1024 * 1024)
+        self.compression = compression
+        self.files_written = 0
+        self._clock = clock
+        self._open: dict[str, _OpenFile] = {}
+        self._seq = 0
+        self._tag = secrets.token_hex(4)
+
+    def write(self, records: Sequence[PredictionRecord]) -> None:
+        for model in {r.model for r in records}:
+            model_dir(self.root, model)  # refuse a bad name before writing anything
+        now = self._clock()
+        for record in records:
+            row = self._row(record)  # a record that cannot be converted raises here, before any file
+            try:
+                self._append(record.model, row, now)
+            except BaseException:
+                self._abandon(record.model)  # a broken file must not take the next records down too
+                raise
+
+    def _append(self, model: str, row: tuple[Any, ...], now: float) -> None:
+        current = self._open.get(model)
+        if current is not None and now - current.opened_at >= self.max_file_age_s:
+            self._finish(model)
+            current = None
+        if current is None:
+            current = self._open[model] = self._start(model, now)
+        for column, value in zip(current.pending.values(), row, strict=True):
+            column.append(value)
+        time_us = row[_TIME]
+        current.first_us = min(current.first_us, time_us)
+        current.last_us = max(current.last_us, time_us)
+        current.pending_rows += 1
+        current.pending_bytes += 96 + sum(len(row[i] or "") for i in _SIZED)
+        if current.pending_rows >= self.row_group_rows or current.pending_bytes >= self.row_group_bytes:
+            self._flush(current)
+        if current.stream.tell() + current.pending_bytes >= self.max_file_bytes:
+            self._finish(model)
+
+    def poll(self) -> float | None:
+        now = self._clock()
+        for model in [m for m, f in self._open.items() if now - f.opened_at >= self.max_file_age_s]:
+            self._finish(model)
+        if not self._open:
+            return None
+        return max(0.0, min(f.opened_at for f in self._open.values()) + self.max_file_age_s - now)
+
+    def close(self) -> None:
+        for model in list(self._open):
+            self._finish(model)
+
+    def _start(self, model: str, now: float) -> _OpenFile:
+        folder = model_dir(self.root, model)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        temp = folder / f".{self._seq:06d}-{self._tag}.parquet{TEMP_SUFFIX}"
+        stream = pa.OSFile(str(temp), "wb")
+        writer = pq.ParquetWriter(
+            stream,
+            SCHEMA,
+            compression=self.compression,
+            use_dictionary=_DICTIONARY_COLUMNS,
+            write_statistics=_STATISTICS_COLUMNS,
+        )
+        return _OpenFile(folder, temp, self._seq, stream, writer, opened_at=now)
+
+    def _row(self, record: PredictionRecord) -> tuple[Any, ...]:
+        """The stored values of one record, in SCHEMA's order, each already of its column's type."""
+        inputs = record.inputs if isinstance(record.inputs, np.ndarray) else None
+        mean, std, low, high = summarize(inputs)
+        return (
+            str(record.request_id),
+            round(record.time * 1_000_000),
+            str(record.model),
+            int(record.version),
+            str(record.protocol),
+            mean,
+            std,
+            low,
+            high,
+            encode_npy(inputs) if self.keep_inputs else None,
+            encode_output(record.output),
+            None if record.class_ is None else str(record.class_),
+            None if record.confidence is None else float(record.confidence),
+            float(record.latency_ms),
+            int(record.status),
+        )
+
+    def _flush(self, current: _OpenFile) -> None:
+        if current.pending_rows:
+            current.writer.write_table(pa.Table.from_pydict(current.pending, schema=SCHEMA))
+            current.pending = {name: [] for name in SCHEMA.names}
+            current.pending_rows = current.pending_bytes = 0
+
+    def _finish(self, model: str) -> None:
+        """Write what is buffered, close the file, make it durable, then give it its final name."""
+        current = self._open.pop(model)
+        try:
+            self._flush(current)
+            current.writer.close()
+            current.stream.close()
+            fd = os.open(current.temp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            self._discard(current)
+            raise
+        final = current.folder / file_name(current.first_us, current.last_us, current.seq, self._tag)
+        os.replace(current.temp, final)
+        self.files_written += 1
+
+    def _abandon(self, model: str) -> None:
+        current = self._open.pop(model, None)
+        if current is not None:
+            self._discard(current)
+
+    @staticmethod
+    def _discard(current: _OpenFile) -> None:
+        """Drop a file that failed: its records are lost, but no broken file is left to trip readers."""
+        try:
+            if not current.stream.closed:
+                current.stream.close()
+        finally:
+            current.temp.unlink(missing_ok=True)
+
+
+__all__ = [
+    "FILE_NAME",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "ParquetSink",
+    "encode_npy",
+    "encode_output",
+    "file_name",
+    "file_span",
+    "model_dir",
+    "summarize",
+]
