@@ -50,6 +50,30 @@ class ModelServing(BaseModel):
         return value
 
 
+class MonitorSettings(BaseModel):
+    """What a server watches and keeps about its predictions (env SHIPYARD_MONITOR__...)."""
+
+    model_config = {"extra": "forbid"}
+
+    log: bool = Field(default=True, description="Keep a prediction log (Parquet, under home/predictions).")
+    log_dir: Path | None = Field(default=None, description="Where the prediction log goes (default home).")
+    log_sample: float = Field(default=1.0, ge=0, le=1, description="Fraction of requests logged.")
+    log_max_per_second: float = Field(default=1000, gt=0, description="Most records logged per second.")
+    log_queue: int = Field(default=10_000, ge=1, description="Records waiting for the writer before drops.")
+    log_inputs: bool = Field(default=False, description="Log whole inputs, not only a summary of each.")
+    drift_window: int = Field(default=1000, ge=10, description="Live rows drift is judged on.")
+    drift_max_age_s: float | None = Field(default=None, gt=0, description="Forget rows older than this.")
+    drift_min_rows: int = Field(default=300, ge=1, description="Rows needed before drift is judged.")
+    psi_threshold: float = Field(default=0.2, gt=0, description="PSI from which a feature has drifted.")
+    ks_threshold: float = Field(default=0.2, gt=0, le=1, description="KS from which a feature has drifted.")
+    accuracy_window: int = Field(default=1000, ge=1, description="Latest labelled predictions in accuracy.")
+    price_per_hour: float = Field(
+        default=0.10,
+        ge=0,
+        description="What one instance-hour of compute costs, for cost per 1k predictions.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHIPYARD_", env_nested_delimiter="__", extra="ignore")
 
@@ -107,6 +131,9 @@ class Settings(BaseSettings):
         ge=0,
         description="How often a server re-reads the registry to follow alias changes (0: never).",
     )
+    monitor: MonitorSettings = Field(
+        default_factory=MonitorSettings, description="Prediction log, drift, accuracy and cost."
+    )
     providers: list[str] | None = Field(
         default=None,
         description="ORT execution providers in order of preference; CUDA then CPU when unset.",
@@ -120,6 +147,10 @@ class Settings(BaseSettings):
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser()
+
+    @property
+    def predictions_dir(self) -> Path:
+        return (self.monitor.log_dir or self.home_dir / "predictions").expanduser()
 
     @property
     def artifacts_dir(self) -> Path:

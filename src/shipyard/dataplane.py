@@ -5,10 +5,14 @@ HTTP routes (and later gRPC servicers) convert wire types, call a method here an
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any
 
 from shipyard._version import __version__
 from shipyard.errors import InvalidInput, NotFound
+from shipyard.monitor.feedback import decode_feedback
+from shipyard.monitor.live import Monitor, new_request_id
 from shipyard.protocol import predict as friendly
 from shipyard.protocol.v2 import InferenceRequest, InferenceResponse, OutputTensor, classify
 from shipyard.runtime.manager import ModelManager
@@ -20,8 +24,9 @@ CONFIG_TYPES = {"BYTES": "STRING"}  # Triton's config names every other type as 
 
 
 class DataPlane:
-    def __init__(self, manager: ModelManager) -> None:
+    def __init__(self, manager: ModelManager, monitor: Monitor | None = None) -> None:
         self.manager = manager
+        self.monitor = monitor
 
     # -- health and metadata ---------------------------------------------------------------
 
@@ -124,7 +129,16 @@ class DataPlane:
 
     # -- inference --------------------------------------------------------------------------
 
-    async def infer(self, name: str, version: str | None, request: InferenceRequest) -> InferenceResponse:
+    async def infer(
+        self,
+        name: str,
+        version: str | None,
+        request: InferenceRequest,
+        protocol: str = "rest",
+        started: float | None = None,
+    ) -> InferenceResponse:
+        """Run a v2 request; `started` (perf_counter) is when the transport received it."""
+        started = time.perf_counter() if started is None else started
         async with self.manager.use(name, version) as loaded:
             signature = loaded.signature
             check_inputs(signature, request.inputs)
@@ -150,12 +164,24 @@ class DataPlane:
                     raise InvalidInput(f"output {output_name!r} holds no scores to classify")
                 data = classify(data, requested.classification, loaded.record.labels)
             outputs.append(OutputTensor(output_name, data, binary))
+        if self.monitor is not None:
+            scores = signature.scores
+            raw = results[names.index(scores.output)] if scores and scores.output in names else None
+            request_id = request.id or new_request_id()
+            self.monitor.answered(loaded.record, protocol, started, request.inputs, raw, request_id)
         return InferenceResponse(name, str(loaded.number), outputs, request.id)
 
     async def predict(
-        self, name: str | None, version: str | None, body: bytes, top_k: int = 0
+        self,
+        name: str | None,
+        version: str | None,
+        body: bytes,
+        top_k: int = 0,
+        started: float | None = None,
     ) -> dict[str, Any] | list[dict[str, Any]]:
-        """Friendly prediction; `name` None means the only model served."""
+        """Friendly prediction; `name` None means the only model served. Each answer carries the id
+        that feedback (POST /v1/models/{name}/feedback) refers to."""
+        started = time.perf_counter() if started is None else started
         async with self.manager.use(self._only_model() if name is None else name, version) as loaded:
             signature = loaded.signature
             inputs, single = friendly.decode_predict(body, signature)
@@ -168,9 +194,62 @@ class DataPlane:
             labels=loaded.record.labels,
             top_k=top_k,
         )
-        for item in items:
+        ids = [""] * len(items)
+        if self.monitor is not None:
+            raw = result if scores else None
+            ids = self.monitor.answered(loaded.record, "predict", started, inputs, raw, new_request_id())
+        for item, prediction_id in zip(items, ids, strict=True):
             item["model"], item["version"] = loaded.name, loaded.number
+            if prediction_id:
+                item["id"] = prediction_id
         return items[0] if single else items
+
+    def failed(
+        self, name: str | None, version: str | None, protocol: str, status: int, started: float
+    ) -> None:
+        """Count a request that got an error (the transport calls this, whatever went wrong)."""
+        if self.monitor is None:
+            return
+        record, label = None, "(unknown)"  # never a name from the URL that is not served: cardinality
+        if name is not None and name in self.manager.names:
+            label = name
+            with contextlib.suppress(NotFound):
+                record = self.manager.record(name, version)
+        self.monitor.failed(label, record, protocol, status, started)
+
+    # -- monitoring -------------------------------------------------------------------------
+
+    def feedback(self, name: str, body: bytes) -> dict[str, Any]:
+        """Labels for earlier predictions: {"id": ..., "label": ...} or a list of them."""
+        self.manager.served(name)
+        if self.monitor is None:
+            raise NotFound("this server keeps no monitor: feedback has nothing to join")
+        return self.monitor.feedback(name, decode_feedback(body))
+
+    def statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
+        """Triton's statistics extension: every version this server has monitored (of `name`)."""
+        if self.monitor is None:
+            return {"model_stats": []}
+        names = [name] if name else self.manager.names
+        if name:
+            self.manager.served(name)
+        stats = []
+        for model in names:
+            for monitor in self.monitor.known(model):
+                if version in (None, "") or str(monitor.record.number) == str(version):
+                    stats.append(monitor.triton_stats())
+        return {"model_stats": stats}
+
+    def snapshot(self, name: str) -> dict[str, Any]:
+        """How a model is doing: per version, the figures of the dashboard and `monitor status`."""
+        served = self.manager.served(name)
+        if self.monitor is None:
+            raise NotFound("this server keeps no monitor")
+        versions = []
+        for number, record in sorted(served.records.items(), key=lambda kv: kv[0] != served.default):
+            state, _ = self.manager.state(name, number)
+            versions.append(self.monitor.version(record).summary(state, number == served.default))
+        return {"model": name, "default_version": served.default, "versions": versions}
 
     def _only_model(self) -> str:
         names = self.manager.names

@@ -18,6 +18,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -27,6 +28,13 @@ from shipyard.runtime import tensors
 log = logging.getLogger(__name__)
 
 RunFn = Callable[[dict[str, np.ndarray], Sequence[str] | None], Awaitable[list[np.ndarray]]]
+
+
+class BatchObserver(Protocol):
+    """Told about every run (metrics, statistics): how many rows, how long each request queued, and
+    how long the run took, in seconds. Called on the event loop: it must be quick."""
+
+    def batch_done(self, rows: int, queued_s: list[float], compute_s: float, ok: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -50,12 +58,16 @@ class _Request:
     key: tuple[object, ...]
     rows: int
     future: asyncio.Future[list[np.ndarray]] = field(repr=False)
+    enqueued: float = 0.0
 
 
 class Batcher:
-    def __init__(self, name: str, run: RunFn, settings: BatchSettings) -> None:
+    def __init__(
+        self, name: str, run: RunFn, settings: BatchSettings, observer: BatchObserver | None = None
+    ) -> None:
         self.name = name
         self.settings = settings
+        self.observer = observer
         self._run = run
         self._queue: deque[_Request] = deque()
         self._ready: asyncio.Condition | None = None
@@ -94,12 +106,14 @@ class Batcher:
             raise Unavailable(f"{self.name} is not accepting requests")
         if len(self._queue) >= self.settings.max_queue_size:
             raise Overloaded(f"{self.name} is overloaded: {len(self._queue)} requests are queued")
+        loop = asyncio.get_running_loop()
         request = _Request(
             inputs,
             outputs,
             tensors.batch_key(inputs, outputs),
             tensors.rows(inputs),
-            asyncio.get_running_loop().create_future(),
+            loop.create_future(),
+            loop.time(),
         )
         self._queue.append(request)
         async with ready:
@@ -180,15 +194,24 @@ class Batcher:
         live = [r for r in batch if not r.future.done()]
         if not live:
             return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             merged = tensors.merge([r.inputs for r in live])
             outputs = await self._run(merged, live[0].outputs)
             parts = tensors.split(outputs, [r.rows for r in live])
         except Exception as exc:  # a failed batch fails its own callers, and only them
+            self._observe(live, started, loop.time(), ok=False)
             for request in live:
                 if not request.future.done():
                     request.future.set_exception(exc)
             return
+        self._observe(live, started, loop.time(), ok=True)
         for request, part in zip(live, parts, strict=True):
             if not request.future.done():
                 request.future.set_result(part)
+
+    def _observe(self, batch: list[_Request], started: float, ended: float, *, ok: bool) -> None:
+        if self.observer is not None:
+            waits = [started - r.enqueued for r in batch]
+            self.observer.batch_done(sum(r.rows for r in batch), waits, ended - started, ok)

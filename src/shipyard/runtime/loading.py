@@ -15,7 +15,7 @@ from shipyard.config import ModelServing
 from shipyard.errors import ShipyardError, Unavailable
 from shipyard.protocol.datatypes import numpy_dtype
 from shipyard.registry import Registry, VersionRecord
-from shipyard.runtime.batcher import Batcher, BatchSettings
+from shipyard.runtime.batcher import Batcher, BatchObserver, BatchSettings
 from shipyard.runtime.memory import release_free_memory, rss_bytes
 from shipyard.runtime.session import Runner, RunnerOptions
 from shipyard.signature import Signature
@@ -48,7 +48,11 @@ class LoadedVersion:
 
 
 def build_version(
-    registry: Registry, record: VersionRecord, serving: ModelServing, options: RunnerOptions
+    registry: Registry,
+    record: VersionRecord,
+    serving: ModelServing,
+    options: RunnerOptions,
+    observer: BatchObserver | None = None,
 ) -> LoadedVersion:
     """Verify, load and warm up one version (blocking). Its batcher still has to be started."""
     release_free_memory()  # so that memory freed earlier does not hide this version's cost
@@ -61,7 +65,7 @@ def build_version(
         runner.unload()
         reason = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
         raise Unavailable(f"{record.ref} failed its warm-up request: {reason}") from exc
-    batcher = Batcher(record.ref, runner.run, batch_settings(serving, record.signature))
+    batcher = Batcher(record.ref, runner.run, batch_settings(serving, record.signature), observer)
     return LoadedVersion(record, runner, batcher, max(rss_bytes() - before, record.size))
 
 

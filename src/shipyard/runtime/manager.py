@@ -16,13 +16,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from shipyard.config import ModelServing
 from shipyard.errors import InvalidInput, NotFound, Overloaded, ShipyardError, Unavailable
 from shipyard.registry import ModelSummary, Registry, VersionRecord
 from shipyard.registry.store import PRODUCTION
+from shipyard.runtime.batcher import BatchObserver
 from shipyard.runtime.loading import LoadedVersion, build_version
 from shipyard.runtime.memory import MB, release_free_memory
 from shipyard.runtime.policy import wanted_versions
@@ -53,12 +54,14 @@ class ModelManager:
         *,
         alias: str = PRODUCTION,
         memory_budget_mb: int | None = None,
+        observer: Callable[[VersionRecord], BatchObserver] | None = None,
     ) -> None:
         self._registry = registry
         self._options = options
         self._serving = serving or ModelServing()
         self.alias = alias
         self._budget = memory_budget_mb * MB if memory_budget_mb else None
+        self._observer = observer
         self._models: dict[str, ServedModel] = {}
         self._resident: dict[int, tuple[ServedModel, LoadedVersion]] = {}  # by id(LoadedVersion)
         self._failed: dict[tuple[str, int], str] = {}  # versions that failed to load, and why
@@ -83,7 +86,7 @@ class ModelManager:
                 if not self._fits(record):
                     log.info("%s waits for its first request (memory budget)", record.ref)
                     continue
-                self._add(served, build_version(self._registry, record, served.serving, self._options))
+                self._add(served, self._build(record, served.serving))
             log.info("serving %s versions %s (default %s)", name, sorted(served.records), served.default)
 
     async def start(self) -> None:
@@ -186,9 +189,7 @@ class ModelManager:
                 return served.versions[number]
             await self._make_room(record)
             try:
-                loaded = await asyncio.to_thread(
-                    build_version, self._registry, record, served.serving, self._options
-                )
+                loaded = await asyncio.to_thread(self._build, record, served.serving)
             except ShipyardError as exc:
                 log.error("%s cannot be loaded, still serving the others: %s", record.ref, exc)
                 self._failed[served.name, number] = exc.message
@@ -201,6 +202,10 @@ class ModelManager:
             await self._make_room(record, keep=loaded)
             log.info("%s loaded (%.0f MB)", record.ref, loaded.memory_bytes / MB)
             return loaded
+
+    def _build(self, record: VersionRecord, serving: ModelServing) -> LoadedVersion:
+        observer = self._observer(record) if self._observer else None
+        return build_version(self._registry, record, serving, self._options, observer)
 
     def _add(self, served: ServedModel, loaded: LoadedVersion) -> None:
         served.versions[loaded.number] = loaded
@@ -417,3 +422,20 @@ class ModelManager:
     def memory(self) -> dict[str, int]:
         """Resident versions and what each costs, in bytes (for the index and metrics)."""
         return {v.record.ref: v.memory_bytes for _, v in self._resident.values()}
+
+    def gauges(self) -> dict[tuple[str, int], tuple[bool, int, int, int]]:
+        """(model, version) -> (resident, memory bytes, queued, in flight), for the monitor's tick."""
+        out = {}
+        for served in self._models.values():
+            for number in served.records:
+                loaded = served.versions.get(number)
+                if loaded is None:
+                    out[served.name, number] = (False, 0, 0, 0)
+                else:
+                    out[served.name, number] = (
+                        True,
+                        loaded.memory_bytes,
+                        loaded.batcher.queued,
+                        loaded.in_flight,
+                    )
+        return out

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 
 from shipyard.config import Settings
 from shipyard.dataplane import DataPlane
+from shipyard.monitor.live import Monitor
 from shipyard.registry import Registry
 from shipyard.runtime import ModelManager, RunnerOptions
 from shipyard.server.http import create_app
@@ -44,6 +45,7 @@ def assemble(spec: ServeSpec) -> Assembled:
     """Load (verify, warm up) the models and build the app; errors surface here, before serving."""
     settings = spec.settings
     registry = Registry.open(settings)
+    monitor = Monitor(settings.monitor, str(settings.predictions_dir))
     manager = ModelManager(
         registry,
         RunnerOptions(settings.intra_op_threads, settings.inter_op_threads, settings.providers),
@@ -51,9 +53,10 @@ def assemble(spec: ServeSpec) -> Assembled:
         watch_interval_s=settings.watch_interval_s,
         alias=settings.alias,
         memory_budget_mb=settings.memory_budget_mb,
+        observer=monitor.version,
     )
     manager.load(spec.names or None)
-    dataplane = DataPlane(manager)
+    dataplane = DataPlane(manager, monitor)
     grpc_port = settings.grpc_port if spec.grpc else None
 
     def also_serve() -> contextlib.AbstractAsyncContextManager[Any]:

@@ -26,6 +26,15 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     )
 
 
+def status_of(exc: BaseException) -> int:
+    """The HTTP status an exception is answered with (for metrics, before the handler runs)."""
+    if isinstance(exc, ShipyardError):
+        return int(exc.status)
+    if isinstance(exc, HTTPException):
+        return exc.status_code
+    return 500
+
+
 async def _shipyard(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ShipyardError)
     headers = None

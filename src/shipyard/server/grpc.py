@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -94,9 +95,16 @@ class InferenceServicer:
 
     @_guard
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        self.dataplane.check_served(request.model_name, request.model_version or None)
-        decoded, raw = codec.decode_infer(request)
-        response = await self.dataplane.infer(request.model_name, request.model_version or None, decoded)
+        started = time.perf_counter()
+        name, version = request.model_name, request.model_version or None
+        try:
+            self.dataplane.check_served(name, version)
+            decoded, raw = codec.decode_infer(request)
+            response = await self.dataplane.infer(name, version, decoded, "grpc", started)
+        except Exception as exc:
+            status = int(exc.status) if isinstance(exc, ShipyardError) else 500
+            self.dataplane.failed(name, version, "grpc", status, started)
+            raise
         return codec.encode_infer(response, raw)
 
 

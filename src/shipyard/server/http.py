@@ -8,8 +8,11 @@ else and the OpenAPI docs at /docs, which also describe the hot routes (same han
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
+import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,18 +20,20 @@ import orjson
 from fastapi import FastAPI, Query
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 
 from shipyard._version import __version__
 from shipyard.dataplane import DataPlane
 from shipyard.errors import InvalidInput, PayloadTooLarge, Unauthorized
+from shipyard.monitor import dashboard
 from shipyard.protocol.v2 import HEADER_LENGTH, decode_request, encode_response
 from shipyard.server import errors
 from shipyard.server.admin import DeployRequest, RollbackRequest, admin_body, documented
-from shipyard.server.openapi import INFER_BODY, PREDICT_BODY
+from shipyard.server.openapi import FEEDBACK_BODY, INFER_BODY, PREDICT_BODY
 
 JSON = "application/json"
+log = logging.getLogger(__name__)
 
 
 def json_response(doc: Any, status: int = 200) -> Response:
@@ -95,11 +100,17 @@ class Handlers:
         return json_response({"ready": is_ready}, 200 if is_ready else 400)
 
     async def infer(self, request: Request) -> Response:
+        started = time.perf_counter()
         name, version = request.path_params["name"], request.path_params.get("version")
-        self.dataplane.check_served(name, version)  # an unknown model is a 404 whatever the body
-        body = await read_body(request, self.limit)
-        decoded = decode_request(body, _header_length(request))
-        content, header_length = encode_response(await self.dataplane.infer(name, version, decoded))
+        try:
+            self.dataplane.check_served(name, version)  # an unknown model is a 404 whatever the body
+            body = await read_body(request, self.limit)
+            decoded = decode_request(body, _header_length(request))
+            answer = await self.dataplane.infer(name, version, decoded, "rest", started)
+        except Exception as exc:
+            self.dataplane.failed(name, version, "rest", errors.status_of(exc), started)
+            raise
+        content, header_length = encode_response(answer)
         if header_length is None:
             return Response(content, media_type=JSON)
         return Response(
@@ -109,12 +120,25 @@ class Handlers:
         )
 
     async def predict(self, request: Request) -> Response:
+        started = time.perf_counter()
         name, version = request.path_params.get("name"), request.path_params.get("version")
-        top_k = _top_k(request)
-        if name is not None:
-            self.dataplane.check_served(name, version)
-        body = await read_body(request, self.limit)
-        return json_response(await self.dataplane.predict(name, version, body, top_k))
+        try:
+            top_k = _top_k(request)
+            if name is not None:
+                self.dataplane.check_served(name, version)
+            body = await read_body(request, self.limit)
+            answer = await self.dataplane.predict(name, version, body, top_k, started)
+        except Exception as exc:
+            self.dataplane.failed(name, version, "predict", errors.status_of(exc), started)
+            raise
+        return json_response(answer)
+
+    async def metrics(self, request: Request) -> Response:
+        monitor = self.dataplane.monitor
+        if monitor is None:
+            return Response(b"", media_type="text/plain")
+        content, media_type = monitor.metrics.exposition()
+        return Response(content, media_type=media_type)
 
 
 def create_app(
@@ -130,11 +154,21 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await dataplane.manager.start()
+        ticking = None
+        if dataplane.monitor is not None:
+            dataplane.monitor.start()
+            ticking = asyncio.create_task(_tick(dataplane), name="monitor-tick")
         try:
             async with also_serve() if also_serve else contextlib.nullcontext():
                 yield
         finally:
+            if ticking is not None:
+                ticking.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticking
             await dataplane.manager.aclose()
+            if dataplane.monitor is not None:
+                await asyncio.to_thread(dataplane.monitor.close)
 
     hot = [
         Route("/v2/health/live", h.live, methods=["GET"]),
@@ -144,12 +178,24 @@ def create_app(
         Route("/v1/models/{name}/predict", h.predict, methods=["POST"]),
         Route("/v1/models/{name}/versions/{version}/predict", h.predict, methods=["POST"]),
         Route("/predict", h.predict, methods=["POST"]),
+        Route("/metrics", h.metrics, methods=["GET"]),
     ]
     return Starlette(
         routes=[*hot, Mount("/", app=_documented_api(dataplane, h))],
         lifespan=lifespan,
         exception_handlers=errors.handlers(),
     )
+
+
+async def _tick(dataplane: DataPlane) -> None:
+    """Once a second: the monitor's gauges (state, drift, accuracy, cost), off the request path."""
+    assert dataplane.monitor is not None
+    while True:
+        await asyncio.sleep(1.0)  # a sampling period, not a synchronisation
+        try:
+            dataplane.monitor.tick(dataplane.manager.gauges())
+        except Exception:
+            log.exception("monitor tick failed; trying again")
 
 
 def _documented_api(dataplane: DataPlane, h: Handlers) -> FastAPI:
@@ -233,6 +279,33 @@ def _documented_api(dataplane: DataPlane, h: Handlers) -> FastAPI:
         actor = h.require_admin(request)
         body = await admin_body(request, RollbackRequest)
         return json_response(await dataplane.rollback(name, reason=body.reason, actor=actor))
+
+    # -- monitoring -------------------------------------------------------------------------------
+
+    @app.get("/v2/models/stats", tags=["monitoring"])
+    @app.get("/v2/models/{name}/stats", tags=["monitoring"])
+    @app.get("/v2/models/{name}/versions/{version}/stats", tags=["monitoring"])
+    async def statistics(name: str | None = None, version: str | None = None) -> Response:
+        return json_response(dataplane.statistics(name, version))
+
+    @app.post("/v1/models/{name}/feedback", tags=["monitoring"], openapi_extra=FEEDBACK_BODY)
+    async def feedback(request: Request, name: str) -> Response:
+        return json_response(dataplane.feedback(name, await read_body(request, h.limit)))
+
+    @app.get("/v1/models/{name}/monitor", tags=["monitoring"])
+    async def monitor_status(name: str) -> Response:
+        return json_response(await asyncio.to_thread(dataplane.snapshot, name))
+
+    @app.get("/dashboard", tags=["monitoring"], response_class=HTMLResponse)
+    async def dashboard_index() -> Response:
+        return HTMLResponse(dashboard.index(dataplane.manager.names))
+
+    @app.get("/dashboard/{name}", tags=["monitoring"], response_class=HTMLResponse)
+    async def dashboard_page(name: str, fragment: bool = False) -> Response:
+        snapshot = await asyncio.to_thread(dataplane.snapshot, name)
+        if fragment:
+            return HTMLResponse(dashboard.fragment(snapshot))
+        return HTMLResponse(dashboard.page(name, snapshot, dataplane.manager.names))
 
     @app.get("/v1/models", tags=["friendly"])
     async def list_models() -> Response:

@@ -79,3 +79,18 @@ PREDICT_BODY: dict[str, Any] = {
         },
     }
 }
+
+FEEDBACK_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": ["object", "array"],
+                    "description": '{"id": <prediction id>, "label": <true class>}, or a list of them',
+                },
+                "example": {"id": "3f2a...", "label": "7"},
+            }
+        },
+    }
+}

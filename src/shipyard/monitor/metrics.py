@@ -1,0 +1,168 @@
+"""Prometheus metrics of a server process, named as Prometheus asks (base units, `_total` counters).
+
+The hot path only increments counters and observes histograms, through label children cached per
+model version, so a request costs a few microseconds here. Gauges of state (queue depth, requests in
+flight, loaded versions and their memory, drift, live accuracy, cost) are set once a second by the
+server's monitor tick. With `serve --workers N`, PROMETHEUS_MULTIPROC_DIR makes every process write its
+values to shared files, and /metrics sums them (`multiprocess_mode` says how for each gauge).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prom_multiprocess
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+CONFIDENCE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+VERSION = ("model", "version")
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@dataclass
+class VersionMetrics:
+    """The label children of one model version, looked up once."""
+
+    queue: Any
+    compute: Any
+    batch: Any
+    compute_total: Any
+    confidence: Any
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "shipyard_requests", "Requests by outcome.", [*VERSION, "protocol", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "shipyard_request_duration_seconds",
+            "Time from a request's arrival to its answer.",
+            [*VERSION, "protocol"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_seconds = Histogram(
+            "shipyard_queue_duration_seconds",
+            "Time a request waited for its batch to start.",
+            VERSION,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.compute_seconds = Histogram(
+            "shipyard_compute_duration_seconds",
+            "Time of one ONNX Runtime run (a whole batch).",
+            VERSION,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "shipyard_batch_size", "Rows per run.", VERSION, buckets=BATCH_BUCKETS, registry=r
+        )
+        self.compute_total = Counter(
+            "shipyard_compute_seconds", "Seconds spent computing, for cost.", VERSION, registry=r
+        )
+        self.confidence = Histogram(
+            "shipyard_prediction_confidence",
+            "Confidence (top probability) of each prediction.",
+            VERSION,
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = gauge("shipyard_queue_depth", "Requests waiting for a run.", VERSION, r)
+        self.in_flight = gauge("shipyard_inflight_requests", "Requests being answered.", VERSION, r)
+        self.loaded = gauge("shipyard_model_loaded", "1 when the version is resident.", VERSION, r)
+        self.memory = gauge(
+            "shipyard_model_memory_bytes", "Resident memory the version added when loaded.", VERSION, r
+        )
+        self.drift = gauge(
+            "shipyard_drift_score",
+            "Drift of live inputs from the reference, per feature and statistic (psi, ks).",
+            [*VERSION, "feature", "statistic"],
+            r,
+            mode="livemostrecent",
+        )
+        self.drifting = gauge(
+            "shipyard_drift_flagged",
+            "1 when a drift score passes its threshold.",
+            VERSION,
+            r,
+            mode="livemostrecent",
+        )
+        self.accuracy = gauge(
+            "shipyard_live_accuracy",
+            "Accuracy over the recent feedback window.",
+            VERSION,
+            r,
+            mode="livemostrecent",
+        )
+        self.feedback = Counter(
+            "shipyard_feedback", "Labels received for logged predictions.", [*VERSION, "outcome"], registry=r
+        )
+        self.cost = gauge(
+            "shipyard_cost_per_1k_predictions",
+            "Compute cost of 1,000 predictions at the configured price per instance-hour.",
+            VERSION,
+            r,
+            mode="livemostrecent",
+        )
+        self.log_records = Counter(
+            "shipyard_prediction_log_records",
+            "Prediction log records by outcome (written, dropped_full, sampled_out, rate_limited).",
+            ["outcome"],
+            registry=r,
+        )
+        self._versions: dict[tuple[str, str], VersionMetrics] = {}
+        self._requests: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+
+    def version(self, model: str, version: str) -> VersionMetrics:
+        key = (model, version)
+        found = self._versions.get(key)
+        if found is None:
+            found = self._versions[key] = VersionMetrics(
+                self.queue_seconds.labels(*key),
+                self.compute_seconds.labels(*key),
+                self.batch_size.labels(*key),
+                self.compute_total.labels(*key),
+                self.confidence.labels(*key),
+            )
+        return found
+
+    def request(self, model: str, version: str, protocol: str, status: str, seconds: float) -> None:
+        key = (model, version, protocol, status)
+        children = self._requests.get(key)
+        if children is None:
+            children = self._requests[key] = (
+                self.requests.labels(*key),
+                self.request_seconds.labels(model, version, protocol),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format for /metrics: this process's registry, or every worker's files."""
+        if os.environ.get(MULTIPROCESS_ENV):
+            registry = CollectorRegistry()
+            prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+Mode = Literal["livesum", "livemostrecent"]
+
+
+def gauge(name: str, doc: str, labels: Any, registry: CollectorRegistry, mode: Mode = "livesum") -> Gauge:
+    return Gauge(name, doc, labels, registry=registry, multiprocess_mode=mode)

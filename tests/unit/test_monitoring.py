@@ -1,0 +1,210 @@
+"""Monitoring through the server: drift against the reference, accuracy from feedback, the prediction
+log never slowing answers down, Prometheus metrics and Triton's statistics."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shipyard.config import MonitorSettings
+from shipyard.dataplane import DataPlane
+from shipyard.monitor.live import Monitor
+from shipyard.monitor.predlog import PredictionRecord
+from shipyard.monitor.reference import profile_version
+from shipyard.registry import Registry
+from shipyard.runtime import ModelManager, RunnerOptions
+from shipyard.server.http import create_app
+from tests.asgi import ASGIClient
+from tests.conftest import register_digits
+from tests.models import digits_data
+
+WINDOW = 500
+SPLIT = np.random.default_rng(7).permutation(1797)  # digits rows: the first 1,000 are the reference
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def serve(registry: Registry, monitor: Monitor) -> tuple[ASGIClient, ModelManager]:
+    manager = ModelManager(registry, RunnerOptions(intra_op_threads=1), observer=monitor.version)
+    manager.load()
+    client = ASGIClient(create_app(DataPlane(manager, monitor)))
+    client.run(manager.start())
+    monitor.start()
+    return client, manager
+
+
+def stop(client: ASGIClient, manager: ModelManager, monitor: Monitor) -> None:
+    client.run(manager.aclose())
+    client.close()
+    manager.unload_all()
+    monitor.close()
+
+
+@pytest.fixture
+def referenced(registry: Registry, tmp_path: Path) -> Registry:
+    """digits with a reference profile of 1,000 random rows (the other 797 are 'live' data)."""
+    record = register_digits(registry)
+    X, y = digits_data()
+    np.savez(tmp_path / "reference.npz", X=X[SPLIT[:1000]], y=y[SPLIT[:1000]])
+    registry.set_reference("digits", 1, profile_version(registry, record, tmp_path / "reference.npz"), "ref")
+    return registry
+
+
+@pytest.fixture
+def server(referenced: Registry, tmp_path: Path) -> Iterator[tuple[ASGIClient, Monitor]]:
+    settings = MonitorSettings(drift_window=WINDOW, drift_min_rows=WINDOW)
+    monitor = Monitor(settings, str(tmp_path / "predictions"))
+    client, manager = serve(referenced, monitor)
+    yield client, monitor
+    stop(client, manager, monitor)
+
+
+def infer(client: ASGIClient, rows: np.ndarray) -> None:
+    body = {
+        "inputs": [
+            {"name": "input", "shape": list(rows.shape), "datatype": "FP32", "data": rows.ravel().tolist()}
+        ]
+    }
+    assert client.post("/v2/models/digits/infer", json=body).status_code == 200
+
+
+def drift(client: ASGIClient) -> dict[str, object]:
+    return client.get("/v1/models/digits/monitor").json()["versions"][0]["drift"]
+
+
+def test_drift_is_flagged_within_one_window_and_not_without_a_shift(
+    server: tuple[ASGIClient, Monitor],
+) -> None:
+    client, _ = server
+    X = digits_data()[0][SPLIT[1000:]]  # never seen by the reference
+    rng = np.random.default_rng(0)
+    windows, false_alarms = 20, 0
+    for _ in range(windows):  # disjoint windows of unshifted live traffic, 20 rows a request
+        for _ in range(WINDOW // 20):
+            infer(client, X[rng.integers(0, len(X), 20)])
+        report = drift(client)
+        assert report["judged"]
+        false_alarms += bool(report["flagged"])
+    delay = 0
+    while not drift(client)["flagged"]:  # the same traffic, brighter by 3 of 16 grey levels
+        infer(client, np.clip(X[rng.integers(0, len(X), 20)] + 3, 0, 16))
+        delay += 20
+        assert delay <= WINDOW, "drift was not flagged within one window"
+    print(f"unshifted: {false_alarms} of {windows} windows flagged; shifted: flagged after {delay} rows")
+    assert false_alarms <= 1
+    metrics = client.get("/metrics").text
+    assert 'shipyard_drift_flagged{model="digits",version="1"}' in metrics or "drift" in metrics
+
+
+def test_live_accuracy_equals_the_true_accuracy_of_labelled_predictions(
+    server: tuple[ASGIClient, Monitor],
+) -> None:
+    client, _ = server
+    X, y = digits_data()
+    picked = np.random.default_rng(1).choice(len(X), 200, replace=False)
+    answers = [client.post("/v1/models/digits/predict", json={"input": X[i].tolist()}).json() for i in picked]
+    truth = [str(y[i]) for i in picked]
+    expected = np.mean([a["class"] == t for a, t in zip(answers, truth, strict=True)])
+    assert 0.5 < expected < 1.0  # a real mix of right and wrong answers
+
+    unknown = client.post("/v1/models/digits/feedback", json=[{"id": "nope", "label": "1"}])
+    assert unknown.status_code == 404 and "'nope'" in unknown.json()["error"]
+    for body, problem in [(b"{", "not JSON"), (b"[]", "empty"), (b'{"id": 3, "label": "1"}', "id")]:
+        bad = client.post("/v1/models/digits/feedback", content=body)
+        assert bad.status_code == 400 and problem in bad.json()["error"]
+    half = len(answers) // 2
+    first = [{"id": a["id"], "label": t} for a, t in zip(answers[:half], truth[:half], strict=True)]
+    assert client.post("/v1/models/digits/feedback", json=first).json() == {"accepted": half}
+    for a, t in zip(answers[half:], truth[half:], strict=True):  # and one at a time
+        assert client.post("/v1/models/digits/feedback", json={"id": a["id"], "label": t}).status_code == 200
+    accuracy = client.get("/v1/models/digits/monitor").json()["versions"][0]["accuracy"]
+    assert accuracy["labelled"] == len(answers)
+    assert accuracy["value"] == pytest.approx(expected)
+
+
+class BlockedSink:
+    """A log destination that holds the writer thread until released: the log's queue fills up."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.written: list[PredictionRecord] = []
+
+    def write(self, records: Sequence[PredictionRecord]) -> None:
+        self.release.wait(timeout=60)
+        self.written.extend(records)
+
+    def poll(self) -> float | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_full_prediction_log_drops_and_counts_without_slowing_answers(referenced: Registry) -> None:
+    sink = BlockedSink()
+    monitor = Monitor(MonitorSettings(log_queue=20), sink)
+    client, manager = serve(referenced, monitor)
+    X = digits_data()[0]
+    try:
+        timings = []
+        for i in range(300):
+            start = time.perf_counter()
+            assert client.post("/v1/models/digits/predict", json={"input": X[i].tolist()}).status_code == 200
+            timings.append(time.perf_counter() - start)
+        assert monitor.log is not None
+        counters = monitor.log.counters()
+        assert counters.offered == 300 and counters.written == 0
+        assert counters.dropped_full == 300 - counters.queued - len(sink.written) - 1  # one in the writer
+        assert counters.dropped_full >= 250
+        before, after = np.median(timings[:15]), np.median(timings[-100:])
+        print(f"median answer: {before * 1e3:.2f} ms with room in the log, {after * 1e3:.2f} ms when full")
+        assert after < 10 * before  # the same order of magnitude
+        monitor.tick(manager.gauges())
+        metrics = client.get("/metrics").text
+        assert (
+            f'shipyard_prediction_log_records_total{{outcome="dropped_full"}} {counters.dropped_full}.0'
+            in metrics
+        )
+    finally:
+        sink.release.set()
+        stop(client, manager, monitor)
+    assert len(sink.written) == 300 - counters.dropped_full  # every record accepted was written
+
+
+def test_metrics_statistics_and_the_grafana_dashboard_agree(server: tuple[ASGIClient, Monitor]) -> None:
+    client, monitor = server
+    X = digits_data()[0]
+    for i in range(5):
+        infer(client, X[i * 4 : i * 4 + 4])
+    assert client.post("/v2/models/digits/infer", json={"inputs": []}).status_code == 400
+    assert client.post("/v2/models/nope/infer", json={"inputs": []}).status_code == 404
+    stats = client.get("/v2/models/digits/stats").json()["model_stats"]
+    assert len(stats) == 1 and stats[0]["inference_count"] == 20 and stats[0]["execution_count"] == 5
+    assert stats[0]["inference_stats"]["success"]["count"] == 5
+    assert stats[0]["inference_stats"]["fail"]["count"] == 1
+    assert sum(b["compute_infer"]["count"] for b in stats[0]["batch_stats"]) == 5
+    monitor.tick({("digits", 1): (True, 1234, 0, 0)})
+    text = client.get("/metrics").text
+    for line in [
+        'shipyard_requests_total{model="digits",protocol="rest",status="200",version="1"} 5.0',
+        'shipyard_requests_total{model="digits",protocol="rest",status="400",version="1"} 1.0',
+        'shipyard_requests_total{model="(unknown)",protocol="rest",status="404",version=""} 1.0',
+        'shipyard_batch_size_count{model="digits",version="1"} 5.0',
+        'shipyard_model_memory_bytes{model="digits",version="1"} 1234.0',
+        'shipyard_prediction_confidence_count{model="digits",version="1"} 20.0',
+    ]:
+        assert line in text, line
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    grafana = json.loads((ROOT / "deploy/grafana/shipyard.json").read_text())
+    used = set()
+    for panel in grafana["panels"]:
+        for target in panel["targets"]:
+            used.update(re.findall(r"shipyard_[a-z0-9_]+", target["expr"]))
+    missing = {u for u in used if not any(u == f or u.startswith(f + "_") for f in families)}
+    assert not missing, f"the Grafana dashboard queries metrics the server does not export: {missing}"
