@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from shipyard.cli import model, rollout, serve
+from shipyard.cli import model, monitor, rollout, serve
 from shipyard.cli.common import state
 from shipyard.config import Settings
 from shipyard.errors import ShipyardError
@@ -19,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(model.app, name="model")
+app.add_typer(monitor.app, name="monitor")
 app.command("serve")(serve.serve)
 app.command("deploy")(rollout.deploy)
 app.command("rollback")(rollout.rollback)

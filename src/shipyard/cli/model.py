@@ -38,6 +38,9 @@ def import_(
     description: str = typer.Option("", help="Free text stored with the version."),
     framework: str | None = typer.Option(None, help="onnx, torchscript or sklearn (default: suffix)."),
     tolerance: float = typer.Option(1e-4, help="Largest allowed |source - onnx| in the check."),
+    reference: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Reference rows live inputs are compared with (drift)."
+    ),
 ) -> None:
     """Convert a model to ONNX, check it numerically, and register it as a new version."""
     from shipyard.importing import import_file, read_labels
@@ -62,6 +65,12 @@ def import_(
         f"imported [bold]{record.ref}[/] from {record.framework} "
         f"({record.size / 1024:.1f} KiB, sha256 {record.sha256[:12]}, check passed: {checked})"
     )
+    if reference is not None:
+        from shipyard.monitor.reference import profile_version
+
+        profile = profile_version(st.registry, record, reference)
+        st.registry.set_reference(name, record.number, profile, reference.name)
+        console.print(f"reference profile: {profile['rows']} rows of {reference.name}")
 
 
 @app.command("list")

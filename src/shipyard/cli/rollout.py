@@ -8,13 +8,11 @@ the registry then carries the change to the other servers.
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import typer
 
+from shipyard.cli.client import call
 from shipyard.cli.common import console, get_state
-from shipyard.errors import InvalidInput, Unavailable, error_for_status
+from shipyard.errors import InvalidInput
 from shipyard.registry import parse_ref
 
 SERVER = typer.Option(
@@ -37,7 +35,7 @@ def deploy(
     if server:
         number = None if version in (None, "latest") else _number(version)
         body = {"version": number, "force": force, "reason": reason}
-        done = _post(server, f"/v2/repository/models/{name}/deploy", body, token)
+        done = call("POST", server, f"/v2/repository/models/{name}/deploy", body, token)
         before, number = done["previous"], done["version"]
     else:
         registry = get_state(ctx).registry
@@ -58,7 +56,7 @@ def rollback(
     if ":" in name:
         raise InvalidInput("rollback takes a model NAME: it goes back to the previous production version")
     if server:
-        done = _post(server, f"/v2/repository/models/{name}/rollback", {"reason": reason}, token)
+        done = call("POST", server, f"/v2/repository/models/{name}/rollback", {"reason": reason}, token)
         current, previous = done["previous"], done["version"]
     else:
         current, previous = get_state(ctx).registry.rollback(name, reason=reason)
@@ -69,23 +67,3 @@ def _number(version: str) -> int:
     if not version.isdigit():
         raise InvalidInput(f"with --server, deploy takes NAME:NUMBER or NAME, not {version!r}")
     return int(version)
-
-
-def _post(server: str, path: str, body: dict[str, Any], token: str | None) -> dict[str, Any]:
-    """One admin call; the server's `{"error": ...}` comes back as the same error here."""
-    import httpx
-
-    token = token or os.environ.get("SHIPYARD_ADMIN_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        # a deploy loads and warms up the version before it answers: allow for a large one
-        response = httpx.post(server.rstrip("/") + path, json=body, headers=headers, timeout=600)
-    except httpx.HTTPError as exc:
-        raise Unavailable(f"cannot reach the server at {server}: {exc}") from None
-    try:
-        doc: dict[str, Any] = response.json()
-    except ValueError:
-        doc = {"error": response.text[:200]}
-    if response.status_code >= 400:
-        raise error_for_status(response.status_code, str(doc.get("error", doc)))
-    return doc

@@ -45,9 +45,11 @@ def serve(
     Serving options set the defaults; a model's own settings (`shipyard model configure`) win.
     """
     import os
+    import tempfile
 
     import uvicorn
 
+    from shipyard.monitor.metrics import MULTIPROCESS_ENV
     from shipyard.server.assemble import SPEC_ENV, ServeSpec, assemble
 
     st = get_state(ctx)
@@ -88,6 +90,8 @@ def serve(
     if workers > 1:
         manager.unload_all()  # each worker loads its own sessions
         os.environ[SPEC_ENV] = spec.model_dump_json()
+        # every worker writes its metrics to files here, and /metrics in any of them sums them all
+        os.environ.setdefault(MULTIPROCESS_ENV, tempfile.mkdtemp(prefix="shipyard-metrics-"))
         uvicorn.run(
             "shipyard.server.assemble:app_from_env",
             factory=True,

@@ -1,0 +1,30 @@
+"""Talking to a running server from the CLI: its `{"error": ...}` answers become the same errors here."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def call(
+    method: str, server: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
+) -> Any:
+    import httpx
+
+    from shipyard.errors import Unavailable, error_for_status
+
+    token = token or os.environ.get("SHIPYARD_ADMIN_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        # a deploy loads and warms up the version before it answers: allow for a large one
+        response = httpx.request(method, server.rstrip("/") + path, json=body, headers=headers, timeout=600)
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"cannot reach the server at {server}: {exc}") from None
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = {"error": response.text[:200]}
+    if response.status_code >= 400:
+        message = doc.get("error", doc) if isinstance(doc, dict) else doc
+        raise error_for_status(response.status_code, str(message))
+    return doc
