@@ -92,9 +92,10 @@ def lines(
         body.append(
             f'<text x="{PAD_L + 8 + 90 * i}" y="{PAD_T + 12}" class="legend s{i}">■ {escape(name)}</text>'
         )
-    minutes = (t1 - t0) / 60
+    span_s = t1 - t0
+    ago = f"-{span_s:.0f} s" if span_s < 120 else f"-{span_s / 60:.0f} min"
     body.append(
-        f'<text x="{PAD_L}" y="{H - 6}" class="tick">-{minutes:.0f} min</text>'
+        f'<text x="{PAD_L}" y="{H - 6}" class="tick">{ago}</text>'
         f'<text x="{W - PAD_R}" y="{H - 6}" text-anchor="end" class="tick">now</text>'
     )
     return _frame("".join(body), label)

@@ -6,6 +6,7 @@ script fetch the page's body again every few seconds and swap it in, so it stays
 
 from __future__ import annotations
 
+import math
 from html import escape
 from typing import Any
 
@@ -26,14 +27,15 @@ header h1 { margin:0; font-size:20px; } header nav a { color:var(--accent); marg
 .muted, .tick { color:var(--muted); fill:var(--muted); } .tick { font-size:11px; }
 main { padding:8px 28px 28px; }
 .version { margin-top:14px; } .version h2 { font-size:16px; margin:8px 0; }
-.tiles { display:grid; grid-template-columns:repeat(auto-fill,minmax(150px,1fr)); gap:12px; }
+.tiles { display:grid; grid-template-columns:repeat(auto-fill,minmax(135px,1fr)); gap:12px; }
 .tile { background:var(--card); border-radius:10px; padding:12px 14px; box-shadow:0 1px 2px #0002; }
 .tile .label { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
-.tile .value { font-size:24px; font-weight:600; margin-top:2px; }
+.tile .value { font-size:20px; font-weight:600; margin-top:2px; white-space:nowrap; }
 .tile .value.alert { color:var(--alert); } .tile .value.ok { color:var(--ok); }
 .grid { display:grid; grid-template-columns:repeat(auto-fill,minmax(420px,1fr)); gap:12px; margin-top:12px; }
 .card { background:var(--card); border-radius:10px; padding:12px 14px 8px; box-shadow:0 1px 2px #0002; }
-.card h3 { margin:0 0 6px; font-size:13px; font-weight:600; }
+.card h3 { margin:0 0 6px; font-size:13px; font-weight:600; } .card.wide { grid-column:1 / -1; }
+.card.wide svg.chart { max-width:640px; }
 svg.chart { width:100%; height:auto; display:block; font-family:inherit; }
 svg .grid { stroke:var(--grid); stroke-width:1; } svg text { font-size:11px; }
 svg .line { fill:none; stroke-width:2; } svg .s0 { stroke:var(--accent); fill:var(--accent); }
@@ -84,7 +86,8 @@ def _version(v: dict[str, Any]) -> str:
     tag = " · default" if v["default"] else ""
     tiles = [
         _tile("throughput", f"{v['throughput_rps']:.1f}/s"),
-        _tile("p50 / p99", f"{_ms(v['latency_ms']['p50'])} / {_ms(v['latency_ms']['p99'])}"),
+        _tile("p50 latency", _ms(v["latency_ms"]["p50"])),
+        _tile("p99 latency", _ms(v["latency_ms"]["p99"])),
         _tile("error rate", f"{v['error_rate'] * 100:.2f}%", "alert" if v["error_rate"] > 0.01 else "ok"),
         _tile("requests", f"{v['requests']:,}"),
         _drift_tile(drift),
@@ -96,7 +99,7 @@ def _version(v: dict[str, Any]) -> str:
         ),
         _tile(
             "cost / 1k predictions",
-            "-" if cost["per_1k"] is None else f"${cost['per_1k']:.4f}",
+            "-" if cost["per_1k"] is None else _dollars(cost["per_1k"]),
             "",
             f"at ${cost['price_per_hour']:g}/h",
         ),
@@ -115,7 +118,9 @@ def _version(v: dict[str, Any]) -> str:
             "Confidence",
             charts.histogram("confidence", v["confidence"]["edges"], v["confidence"]["counts"]),
         ),
-        _card(f"Drift per feature (PSI, window of {drift.get('rows', 0)} rows)", _drift_chart(drift)),
+        _card(
+            f"Drift per feature (PSI, window of {drift.get('rows', 0)} rows)", _drift_chart(drift), wide=True
+        ),
     ]
     return (
         f'<section class="version" data-version="{v["version"]}"><h2>version {v["version"]}{tag}'
@@ -152,8 +157,14 @@ def _tile(label: str, value: str, tone: str = "", detail: str = "") -> str:
     )
 
 
-def _card(title: str, svg: str) -> str:
-    return f'<div class="card"><h3>{escape(title)}</h3>{svg}</div>'
+def _card(title: str, svg: str, wide: bool = False) -> str:
+    return f'<div class="card{" wide" if wide else ""}"><h3>{escape(title)}</h3>{svg}</div>'
+
+
+def _dollars(value: float) -> str:
+    """Enough decimals to show two significant digits: cheap models cost fractions of a cent."""
+    decimals = 2 if value >= 0.01 else min(10, 1 - math.floor(math.log10(value))) if value > 0 else 2
+    return f"${value:.{decimals}f}"
 
 
 def _ms(value: float | None) -> str:

@@ -41,7 +41,7 @@ def quantile(counts: list[int], q: float) -> float | None:
 
 class Series:
     def __init__(
-        self, bucket_s: float = 5.0, keep: int = 120, clock: Callable[[], float] = time.time
+        self, bucket_s: float = 1.0, keep: int = 600, clock: Callable[[], float] = time.time
     ) -> None:
         self.bucket_s = bucket_s
         self._clock = clock
