@@ -9,7 +9,7 @@ OUT=examples/digits/out
 
 $BIN/python examples/digits/build.py "$OUT"
 $BIN/shipyard model import "$OUT/digits.pt" --name digits --input-shape 1,64 \
-  --labels "$OUT/labels.txt" --dataset "$OUT/digits-test.npz" \
+  --labels "$OUT/labels.txt" --dataset "$OUT/digits-test.npz" --reference "$OUT/digits-test.npz" \
   --description "MLP on scikit-learn digits (demo)"
 $BIN/shipyard model alias digits "$($BIN/shipyard model show digits:latest --json | $BIN/python -c 'import json,sys; print(json.load(sys.stdin)["version"])')" production
 
@@ -31,5 +31,6 @@ echo "  curl -s -H 'content-type: application/json' -d @$PWD/$OUT/seven.json htt
 echo
 echo "  -> $(curl -s -H 'content-type: application/json' -d @$OUT/seven.json http://127.0.0.1:$PORT/v1/models/digits/predict)"
 echo
+echo "Dashboard: http://127.0.0.1:$PORT/dashboard/digits   Metrics: http://127.0.0.1:$PORT/metrics"
 echo "(SHIPYARD_HOME=$SHIPYARD_HOME; Ctrl-C stops the server)"
 wait $server
