@@ -130,6 +130,14 @@ def test_workers_share_the_ports(served_home: Path) -> None:
             atol=1e-4,
         )
         grpc_client.close()
+        for _ in range(4):  # new connections land on either worker; each answers for both
+            metrics = httpx.get(f"{srv.url}/metrics").text
+            answered = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in metrics.splitlines()
+                if line.startswith("shipyard_requests_total{") and 'status="200"' in line
+            )
+            assert answered == 21
     finally:
         stop_server(srv)
 

@@ -15,6 +15,7 @@ import pytest
 
 from shipyard.config import MonitorSettings
 from shipyard.dataplane import DataPlane
+from shipyard.errors import InvalidInput
 from shipyard.monitor.live import Monitor
 from shipyard.monitor.predlog import PredictionRecord
 from shipyard.monitor.reference import profile_version
@@ -208,3 +209,31 @@ def test_metrics_statistics_and_the_grafana_dashboard_agree(server: tuple[ASGICl
             used.update(re.findall(r"shipyard_[a-z0-9_]+", target["expr"]))
     missing = {u for u in used if not any(u == f or u.startswith(f + "_") for f in families)}
     assert not missing, f"the Grafana dashboard queries metrics the server does not export: {missing}"
+
+
+def test_a_reference_can_come_from_parquet_or_csv(registry: Registry, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    record = register_digits(registry)
+    X, y = digits_data()
+    columns = {f"p{i}": X[:500, i] for i in range(64)}
+    pq.write_table(pa.table({**columns, "label": y[:500]}), tmp_path / "ref.parquet")
+    np.savetxt(
+        tmp_path / "ref.csv",
+        np.column_stack([X[:500], y[:500]]),
+        delimiter=",",
+        fmt="%g",
+        header=",".join([*columns, "label"]),
+        comments="",
+    )
+    np.savez(tmp_path / "ref.npz", X=X[:500])
+    profiles = [
+        profile_version(registry, record, tmp_path / f"ref.{kind}") for kind in ("parquet", "csv", "npz")
+    ]
+    for profile in profiles:
+        profile.pop("source")
+    assert profiles[0] == profiles[1] == profiles[2] and profiles[0]["rows"] == 500
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    with pytest.raises(InvalidInput, match=r"bad\.parquet"):
+        profile_version(registry, record, tmp_path / "bad.parquet")
