@@ -11,6 +11,7 @@ from torch import nn
 
 import shipyard
 from shipyard.config import Settings
+from shipyard.monitor.reference import profile_version
 from shipyard.registry import Registry
 
 
@@ -87,6 +88,10 @@ def build(home: Path) -> dict[str, Path]:
             record = shipyard.import_torch(module, example, name=name, registry=registry)
             files[name] = home / f"{name}.onnx"
             files[name].write_bytes(registry.artifact(record))
+            # a reference profile, so that monitoring does all it does in production (drift too)
+            np.savez(home / f"{name}-reference.npz", X=sample(name, 1000))
+            profile = profile_version(registry, record, home / f"{name}-reference.npz")
+            registry.set_reference(name, record.number, profile, "bench sample")
     finally:
         registry.close()
     return files

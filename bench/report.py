@@ -174,6 +174,33 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def monitoring(results: dict[str, Any]) -> list[str]:
+    """What watching every prediction costs: the same server, monitoring on and off, side by side."""
+    rows = results.get("monitoring")
+    if not rows:
+        return []
+    by = {(r["monitoring"], r["concurrency"]): r for r in rows}
+    lines = [
+        "## Monitoring overhead",
+        "",
+        "digits, HTTP binary, batching on; monitoring on = Prometheus metrics, drift against a reference "
+        "profile, the prediction log (every request, up to its 1,000/s cap) and the dashboard's series.",
+        "",
+        "| concurrency | on: samples/s | off: samples/s | on / off | on: p50 ms | off: p50 ms | on: p99 ms | off: p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in sorted({r["concurrency"] for r in rows}):
+        on, off = by.get(("on", c)), by.get(("off", c))
+        if on is None or off is None:
+            continue
+        lines.append(
+            f"| {c} | {on['samples_per_s']:,.0f} | {off['samples_per_s']:,.0f} | "
+            f"{on['samples_per_s'] / off['samples_per_s']:.2f} | {on['p50_ms']:.2f} | {off['p50_ms']:.2f} | "
+            f"{on['p99_ms']:.2f} | {off['p99_ms']:.2f} |"
+        )
+    return [*lines, ""]
+
+
 def write(results: dict[str, Any], md: Path, png: Path) -> None:
     m = results["machine"]
     lines = [
@@ -196,6 +223,7 @@ def write(results: dict[str, Any], md: Path, png: Path) -> None:
     ]
     for name, data in results["models"].items():
         lines += _table(name, data)
+    lines += monitoring(results)
     lines += [
         "Raw figures: `bench/results/latest.json`. How the scenarios work and how to rerun them: "
         "`bench/README.md`.",

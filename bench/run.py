@@ -74,7 +74,9 @@ def server(command: list[str], env: dict[str, str], port: int) -> Iterator[subpr
 
 
 @contextmanager
-def shipyard(model: str, batching: bool) -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
+def shipyard(
+    model: str, batching: bool, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
     port, grpc_port = free_port(), free_port()
     flags = ["--max-batch-size", "64"] if batching else ["--no-batching"]
     command = [
@@ -82,7 +84,7 @@ def shipyard(model: str, batching: bool) -> Iterator[tuple[int, int, subprocess.
         "--grpc-port", str(grpc_port), "--intra-op-threads", "1", "--inter-op-threads", "1",
         "--log-level", "warning", *flags,
     ]  # fmt: skip
-    with server(command, {}, port) as process:
+    with server(command, env or {}, port) as process:
         yield port, grpc_port, process
 
 
@@ -144,6 +146,21 @@ def measure_model(name: str, onnx_file: Path) -> dict:
         "in_process": {"batch1": batch1.to_dict(), "best_batch": best[0], "best": best[1].to_dict()},
         "rows": rows,
     }
+
+
+def monitoring_cost(name: str) -> list[dict]:
+    """The same server with monitoring on (metrics, drift against a reference, the prediction log)
+    and off, side by side: what watching every prediction costs."""
+    rows = []
+    binary_req = loadgen.binary_body(models.sample(name))
+    for label, env in (("on", {}), ("off", {"SHIPYARD_MONITOR__ENABLED": "false"})):
+        with shipyard(name, True, env) as (port, _grpc_port, process):
+            url = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
+            for c in (1, 64):
+                r = measured(process.pid, loadgen.http(url, *binary_req, c, DURATION, WARMUP))
+                rows.append({"monitoring": label, "concurrency": c, **r})
+                print(rows[-1])
+    return rows
 
 
 def cpu_s(pid: int) -> float:
@@ -210,6 +227,7 @@ def main() -> None:
         "machine": machine(),
         "models": {name: measure_model(name, path) for name, path in files.items()},
     }
+    results["monitoring"] = monitoring_cost("digits")
     if SOAK_S:
         results["soak"] = soak()
         print(results["soak"])

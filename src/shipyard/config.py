@@ -55,6 +55,7 @@ class MonitorSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
+    enabled: bool = Field(default=True, description="Watch predictions at all (metrics, drift, log).")
     log: bool = Field(default=True, description="Keep a prediction log (Parquet, under home/predictions).")
     log_dir: Path | None = Field(default=None, description="Where the prediction log goes (default home).")
     log_sample: float = Field(default=1.0, ge=0, le=1, description="Fraction of requests logged.")

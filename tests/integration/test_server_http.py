@@ -24,6 +24,8 @@ def test_predict_over_the_network(server: Server) -> None:
         latest = client.post("/v1/models/digits/versions/2/predict", json={"input": X[3].tolist()}).json()
         assert latest["version"] == 2
         only = client.post("/predict", json={"input": X[3].tolist()}).json()
+        assert only["id"] != doc.pop("id")  # every prediction has its own id, for feedback
+        only.pop("id")
         assert only == doc
 
 

@@ -45,7 +45,7 @@ def assemble(spec: ServeSpec) -> Assembled:
     """Load (verify, warm up) the models and build the app; errors surface here, before serving."""
     settings = spec.settings
     registry = Registry.open(settings)
-    monitor = Monitor(settings.monitor, str(settings.predictions_dir))
+    monitor = Monitor(settings.monitor, str(settings.predictions_dir)) if settings.monitor.enabled else None
     manager = ModelManager(
         registry,
         RunnerOptions(settings.intra_op_threads, settings.inter_op_threads, settings.providers),
@@ -53,7 +53,7 @@ def assemble(spec: ServeSpec) -> Assembled:
         watch_interval_s=settings.watch_interval_s,
         alias=settings.alias,
         memory_budget_mb=settings.memory_budget_mb,
-        observer=monitor.version,
+        observer=monitor.version if monitor else None,
     )
     manager.load(spec.names or None)
     dataplane = DataPlane(manager, monitor)
