@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from shipyard.cli import model, rollout, serve
+from shipyard.cli import model, optimize, rollout, serve
 from shipyard.cli.common import state
 from shipyard.config import Settings
 from shipyard.errors import ShipyardError
@@ -22,6 +22,7 @@ app.add_typer(model.app, name="model")
 app.command("serve")(serve.serve)
 app.command("deploy")(rollout.deploy)
 app.command("rollback")(rollout.rollback)
+app.command("optimize")(optimize.optimize)
 
 
 @app.callback()

@@ -49,7 +49,9 @@ def test_an_older_database_is_upgraded_and_keeps_its_versions(tmp_path: Path) ->
         command.upgrade(config, "0003")
     engine.dispose()
     with create_engine(url).begin() as conn:
-        conn.execute(text("INSERT INTO models (id, name, last_version, created_at) VALUES (1, 'm', 1, '2026-01-01')"))
+        conn.execute(
+            text("INSERT INTO models (id, name, last_version, created_at) VALUES (1, 'm', 1, '2026-01-01')")
+        )
         conn.execute(
             text(
                 "INSERT INTO versions (model_id, number, sha256, size, framework, signature, labels, "
