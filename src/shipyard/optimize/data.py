@@ -200,13 +200,19 @@ def _shaped(inputs: dict[str, Array], signature: Signature, path: Path) -> dict[
     for spec in signature.inputs:
         array = inputs[spec.name]
         fixed = spec.shape[1:]
-        if array.ndim != len(spec.shape) and all(d > 0 for d in fixed):
-            size = int(np.prod(fixed))
-            if array.size != len(array) * size:
+        if all(d > 0 for d in fixed) and array.shape[1:] != fixed:
+            if array.size != len(array) * int(np.prod(fixed)):  # flat rows are reshaped when they fit
                 raise InvalidInput(
                     f"{path.name}: rows of {array.size // max(len(array), 1)} values do not fit "
                     f"input {spec.name!r} of shape {list(spec.shape)}"
                 )
             array = array.reshape(len(array), *fixed)
+        elif array.ndim != len(spec.shape) or any(
+            want not in (-1, got) for want, got in zip(fixed, array.shape[1:], strict=True)
+        ):
+            raise InvalidInput(
+                f"{path.name}: rows of shape {list(array.shape[1:])} do not fit "
+                f"input {spec.name!r} of shape {list(spec.shape)}"
+            )
         shaped[spec.name] = np.ascontiguousarray(array.astype(numpy_dtype(spec.datatype), copy=False))
     return shaped

@@ -103,11 +103,15 @@ def predict(runner: Runner, data: Dataset, output: str, progress: Progress = no_
 def time_runners(
     runners: Sequence[Runner], data: Dataset, timing: Timing, progress: Progress = no_progress
 ) -> list[Speed]:
-    """Latency at batch 1 and throughput at `timing.batch`, each runner timed in every round."""
+    """Latency at batch 1 and throughput at `timing.batch`, each runner timed in every round.
+
+    Throughput is the batch size over the median time of a batch: on a shared machine one stalled
+    batch would otherwise decide the figure.
+    """
     one = _rows(data, 1)
     full = _rows(data, timing.batch)
     latencies: list[list[float]] = [[] for _ in runners]
-    busy = [0.0 for _ in runners]
+    batch_times: list[list[float]] = [[] for _ in runners]
     per_round = max(1, timing.latency_runs // timing.rounds)
     batches_per_round = max(1, timing.throughput_batches // timing.rounds)
     for runner in runners:
@@ -121,19 +125,18 @@ def time_runners(
                 start = time.perf_counter()
                 runner.run_sync(one)
                 latencies[i].append(time.perf_counter() - start)
-            start = time.perf_counter()
             for _ in range(batches_per_round):
+                start = time.perf_counter()
                 runner.run_sync(full)
-            busy[i] += time.perf_counter() - start
+                batch_times[i].append(time.perf_counter() - start)
             progress("timing", r * len(runners) + i + 1, steps)
-    samples = timing.batch * batches_per_round * timing.rounds
     return [
         Speed(
             p50_ms=float(np.percentile(lat, 50) * 1e3),
             p99_ms=float(np.percentile(lat, 99) * 1e3),
-            samples_per_s=samples / seconds,
+            samples_per_s=timing.batch / float(np.median(times)),
         )
-        for lat, seconds in zip(latencies, busy, strict=True)
+        for lat, times in zip(latencies, batch_times, strict=True)
     ]
 
 
