@@ -67,7 +67,7 @@ def optimize(
         0.25, help="distill: the student's hidden widths as a fraction of the teacher's."
     ),
     epochs: int | None = typer.Option(
-        None, help="distill (default 60) and fine-tune (default 3): training epochs."
+        None, help="distill (default 60) and fine-tune (default 5): training epochs."
     ),
     temperature: float = typer.Option(4.0, help="distill: softmax temperature of the soft labels."),
     learning_rate: float | None = typer.Option(None, help="distill and fine-tune: Adam's learning rate."),

@@ -25,8 +25,8 @@ from shipyard.optimize.training import (
 )
 
 STAGE = "fine-tuning"
-EPOCHS = 3
-LEARNING_RATE = 1e-3
+EPOCHS = 5
+LEARNING_RATE = 3e-3
 SAME_TOLERANCE = 1e-3
 
 
