@@ -197,7 +197,9 @@ def table(result: dict) -> str:
     head = (
         f"Measured by `python bench/optimize.py` on {m['cpu']} ({m['cores']} cores), ONNX Runtime {m['onnxruntime']}, "
         f"{result['rows'][0]['threads']} threads; latency at batch 1, samples/s at batch 32; accuracy on the held-out "
-        f"test split (450 digits).\n\n"
+        f"test split (450 digits). Each ratio compares a candidate with its parent timed in the same "
+        f"run, in alternating rounds; the parent row shows the parent as timed beside the first "
+        f"method, and absolute timings vary between runs on this shared machine.\n\n"
         "| model | method | options | size | smaller | params | sparsity | p50 ms | p99 ms | samples/s | faster (b32) | accuracy | change | max / mean abs diff | gate (1 pt) | target |\n"
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n"
     )
