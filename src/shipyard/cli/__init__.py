@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from shipyard.cli import model, monitor, rollout, serve
+from shipyard.cli import model, monitor, optimize, rollout, serve
 from shipyard.cli.common import state
 from shipyard.config import Settings
 from shipyard.errors import ShipyardError
@@ -23,6 +23,7 @@ app.add_typer(monitor.app, name="monitor")
 app.command("serve")(serve.serve)
 app.command("deploy")(rollout.deploy)
 app.command("rollback")(rollout.rollback)
+app.command("optimize")(optimize.optimize)
 
 
 @app.callback()

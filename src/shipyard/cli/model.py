@@ -9,6 +9,7 @@ import orjson
 import typer
 from rich.table import Table
 
+from shipyard.cli import optimize as optimizing
 from shipyard.cli import serving_options as opts
 from shipyard.cli.common import console, get_state, when
 from shipyard.errors import InvalidInput
@@ -139,6 +140,10 @@ def _print_version(r: VersionRecord) -> None:
         table.add_row("", f"sha256 {r.dataset.sha256}")
     if r.description:
         table.add_row("description", r.description)
+    if r.lineage:
+        table.add_row("lineage", optimizing.describe_lineage(r.lineage))
+    if r.report:
+        table.add_row("report", optimizing.describe_report(r.report))
     console.print(table)
 
 
@@ -233,3 +238,6 @@ def delete(
         typer.confirm(f"delete {what}?", abort=True)
     numbers = registry.delete(name, number)
     console.print(f"deleted {name} version{'s' if len(numbers) > 1 else ''} {_numbers(tuple(numbers))}")
+
+
+app.command("compare")(optimizing.compare)

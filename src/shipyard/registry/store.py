@@ -127,7 +127,9 @@ class Registry:
                     )
                     session.add(row)
                     session.flush()
-                    made = f"{lineage['method']} of {lineage['parent']}" if lineage else f"from {framework}"
+                    made = f"from {framework}"
+                    if lineage and "method" in lineage and "parent" in lineage:
+                        made = f"{lineage['method']} of {lineage['parent']}"
                     self._event(session, name, "created", row.number, detail=made)
                     return _record(name, row, ())
             except IntegrityError:
