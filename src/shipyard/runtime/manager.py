@@ -55,13 +55,17 @@ class ModelManager:
         alias: str = PRODUCTION,
         memory_budget_mb: int | None = None,
         observer: Callable[[VersionRecord], BatchObserver] | None = None,
+        cost: Callable[[LoadedVersion], int] | None = None,
     ) -> None:
+        """`cost`: what a loaded version counts against the memory budget; by default what loading it
+        was measured to add to the process (build_version)."""
         self._registry = registry
         self._options = options
         self._serving = serving or ModelServing()
         self.alias = alias
         self._budget = memory_budget_mb * MB if memory_budget_mb else None
         self._observer = observer
+        self._cost = cost or (lambda loaded: loaded.memory_bytes)
         self._models: dict[str, ServedModel] = {}
         self._resident: dict[int, tuple[ServedModel, LoadedVersion]] = {}  # by id(LoadedVersion)
         self._failed: dict[tuple[str, int], str] = {}  # versions that failed to load, and why
@@ -208,6 +212,7 @@ class ModelManager:
         return build_version(self._registry, record, serving, self._options, observer)
 
     def _add(self, served: ServedModel, loaded: LoadedVersion) -> None:
+        loaded.memory_bytes = self._cost(loaded)
         served.versions[loaded.number] = loaded
         self._resident[id(loaded)] = (served, loaded)
         self._costs[loaded.record.sha256] = (loaded.memory_bytes, loaded.record.size)
