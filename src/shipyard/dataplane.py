@@ -5,9 +5,13 @@ HTTP routes (and later gRPC servicers) convert wire types, call a method here an
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
+
+import numpy as np
 
 from shipyard._version import __version__
 from shipyard.errors import InvalidInput, NotFound
@@ -15,8 +19,12 @@ from shipyard.monitor.feedback import decode_feedback
 from shipyard.monitor.live import Monitor, new_request_id
 from shipyard.protocol import predict as friendly
 from shipyard.protocol.v2 import InferenceRequest, InferenceResponse, OutputTensor, classify
+from shipyard.registry import VersionRecord
 from shipyard.runtime.manager import ModelManager
 from shipyard.signature import TensorSpec, check_inputs
+
+MAX_ID = 256  # request ids are kept (log, feedback index): a bound on what a client can make us hold
+log = logging.getLogger(__name__)
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "model_repository"]
 PLATFORM = "onnxruntime_onnx"
@@ -139,6 +147,8 @@ class DataPlane:
     ) -> InferenceResponse:
         """Run a v2 request; `started` (perf_counter) is when the transport received it."""
         started = time.perf_counter() if started is None else started
+        if request.id is not None and len(request.id) > MAX_ID:
+            raise InvalidInput(f"the request id is {len(request.id)} characters; at most {MAX_ID} are kept")
         async with self.manager.use(name, version) as loaded:
             signature = loaded.signature
             check_inputs(signature, request.inputs)
@@ -167,9 +177,25 @@ class DataPlane:
         if self.monitor is not None:
             scores = signature.scores
             raw = results[names.index(scores.output)] if scores and scores.output in names else None
-            request_id = request.id or new_request_id()
-            self.monitor.answered(loaded.record, protocol, started, request.inputs, raw, request_id)
+            self._watch(loaded.record, protocol, started, request.inputs, raw, request.id or new_request_id())
         return InferenceResponse(name, str(loaded.number), outputs, request.id)
+
+    def _watch(
+        self,
+        record: VersionRecord,
+        protocol: str,
+        started: float,
+        inputs: dict[str, np.ndarray],
+        scores: np.ndarray | None,
+        request_id: str,
+    ) -> list[str]:
+        """Tell the monitor about an answer; a failure to watch never fails the answer itself."""
+        assert self.monitor is not None
+        try:
+            return self.monitor.answered(record, protocol, started, inputs, scores, request_id)
+        except Exception:
+            log.exception("%s: monitoring this answer failed", record.ref)
+            return []
 
     async def predict(
         self,
@@ -194,14 +220,14 @@ class DataPlane:
             labels=loaded.record.labels,
             top_k=top_k,
         )
-        ids = [""] * len(items)
+        ids: list[str] = []
         if self.monitor is not None:
             raw = result if scores else None
-            ids = self.monitor.answered(loaded.record, "predict", started, inputs, raw, new_request_id())
-        for item, prediction_id in zip(items, ids, strict=True):
+            ids = self._watch(loaded.record, "predict", started, inputs, raw, new_request_id())
+        for i, item in enumerate(items):
             item["model"], item["version"] = loaded.name, loaded.number
-            if prediction_id:
-                item["id"] = prediction_id
+            if i < len(ids):
+                item["id"] = ids[i]
         return items[0] if single else items
 
     def failed(
@@ -240,15 +266,22 @@ class DataPlane:
                     stats.append(monitor.triton_stats())
         return {"model_stats": stats}
 
-    def snapshot(self, name: str) -> dict[str, Any]:
-        """How a model is doing: per version, the figures of the dashboard and `monitor status`."""
+    async def snapshot(self, name: str) -> dict[str, Any]:
+        """How a model is doing: per version, the figures of the dashboard and `monitor status`.
+        Built on the event loop (the figures change there); only the drift scores run in a thread."""
         served = self.manager.served(name)
-        if self.monitor is None:
+        monitor = self.monitor
+        if monitor is None:
             raise NotFound("this server keeps no monitor")
-        versions = []
-        for number, record in sorted(served.records.items(), key=lambda kv: kv[0] != served.default):
-            state, _ = self.manager.state(name, number)
-            versions.append(self.monitor.version(record).summary(state, number == served.default))
+        watched = [
+            (number, monitor.version(record))
+            for number, record in sorted(served.records.items(), key=lambda kv: kv[0] != served.default)
+        ]
+        drift = await asyncio.to_thread(lambda: [m.drift_report() for _, m in watched])
+        versions = [
+            m.summary(self.manager.state(name, number)[0], number == served.default, report)
+            for (number, m), report in zip(watched, drift, strict=True)
+        ]
         return {"model": name, "default_version": served.default, "versions": versions}
 
     def _only_model(self) -> str:

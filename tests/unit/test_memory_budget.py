@@ -23,9 +23,13 @@ from tests.models import dense_model, digits_data
 BUDGET_MB = 160
 
 
-def budgeted(registry: Registry, budget_mb: int) -> ModelManager:
+def budgeted(registry: Registry, budget_mb: int, room_wait_s: float = 30.0) -> ModelManager:
     return ModelManager(
-        registry, RunnerOptions(intra_op_threads=1), memory_budget_mb=budget_mb, cost=lambda _v: 60 * MB
+        registry,
+        RunnerOptions(intra_op_threads=1),
+        memory_budget_mb=budget_mb,
+        cost=lambda _v: 60 * MB,
+        room_wait_s=room_wait_s,
     )
 
 
@@ -103,7 +107,7 @@ def test_requests_for_a_version_being_loaded_wait_for_that_one_load(three_models
 
 
 def test_versions_answering_requests_are_never_unloaded(three_models: Registry) -> None:
-    manager = budgeted(three_models, 100)
+    manager = budgeted(three_models, 100, room_wait_s=0.2)
     manager.load(["m0", "m1"])
     assert manager.state("m1", 1)[0] == "UNAVAILABLE"  # only one fits
     X = digits_data()[0][:2]
@@ -112,7 +116,7 @@ def test_versions_answering_requests_are_never_unloaded(three_models: Registry) 
         await manager.start()
         try:
             async with manager.use("m0"):  # a request in flight on m0
-                with pytest.raises(Overloaded, match="taken by versions answering requests"):
+                with pytest.raises(Overloaded, match=r"could not load within 0\.2 s"):
                     await ask(manager, "m1", X)
             await ask(manager, "m1", X)  # m0 idle now: it makes room
             assert manager.state("m0", 1)[0] == "UNAVAILABLE"
@@ -121,3 +125,21 @@ def test_versions_answering_requests_are_never_unloaded(three_models: Registry) 
             manager.unload_all()
 
     asyncio.run(hold())
+
+
+def test_requests_for_two_versions_that_do_not_fit_together_both_get_answers(three_models: Registry) -> None:
+    """With room for one version, m1 and m2 asked at once: each load must serve its own waiters
+    before the other load may unload it (they used to evict each other for ever)."""
+    manager = budgeted(three_models, 100)
+    manager.load(["m0", "m1", "m2"])
+    X = digits_data()[0][:2]
+
+    async def both() -> None:
+        await manager.start()
+        try:
+            await asyncio.wait_for(asyncio.gather(ask(manager, "m1", X), ask(manager, "m2", X)), 60)
+        finally:
+            await manager.aclose()
+            manager.unload_all()
+
+    asyncio.run(both())

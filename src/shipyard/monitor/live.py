@@ -9,11 +9,14 @@ once a second, or when a page or `monitor status` asks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +24,7 @@ import numpy as np
 
 from shipyard.config import MonitorSettings
 from shipyard.errors import InvalidInput, NotFound
-from shipyard.monitor.drift import DriftMonitor, Thresholds
+from shipyard.monitor.drift import DriftMonitor, DriftReport, Thresholds
 from shipyard.monitor.logfiles import ParquetSink
 from shipyard.monitor.metrics import CONFIDENCE_BUCKETS, Metrics
 from shipyard.monitor.predlog import PredictionLog, Sink
@@ -33,6 +36,7 @@ from shipyard.registry import VersionRecord
 log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
+PENDING_ROWS = 64
 
 
 def new_request_id() -> str:
@@ -89,6 +93,17 @@ class VersionMonitor:
     def __post_init__(self) -> None:
         self.children = self.metrics.version(self.record.model, str(self.record.number))
         self.outcomes = deque(maxlen=self.settings.accuracy_window)
+        signature = self.record.signature
+        self.kind = signature.scores.kind if signature.scores else None
+        self.batched = all(spec.batched for spec in signature.inputs)
+        self._pending: list[tuple[dict[str, np.ndarray], np.ndarray | None]] = []
+        self._pending_rows = 0
+        self._flushing = threading.Lock()
+        self.use_reference(self.record)
+
+    def use_reference(self, record: VersionRecord) -> None:
+        """(Re)build the drift watch from the version's reference profile; counters stay."""
+        self.record, self.drift, self.drift_problem = record, None, ""
         if self.record.reference is None:
             return
         try:
@@ -107,7 +122,16 @@ class VersionMonitor:
 
     # -- fed by the batcher and the data plane ----------------------------------------------------
 
-    def batch_done(self, rows: int, queued_s: list[float], compute_s: float, ok: bool) -> None:
+    def batch_done(
+        self,
+        rows: int,
+        queued_s: list[float],
+        compute_s: float,
+        inputs: dict[str, np.ndarray],
+        names: Sequence[str] | None,
+        outputs: list[np.ndarray],
+    ) -> None:
+        """Once per run: timings, then confidence and drift over the whole batch, vectorised."""
         children = self.children
         for wait in queued_s:
             children.queue.observe(wait)
@@ -118,21 +142,47 @@ class VersionMonitor:
         self.compute_s += compute_s
         self.compute.add(compute_s)
         self.execution_count += 1
-        if ok:
-            self.inference_count += rows
-            self.batches.setdefault(rows, Timing()).add(compute_s)
+        if not outputs:
+            return
+        self.inference_count += rows
+        self.batches.setdefault(rows, Timing()).add(compute_s)
+        scores = self._scores(names, outputs)
+        if not self.batched:  # one sample without a batch axis: give it one
+            inputs = {k: v[None] for k, v in inputs.items()}
+            scores = None if scores is None else scores[None]
+        if scores is None and self.drift is None:
+            return
+        # Confidence and drift take tens of microseconds a call, whatever the rows: gathered and
+        # done for PENDING_ROWS rows at once (and before any report), they cost ~1 us a request.
+        self._pending.append((inputs, scores))
+        self._pending_rows += rows
+        if self._pending_rows >= PENDING_ROWS:
+            self.flush()
 
-    def answered(self, seconds: float, inputs: Mapping[str, np.ndarray], scores: np.ndarray | None) -> None:
-        self.success.add(seconds)
-        self.series.add(seconds * 1000, ok=True)
-        self.last_inference_ms = int(time.time() * 1000)
-        self.predictions += len(next(iter(inputs.values()))) if inputs else 1
+    def flush(self) -> None:
+        """Confidence histogram and drift window for the batches gathered so far (any thread)."""
+        with self._flushing:
+            pending, self._pending, self._pending_rows = self._pending, [], 0
+            if not pending:
+                return
+            shapes = {tuple((k, v.shape[1:], v.dtype) for k, v in inputs.items()) for inputs, _ in pending}
+            groups = [pending] if len(shapes) == 1 else [[p] for p in pending]
+            for group in groups:
+                inputs = {k: np.concatenate([p[0][k] for p in group]) for k in group[0][0]}
+                parts = [p[1] for p in group if p[1] is not None]
+                scores = np.concatenate(parts) if len(parts) == len(group) else None
+                self._watch(inputs, scores)
+
+    def _watch(self, inputs: dict[str, np.ndarray], scores: np.ndarray | None) -> None:
         if scores is not None:
-            _, confidence = confidences(scores, self._kind)
+            _, confidence = confidences(scores, self.kind)
+            confidence = confidence[np.isfinite(confidence)]
             observe = self.children.confidence.observe
             for value in confidence.tolist():
                 observe(value)
-                self.confidence_counts[min(int(value * 10), 9)] += 1
+            bins = np.minimum((confidence * 10).astype(np.int64), 9)
+            for i, n in enumerate(np.bincount(bins, minlength=10).tolist()):
+                self.confidence_counts[i] += n
         if self.drift is not None:
             try:
                 self.drift.observe(inputs, scores if self.drift.profile.score_kind else None)
@@ -140,10 +190,21 @@ class VersionMonitor:
                 self.drift, self.drift_problem = None, f"drift stopped: {exc.message}"
                 log.warning("%s: %s", self.record.ref, self.drift_problem)
 
-    @property
-    def _kind(self) -> str | None:
+    def _scores(self, names: Sequence[str] | None, outputs: list[np.ndarray]) -> np.ndarray | None:
         scores = self.record.signature.scores
-        return scores.kind if scores else None
+        if scores is None:
+            return None
+        order = list(names) if names is not None else [spec.name for spec in self.record.signature.outputs]
+        if scores.output not in order:
+            return None
+        found = outputs[order.index(scores.output)]
+        return found if found.dtype.kind == "f" else None
+
+    def answered(self, seconds: float, rows: int) -> None:
+        self.success.add(seconds)
+        self.series.add(seconds * 1000, ok=True)
+        self.last_inference_ms = int(time.time() * 1000)
+        self.predictions += rows
 
     def failed(self, seconds: float) -> None:
         self.fail.add(seconds)
@@ -164,6 +225,7 @@ class VersionMonitor:
         return self.settings.price_per_hour / 3600 * self.compute_s / self.predictions * 1000
 
     def drift_report(self) -> dict[str, Any]:
+        self.flush()
         if self.drift is None:
             status = "no-reference" if not self.drift_problem else "stopped"
             return {"status": status, "problem": self.drift_problem, "features": [], "rows": 0}
@@ -172,7 +234,11 @@ class VersionMonitor:
         report["threshold"] = self.settings.psi_threshold
         return report
 
-    def summary(self, state: str, default: bool, window_s: float = 60.0) -> dict[str, Any]:
+    def summary(
+        self, state: str, default: bool, drift: dict[str, Any], window_s: float = 60.0
+    ) -> dict[str, Any]:
+        """Everything the dashboard and `monitor status` show; `drift` is drift_report(), which
+        the caller computes off the event loop (it scores the whole window)."""
         requests, errors, latency = self.series.recent(window_s)
         return {
             "version": self.record.number,
@@ -185,7 +251,7 @@ class VersionMonitor:
             "latency_ms": {"p50": quantile(latency, 0.5), "p99": quantile(latency, 0.99)},
             "series": self.series.table(),
             "confidence": {"edges": [0.0, *CONFIDENCE_BUCKETS], "counts": list(self.confidence_counts)},
-            "drift": self.drift_report(),
+            "drift": drift,
             "accuracy": {"value": self.accuracy(), "labelled": self.labelled, "window": len(self.outcomes)},
             "cost": {
                 "compute_seconds": self.compute_s,
@@ -249,13 +315,17 @@ class Monitor:
         )
         self._versions: dict[tuple[str, int], VersionMonitor] = {}
         self._logged: dict[str, int] = {}
+        self._ticked: set[tuple[str, int]] = set()
 
     def version(self, record: VersionRecord) -> VersionMonitor:
-        """The monitor of a version (made on first use, kept across unloads and reloads)."""
+        """The monitor of a version (made on first use, kept across unloads and reloads; a new
+        reference profile rebuilds its drift watch, its counters stay)."""
         key = (record.model, record.number)
         found = self._versions.get(key)
-        if found is None or found.record.reference != record.reference:
+        if found is None:
             found = self._versions[key] = VersionMonitor(record, self.settings, self.metrics)
+        elif found.record.reference is not record.reference and found.record.reference != record.reference:
+            found.use_reference(record)  # rare: compared only when the records are different objects
         return found
 
     def known(self, model: str) -> list[VersionMonitor]:
@@ -279,35 +349,34 @@ class Monitor:
         request_id: str,
     ) -> list[str]:
         """Count an answer and log its predictions; returns each row's prediction id (the request's id
-        for one row, `<id>-<row>` for more), which feedback refers to."""
+        for one row, `<id>-<row>` for more), which feedback refers to. Confidence and drift are the
+        batcher's business (batch_done), once per batch."""
         seconds = time.perf_counter() - started
         monitor = self.version(record)
-        monitor.answered(seconds, inputs, scores)
-        self.metrics.request(record.model, str(record.number), protocol, "200", seconds)
         first = next(iter(inputs.values())) if inputs else None
-        rows = len(first) if first is not None and first.ndim else 1
+        rows = len(first) if monitor.batched and first is not None and first.ndim else 1
+        monitor.answered(seconds, rows)
+        self.metrics.request(record.model, str(record.number), protocol, "200", seconds)
         ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
-        classes: list[str | None] = [None] * rows
-        confidence: list[float | None] = [None] * rows
-        if scores is not None and len(scores) == rows:
-            best, conf = confidences(scores, monitor._kind)
-            labels = record.labels
-            classes = [labels[b] if labels and b < len(labels) else str(b) for b in best.tolist()]
-            confidence = conf.tolist()
+        if scores is not None and not monitor.batched:
+            scores = scores[None]
+        predicted = _predicted(scores, rows, monitor.kind, record.labels)
+        log = self.log
         for i, prediction_id in enumerate(ids):
-            if self.log is None:
-                self.recent.add(prediction_id, record.model, record.number, classes[i])
+            class_, confidence = predicted[i]
+            if log is None:
+                self.recent.add(prediction_id, record.model, record.number, class_)
                 continue
-            self.log.offer(
+            log.offer(
                 prediction_id,
                 record.model,
                 record.number,
                 protocol,
                 latency_ms=seconds * 1000,
-                inputs=first[i] if first is not None and rows > 1 else first,
-                output=scores[i] if scores is not None and rows > 1 else scores,
-                class_=classes[i],
-                confidence=confidence[i],
+                inputs=first if rows == 1 or first is None else first[i],
+                output=scores if rows == 1 or scores is None else scores[i],
+                class_=class_,
+                confidence=confidence,
             )
         return ids
 
@@ -341,32 +410,78 @@ class Monitor:
             self.metrics.feedback.labels(model, str(found.version), "correct" if correct else "wrong").inc()
         return {"accepted": len(matched)}
 
-    def tick(self, states: Mapping[tuple[str, int], tuple[bool, int, int, int]]) -> None:
-        """Once a second: state gauges. `states` maps (model, version) -> (resident, memory bytes,
-        queued, in flight)."""
+    def drift_reports(self) -> dict[tuple[str, int], DriftReport]:
+        """Every watched version's drift scores now: milliseconds each, so callers run it in a thread
+        (the windows are thread-safe)."""
+        reports = {}
+        for key, monitor in list(self._versions.items()):
+            monitor.flush()
+            if monitor.drift is not None:
+                reports[key] = monitor.drift.report()
+        return reports
+
+    def tick(
+        self,
+        states: Mapping[tuple[str, int], tuple[bool, int, int, int]],
+        reports: Mapping[tuple[str, int], DriftReport] | None = None,
+    ) -> None:
+        """Once a second, on the event loop: gauges. `states` maps (model, version) -> (resident,
+        memory bytes, queued, in flight) for every version served; versions gone since the last tick
+        lose their series, so no gauge reports a version that left. `reports`: drift_reports()."""
         m = self.metrics
+        for key in self._ticked - set(states):
+            for gauge in (m.loaded, m.memory, m.queue_depth, m.in_flight):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(key[0], str(key[1]))
+        self._ticked = set(states)
         for (model, number), (resident, memory, queued, in_flight) in states.items():
             labels = (model, str(number))
             m.loaded.labels(*labels).set(1 if resident else 0)
             m.memory.labels(*labels).set(memory)
             m.queue_depth.labels(*labels).set(queued)
             m.in_flight.labels(*labels).set(in_flight)
-        for (model, number), monitor in self._versions.items():
+        for (model, number), monitor in list(self._versions.items()):
             labels = (model, str(number))
             accuracy, cost = monitor.accuracy(), monitor.cost_per_1k()
             if accuracy is not None:
                 m.accuracy.labels(*labels).set(accuracy)
             if cost is not None:
                 m.cost.labels(*labels).set(cost)
-            if monitor.drift is not None:
-                report = monitor.drift.report()
-                m.drifting.labels(*labels).set(1 if report.flagged else 0)
-                for feature in report.features:
-                    m.drift.labels(*labels, feature.name, "psi").set(feature.psi)
-                    m.drift.labels(*labels, feature.name, "ks").set(feature.ks)
+        for (model, number), report in (reports or {}).items():
+            labels = (model, str(number))
+            m.drifting.labels(*labels).set(1 if report.flagged else 0)
+            for feature in report.features:
+                m.drift.labels(*labels, feature.name, "psi").set(feature.psi)
+                m.drift.labels(*labels, feature.name, "ks").set(feature.ks)
         if self.log is not None:
             counters = self.log.counters()
             for outcome in ("written", "dropped_full", "sampled_out", "rate_limited"):
                 now = getattr(counters, outcome)
                 m.log_records.labels(outcome).inc(now - self._logged.get(outcome, 0))
                 self._logged[outcome] = now
+
+
+def _predicted(
+    scores: np.ndarray | None, rows: int, kind: str | None, labels: Sequence[str] | None
+) -> list[tuple[str | None, float | None]]:
+    """(class, confidence) per row; for the usual single row, in plain Python (numpy's per-call cost
+    is most of the work on a 10-class row)."""
+    if scores is None or len(scores) != rows or scores.dtype.kind != "f":
+        return [(None, None)] * rows
+    if rows == 1:
+        values = scores.reshape(-1).tolist()
+        if not values or not all(math.isfinite(v) for v in values):
+            return [(None, None)]
+        best = max(range(len(values)), key=values.__getitem__)
+        top = values[best]
+        confidence = 1.0 / sum(math.exp(v - top) for v in values) if kind == "logits" else top
+        return [(_label(best, labels), confidence)]
+    best_rows, conf = confidences(scores, kind)
+    return [
+        (_label(b, labels), c if math.isfinite(c) else None)
+        for b, c in zip(best_rows.tolist(), conf.tolist(), strict=True)
+    ]
+
+
+def _label(index: int, labels: Sequence[str] | None) -> str:
+    return labels[index] if labels and index < len(labels) else str(index)

@@ -32,6 +32,11 @@ from shipyard.monitor.recent import RecentPredictions
 
 log = logging.getLogger(__name__)
 
+WAKE_AT = 256
+"""Queued records that wake the writer at once."""
+FLUSH_S = 0.25
+"""How often the writer takes whatever is queued anyway."""
+
 
 class PredictionRecord(NamedTuple):
     """One request as the log receives it; the sink derives what it stores (summary, JSON) from it."""
@@ -145,6 +150,9 @@ class PredictionLog:
             else _TokenBucket(max_per_second, max(1.0, burst or max_per_second), clock)
         )
         self._lock = threading.Lock()
+        # Waking the writer for every record cost more than writing it (a thread switch per request
+        # at low load): it is woken per batch, and otherwise takes what is queued every FLUSH_S.
+        self._wake_at = max(1, min(WAKE_AT, queue_size // 2))
         self._queue: deque[PredictionRecord] = deque()
         self._wake = threading.Event()
         self._closing = False
@@ -199,8 +207,8 @@ class PredictionLog:
                     status,
                 )
             )
-            if len(queue) == 1:
-                self._wake.set()  # the writer sleeps only on an empty queue
+            if len(queue) == self._wake_at:
+                self._wake.set()  # a batch is ready; smaller ones wait for the writer's next round
         return True
 
     def counters(self) -> PredictionLogCounters:
@@ -247,7 +255,7 @@ class PredictionLog:
         """The writer: take the whole queue at once, write it, close files that are due; until closed."""
         timeout: float | None = None
         while True:
-            self._wake.wait(timeout)
+            self._wake.wait(FLUSH_S if timeout is None else min(timeout, FLUSH_S))
             self._wake.clear()
             with self._lock:
                 batch, self._queue = self._queue, deque()

@@ -31,10 +31,19 @@ RunFn = Callable[[dict[str, np.ndarray], Sequence[str] | None], Awaitable[list[n
 
 
 class BatchObserver(Protocol):
-    """Told about every run (metrics, statistics): how many rows, how long each request queued, and
-    how long the run took, in seconds. Called on the event loop: it must be quick."""
+    """Told about every run (metrics, statistics, drift): how many rows, how long each request queued
+    and the run took, in seconds, and the batch itself (`outputs` empty when the run failed; `names`
+    the outputs asked for, None for all). Called on the event loop once per batch: it must be quick."""
 
-    def batch_done(self, rows: int, queued_s: list[float], compute_s: float, ok: bool) -> None: ...
+    def batch_done(
+        self,
+        rows: int,
+        queued_s: list[float],
+        compute_s: float,
+        inputs: dict[str, np.ndarray],
+        names: Sequence[str] | None,
+        outputs: list[np.ndarray],
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -196,22 +205,36 @@ class Batcher:
             return
         loop = asyncio.get_running_loop()
         started = loop.time()
+        merged: dict[str, np.ndarray] = {}
         try:
             merged = tensors.merge([r.inputs for r in live])
             outputs = await self._run(merged, live[0].outputs)
             parts = tensors.split(outputs, [r.rows for r in live])
         except Exception as exc:  # a failed batch fails its own callers, and only them
-            self._observe(live, started, loop.time(), ok=False)
+            self._observe(live, started, loop.time(), merged, [])
             for request in live:
                 if not request.future.done():
                     request.future.set_exception(exc)
             return
-        self._observe(live, started, loop.time(), ok=True)
+        self._observe(live, started, loop.time(), merged, outputs)
         for request, part in zip(live, parts, strict=True):
             if not request.future.done():
                 request.future.set_result(part)
 
-    def _observe(self, batch: list[_Request], started: float, ended: float, *, ok: bool) -> None:
-        if self.observer is not None:
-            waits = [started - r.enqueued for r in batch]
-            self.observer.batch_done(sum(r.rows for r in batch), waits, ended - started, ok)
+    def _observe(
+        self,
+        batch: list[_Request],
+        started: float,
+        ended: float,
+        inputs: dict[str, np.ndarray],
+        outputs: list[np.ndarray],
+    ) -> None:
+        if self.observer is None:
+            return
+        waits = [started - r.enqueued for r in batch]
+        try:
+            self.observer.batch_done(
+                sum(r.rows for r in batch), waits, ended - started, inputs, batch[0].outputs, outputs
+            )
+        except Exception:  # watching must never fail a batch that was answered
+            log.exception("%s: the batch observer failed", self.name)

@@ -42,6 +42,8 @@ class ServedModel:
     versions: dict[int, LoadedVersion] = field(default_factory=dict)
     """The resident ones, ready to answer."""
     loading: dict[int, asyncio.Task[LoadedVersion]] = field(default_factory=dict)
+    waiting: dict[int, int] = field(default_factory=dict)
+    """Requests waiting for a version's load: it is not idle for them between its load and their turn."""
 
 
 class ModelManager:
@@ -56,9 +58,11 @@ class ModelManager:
         memory_budget_mb: int | None = None,
         observer: Callable[[VersionRecord], BatchObserver] | None = None,
         cost: Callable[[LoadedVersion], int] | None = None,
+        room_wait_s: float = 30.0,
     ) -> None:
         """`cost`: what a loaded version counts against the memory budget; by default what loading it
-        was measured to add to the process (build_version)."""
+        was measured to add to the process (build_version). `room_wait_s`: how long a load waits for a
+        version to become idle when every resident one is busy, before Overloaded (503)."""
         self._registry = registry
         self._options = options
         self._serving = serving or ModelServing()
@@ -66,6 +70,8 @@ class ModelManager:
         self._budget = memory_budget_mb * MB if memory_budget_mb else None
         self._observer = observer
         self._cost = cost or (lambda loaded: loaded.memory_bytes)
+        self._room_wait_s = room_wait_s
+        self._idle = asyncio.Event()  # set when a version's last request finishes
         self._models: dict[str, ServedModel] = {}
         self._resident: dict[int, tuple[ServedModel, LoadedVersion]] = {}  # by id(LoadedVersion)
         self._failed: dict[tuple[str, int], str] = {}  # versions that failed to load, and why
@@ -108,6 +114,10 @@ class ModelManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
+        loads = [task for served in self._models.values() for task in served.loading.values()]
+        for task in loads:
+            task.cancel()
+        await asyncio.gather(*loads, return_exceptions=True)
         for _, version in list(self._resident.values()):
             await version.batcher.aclose()
         self._started = False
@@ -155,12 +165,14 @@ class ModelManager:
             yield loaded
         finally:
             loaded.in_flight -= 1
+            if not loaded.in_flight and self._budget is not None:
+                self._idle.set()
 
     def _number(self, served: ServedModel, version: str | int | None) -> int:
         if version is None or version == "":
             return served.default
         text = str(version)
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise NotFound(f"model {served.name!r} has no version {text!r}: versions are numbers")
         if int(text) not in served.records:
             raise NotFound(f"model {served.name!r} has no version {text} served here")
@@ -184,7 +196,13 @@ class ModelManager:
             task = asyncio.create_task(self._load_now(served, number), name=f"load {served.name}:{number}")
             served.loading[number] = task
             task.add_done_callback(lambda _t: served.loading.pop(number, None))
-        await asyncio.shield(task)  # a caller that gives up does not cancel the load for the others
+        served.waiting[number] = served.waiting.get(number, 0) + 1
+        try:
+            await asyncio.shield(task)  # a caller that gives up does not cancel the load for the others
+        finally:
+            served.waiting[number] -= 1
+            if not served.waiting[number]:
+                del served.waiting[number]
 
     async def _load_now(self, served: ServedModel, number: int) -> LoadedVersion:
         record = served.records[number]
@@ -213,6 +231,7 @@ class ModelManager:
 
     def _add(self, served: ServedModel, loaded: LoadedVersion) -> None:
         loaded.memory_bytes = self._cost(loaded)
+        loaded.last_used = time.monotonic()  # just loaded: the last to go, not the first
         served.versions[loaded.number] = loaded
         self._resident[id(loaded)] = (served, loaded)
         self._costs[loaded.record.sha256] = (loaded.memory_bytes, loaded.record.size)
@@ -232,15 +251,26 @@ class ModelManager:
                 f"({self._budget / MB:.0f} MB)"
             )
         need = 0 if keep is not None else min(self._estimate(record), self._budget)
+        deadline = asyncio.get_running_loop().time() + self._room_wait_s
         while self._resident_bytes() + need > self._budget:
-            idle = [(s, v) for s, v in self._resident.values() if v.in_flight == 0 and v is not keep]
+            idle = [
+                (s, v)
+                for s, v in self._resident.values()
+                if v.in_flight == 0 and not s.waiting.get(v.number) and v is not keep
+            ]
             if not idle:
                 if keep is not None:
                     return  # over for now: the next load makes room again
-                raise Overloaded(
-                    f"the memory budget ({self._budget / MB:.0f} MB) is taken by versions answering "
-                    f"requests; {record.ref} cannot load now"
-                )
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    raise Overloaded(
+                        f"the memory budget ({self._budget / MB:.0f} MB) is taken by versions answering "
+                        f"requests; {record.ref} could not load within {self._room_wait_s:g} s"
+                    )
+                self._idle.clear()
+                with contextlib.suppress(TimeoutError):  # woken when a version's requests finish
+                    await asyncio.wait_for(self._idle.wait(), remaining)
+                continue
             served, victim = min(idle, key=lambda sv: sv[1].last_used)
             log.info("unloading %s to stay under the memory budget", victim.record.ref)
             await self._drain(served, [victim])
@@ -304,7 +334,12 @@ class ModelManager:
             served = self._models.get(name)
             if served is None:
                 continue
-            served.records.update(now.records)
+            for number, record in now.records.items():  # keep unchanged records: the monitor's key
+                known = served.records.get(number)
+                if known is None or known.reference != record.reference or known.aliases != record.aliases:
+                    served.records[number] = record
+                    if number in served.versions:
+                        served.versions[number].record = record
             for number in self._eager(now):
                 if number in served.versions or (name, number) in self._failed:
                     continue
@@ -340,8 +375,12 @@ class ModelManager:
         fresh = await asyncio.to_thread(self._read, name)
         for key in self._failed.keys() & {(name, n) for n in fresh.records}:
             del self._failed[key]  # asked for again: try again
-        for number in self._eager(fresh):
-            await self._load(fresh, number)
+        try:
+            for number in self._eager(fresh):
+                await self._load(fresh, number)
+        except BaseException:
+            await self._drain(fresh, list(fresh.versions.values()))  # nothing half-loaded stays resident
+            raise
         old = self._models.get(name)
         self._models[name] = fresh
         if old is not None:

@@ -65,7 +65,7 @@ def _header_length(request: Request) -> int | None:
 
 def _top_k(request: Request) -> int:
     value = request.query_params.get("top_k", "0")
-    if not value.isdigit() or int(value) > 1000:
+    if not (value.isascii() and value.isdigit()) or int(value) > 1000:
         raise InvalidInput(f"top_k must be an integer from 0 to 1000, got {value!r}")
     return int(value)
 
@@ -193,7 +193,8 @@ async def _tick(dataplane: DataPlane) -> None:
     while True:
         await asyncio.sleep(1.0)  # a sampling period, not a synchronisation
         try:
-            dataplane.monitor.tick(dataplane.manager.gauges())
+            reports = await asyncio.to_thread(dataplane.monitor.drift_reports)
+            dataplane.monitor.tick(dataplane.manager.gauges(), reports)
         except Exception:
             log.exception("monitor tick failed; trying again")
 
@@ -219,6 +220,12 @@ def _documented_api(dataplane: DataPlane, h: Handlers) -> FastAPI:
     @app.get("/v2", tags=["v2"])
     async def server_metadata() -> Response:
         return json_response(dataplane.server_metadata())
+
+    @app.get("/v2/models/stats", tags=["monitoring"])
+    @app.get("/v2/models/{name}/stats", tags=["monitoring"])
+    @app.get("/v2/models/{name}/versions/{version}/stats", tags=["monitoring"])
+    async def statistics(name: str | None = None, version: str | None = None) -> Response:
+        return json_response(dataplane.statistics(name, version))
 
     @app.get("/v2/models/{name}", tags=["v2"])
     @app.get("/v2/models/{name}/versions/{version}", tags=["v2"])
@@ -282,19 +289,13 @@ def _documented_api(dataplane: DataPlane, h: Handlers) -> FastAPI:
 
     # -- monitoring -------------------------------------------------------------------------------
 
-    @app.get("/v2/models/stats", tags=["monitoring"])
-    @app.get("/v2/models/{name}/stats", tags=["monitoring"])
-    @app.get("/v2/models/{name}/versions/{version}/stats", tags=["monitoring"])
-    async def statistics(name: str | None = None, version: str | None = None) -> Response:
-        return json_response(dataplane.statistics(name, version))
-
     @app.post("/v1/models/{name}/feedback", tags=["monitoring"], openapi_extra=FEEDBACK_BODY)
     async def feedback(request: Request, name: str) -> Response:
         return json_response(dataplane.feedback(name, await read_body(request, h.limit)))
 
     @app.get("/v1/models/{name}/monitor", tags=["monitoring"])
     async def monitor_status(name: str) -> Response:
-        return json_response(await asyncio.to_thread(dataplane.snapshot, name))
+        return json_response(await dataplane.snapshot(name))
 
     @app.get("/dashboard", tags=["monitoring"], response_class=HTMLResponse)
     async def dashboard_index() -> Response:
@@ -302,7 +303,7 @@ def _documented_api(dataplane: DataPlane, h: Handlers) -> FastAPI:
 
     @app.get("/dashboard/{name}", tags=["monitoring"], response_class=HTMLResponse)
     async def dashboard_page(name: str, fragment: bool = False) -> Response:
-        snapshot = await asyncio.to_thread(dataplane.snapshot, name)
+        snapshot = await dataplane.snapshot(name)
         if fragment:
             return HTMLResponse(dashboard.fragment(snapshot))
         return HTMLResponse(dashboard.page(name, snapshot, dataplane.manager.names))
