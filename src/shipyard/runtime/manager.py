@@ -31,6 +31,8 @@ from shipyard.runtime.session import RunnerOptions
 
 log = logging.getLogger(__name__)
 
+FULL_READ_S = 30.0
+
 
 @dataclass
 class ServedModel:
@@ -79,6 +81,8 @@ class ModelManager:
         self._load_lock = asyncio.Lock()  # one load at a time: its memory growth is its own
         self._started = False
         self._watch_interval_s = watch_interval_s
+        self._summaries: dict[str, ModelSummary] = {}  # as the watch last read them
+        self._full_read = time.monotonic()
         self._watcher: asyncio.Task[None] | None = None
 
     # -- start-up and shutdown ---------------------------------------------------------------------
@@ -315,6 +319,16 @@ class ModelManager:
         records = {r.number: r for r in self._registry.versions(name) if r.number in keep}
         return ServedModel(name, serving, default, records)
 
+    def _read_if_changed(self, name: str, full: bool) -> ServedModel | None:
+        """_read(), or None when the model's summary (versions, aliases, settings) is as last time: a
+        cheap query every second, the full read (every version's manifest) only on a change, and every
+        FULL_READ_S anyway for what the summary does not show (a new reference profile)."""
+        summary = self._registry.model(name)
+        if not full and self._summaries.get(name) == summary:
+            return None
+        self._summaries[name] = summary
+        return self._read(name, summary)
+
     def _eager(self, served: ServedModel) -> list[int]:
         """Versions loaded ahead of requests: all the policy serves, or only the default within a budget."""
         others = sorted(n for n in served.records if n != served.default)
@@ -326,13 +340,16 @@ class ModelManager:
         the old default or the new one, never neither, and the old version's in-flight requests finish
         on its own batcher before it unloads."""
         changes = []
+        full = names is not None or time.monotonic() - self._full_read >= FULL_READ_S
+        if full:
+            self._full_read = time.monotonic()
         for name in list(names or self._models):
             try:
-                now = await asyncio.to_thread(self._read, name)
+                now = await asyncio.to_thread(self._read_if_changed, name, full)
             except NotFound:
                 continue  # deleted from the registry: keep serving what is loaded
             served = self._models.get(name)
-            if served is None:
+            if served is None or now is None:
                 continue
             for number, record in now.records.items():  # keep unchanged records: the monitor's key
                 known = served.records.get(number)
