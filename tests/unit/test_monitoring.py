@@ -276,3 +276,16 @@ def test_a_model_without_a_batch_axis_is_watched_as_one_sample(registry: Registr
         assert version["requests"] == 2 and sum(version["confidence"]["counts"]) == 2
     finally:
         stop(client, manager, monitor)
+
+
+def test_an_optimized_version_is_watched_against_its_parents_reference(
+    referenced: Registry, tmp_path: Path
+) -> None:
+    from shipyard.optimize import optimize
+
+    X, y = digits_data()
+    np.savez(tmp_path / "eval.npz", X=X[:300], y=y[:300])
+    outcome = optimize(referenced, "digits:1", "dynamic-int8", tmp_path / "eval.npz", force=True)
+    assert outcome.record is not None and outcome.record.number == 2
+    assert outcome.record.reference == referenced.version("digits", 1).reference
+    assert referenced.history("digits")[-1].detail == "from digits:1"

@@ -82,6 +82,10 @@ def optimize(
             },
             report=report.to_dict(),
         )
+        if parent.reference is not None and candidate.signature.inputs == parent.signature.inputs:
+            # same inputs in production: drift is judged against the parent's reference data
+            registry.set_reference(parent.model, record.number, parent.reference, f"from {parent.ref}")
+            record = registry.version(parent.model, record.number)
     return Outcome(report, verdict, candidate, record)
 
 
