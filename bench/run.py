@@ -190,9 +190,30 @@ def soak() -> dict:
         url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
         asyncio.run(loadgen.http(url, body, headers, 64, 10, 1))  # warm up: sessions, buffers, allocator
         start = rss_kib(process.pid)
-        r = asyncio.run(loadgen.http(url, body, headers, 64, SOAK_S, 0))
+        samples: list[tuple[float, int]] = []
+
+        async def load_and_sample() -> loadgen.Result:
+            """RSS every 10 s while the load runs: bounded buffers filling early look like growth in
+            a start/end pair; a leak keeps rising to the end."""
+            task = asyncio.create_task(loadgen.http(url, body, headers, 64, SOAK_S, 0))
+            t0 = time.monotonic()
+            while not task.done():
+                samples.append((time.monotonic() - t0, rss_kib(process.pid)))
+                await asyncio.wait({task}, timeout=10)
+            return task.result()
+
+        r = asyncio.run(load_and_sample())
         end = rss_kib(process.pid)
-    return {"seconds": SOAK_S, "concurrency": 64, "rss_start_kib": start, "rss_end_kib": end, **r.to_dict()}
+    half = next(kib for t, kib in samples if t >= SOAK_S / 2)
+    return {
+        "seconds": SOAK_S,
+        "concurrency": 64,
+        "rss_start_kib": start,
+        "rss_half_kib": half,
+        "rss_end_kib": end,
+        "rss_samples": samples,
+        **r.to_dict(),
+    }
 
 
 def machine() -> dict:
