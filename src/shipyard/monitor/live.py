@@ -28,10 +28,11 @@ from shipyard.monitor.drift import DriftMonitor, DriftReport, Thresholds
 from shipyard.monitor.logfiles import ParquetSink
 from shipyard.monitor.metrics import CONFIDENCE_BUCKETS, Metrics
 from shipyard.monitor.predlog import PredictionLog, Sink
-from shipyard.monitor.profile import Profile
+from shipyard.monitor.profile import Profile, read_scores
 from shipyard.monitor.recent import RecentPredictions
 from shipyard.monitor.series import Series, quantile
 from shipyard.registry import VersionRecord
+from shipyard.signature import ScoreKind
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,9 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def confidences(scores: np.ndarray, kind: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted class index, confidence) per row; logits go through a softmax first."""
-    rows = scores.reshape(len(scores), -1).astype(np.float64, copy=False)
-    if kind == "logits":
-        shifted = np.exp(rows - rows.max(axis=1, keepdims=True))
-        rows = shifted / shifted.sum(axis=1, keepdims=True)
-    best = rows.argmax(axis=1)
-    return best, rows[np.arange(len(rows)), best]
+def confidences(scores: np.ndarray, kind: ScoreKind | None) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class index, confidence) per row, read as the reference profile reads them."""
+    return read_scores(scores.reshape(len(scores), -1), kind or "probabilities")
 
 
 @dataclass
@@ -150,6 +146,8 @@ class VersionMonitor:
         if not self.batched:  # one sample without a batch axis: give it one
             inputs = {k: v[None] for k, v in inputs.items()}
             scores = None if scores is None else scores[None]
+        if scores is not None and not _classes(scores):
+            scores = None
         if scores is None and self.drift is None:
             return
         # Confidence and drift take tens of microseconds a call, whatever the rows: gathered and
@@ -462,11 +460,11 @@ class Monitor:
 
 
 def _predicted(
-    scores: np.ndarray | None, rows: int, kind: str | None, labels: Sequence[str] | None
+    scores: np.ndarray | None, rows: int, kind: ScoreKind | None, labels: Sequence[str] | None
 ) -> list[tuple[str | None, float | None]]:
     """(class, confidence) per row; for the usual single row, in plain Python (numpy's per-call cost
     is most of the work on a 10-class row)."""
-    if scores is None or len(scores) != rows or scores.dtype.kind != "f":
+    if scores is None or len(scores) != rows or not _classes(scores):
         return [(None, None)] * rows
     if rows == 1:
         values = scores.reshape(-1).tolist()
@@ -485,3 +483,8 @@ def _predicted(
 
 def _label(index: int, labels: Sequence[str] | None) -> str:
     return labels[index] if labels and index < len(labels) else str(index)
+
+
+def _classes(scores: np.ndarray) -> bool:
+    """Whether a batch of outputs reads as class scores: floats, at least two per sample."""
+    return scores.dtype.kind == "f" and scores.ndim >= 2 and scores[:1].size >= 2
