@@ -20,10 +20,11 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from shipyard.config import ModelServing
-from shipyard.errors import InvalidInput, NotFound, Overloaded, ShipyardError, Unavailable
+from shipyard.errors import InvalidInput, NotFound, ShipyardError, Unavailable
 from shipyard.registry import ModelSummary, Registry, VersionRecord
 from shipyard.registry.store import PRODUCTION
 from shipyard.runtime.batcher import BatchObserver
+from shipyard.runtime.budget import MemoryBudget
 from shipyard.runtime.loading import LoadedVersion, build_version
 from shipyard.runtime.memory import MB, release_free_memory
 from shipyard.runtime.policy import wanted_versions
@@ -69,15 +70,12 @@ class ModelManager:
         self._options = options
         self._serving = serving or ModelServing()
         self.alias = alias
-        self._budget = memory_budget_mb * MB if memory_budget_mb else None
+        self._budget = MemoryBudget(memory_budget_mb, room_wait_s) if memory_budget_mb else None
         self._observer = observer
         self._cost = cost or (lambda loaded: loaded.memory_bytes)
-        self._room_wait_s = room_wait_s
-        self._idle = asyncio.Event()  # set when a version's last request finishes
         self._models: dict[str, ServedModel] = {}
         self._resident: dict[int, tuple[ServedModel, LoadedVersion]] = {}  # by id(LoadedVersion)
         self._failed: dict[tuple[str, int], str] = {}  # versions that failed to load, and why
-        self._costs: dict[str, tuple[int, int]] = {}  # artifact -> (memory when last loaded, size)
         self._load_lock = asyncio.Lock()  # one load at a time: its memory growth is its own
         self._started = False
         self._watch_interval_s = watch_interval_s
@@ -170,7 +168,7 @@ class ModelManager:
         finally:
             loaded.in_flight -= 1
             if not loaded.in_flight and self._budget is not None:
-                self._idle.set()
+                self._budget.released()
 
     def _number(self, served: ServedModel, version: str | int | None) -> int:
         if version is None or version == "":
@@ -238,7 +236,8 @@ class ModelManager:
         loaded.last_used = time.monotonic()  # just loaded: the last to go, not the first
         served.versions[loaded.number] = loaded
         self._resident[id(loaded)] = (served, loaded)
-        self._costs[loaded.record.sha256] = (loaded.memory_bytes, loaded.record.size)
+        if self._budget is not None:
+            self._budget.learn(loaded.record, loaded.memory_bytes)
 
     def _resident_bytes(self) -> int:
         return sum(v.memory_bytes for _, v in self._resident.values())
@@ -246,17 +245,12 @@ class ModelManager:
     async def _make_room(self, record: VersionRecord, keep: LoadedVersion | None = None) -> None:
         """Unload the least recently used idle versions until `record` fits in the budget (or, once it
         is loaded as `keep`, until everything does: the estimate before a first load can be short)."""
-        if self._budget is None:
+        budget = self._budget
+        if budget is None:
             return
-        known = self._costs.get(record.sha256)
-        if keep is None and known is not None and known[0] > self._budget:
-            raise Unavailable(
-                f"{record.ref} needs about {known[0] / MB:.0f} MB, more than the whole memory budget "
-                f"({self._budget / MB:.0f} MB)"
-            )
-        need = 0 if keep is not None else min(self._estimate(record), self._budget)
-        deadline = asyncio.get_running_loop().time() + self._room_wait_s
-        while self._resident_bytes() + need > self._budget:
+        need = 0 if keep is not None else budget.need(record)
+        deadline = asyncio.get_running_loop().time() + budget.room_wait_s
+        while self._resident_bytes() + need > budget.limit:
             idle = [
                 (s, v)
                 for s, v in self._resident.values()
@@ -265,30 +259,15 @@ class ModelManager:
             if not idle:
                 if keep is not None:
                     return  # over for now: the next load makes room again
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    raise Overloaded(
-                        f"the memory budget ({self._budget / MB:.0f} MB) is taken by versions answering "
-                        f"requests; {record.ref} could not load within {self._room_wait_s:g} s"
-                    )
-                self._idle.clear()
-                with contextlib.suppress(TimeoutError):  # woken when a version's requests finish
-                    await asyncio.wait_for(self._idle.wait(), remaining)
+                await budget.wait_for_idle(record, deadline)
                 continue
             served, victim = min(idle, key=lambda sv: sv[1].last_used)
             log.info("unloading %s to stay under the memory budget", victim.record.ref)
             await self._drain(served, [victim])
 
     def _fits(self, record: VersionRecord) -> bool:
-        return self._budget is None or self._resident_bytes() + self._estimate(record) <= self._budget
-
-    def _estimate(self, record: VersionRecord) -> int:
-        """What a version will cost: what it cost last time, else its size times what loading has cost
-        per byte of model so far (ORT keeps the weights, often a pre-packed copy, and its buffers)."""
-        if record.sha256 in self._costs:
-            return self._costs[record.sha256][0]
-        costs, sizes = (sum(x) for x in zip(*self._costs.values(), strict=True)) if self._costs else (1, 1)
-        return int(record.size * max(1.0, costs / max(sizes, 1)))
+        budget = self._budget
+        return budget is None or self._resident_bytes() + budget.estimate(record) <= budget.limit
 
     async def _drain(self, served: ServedModel, versions: Iterable[LoadedVersion]) -> None:
         """Stop routing to `versions`, let their queued requests finish, then free their memory."""
