@@ -154,8 +154,8 @@ def read_labels(path: Path) -> list[str]:
 def load_sample(path: Path, rows: int = 64) -> np.ndarray | None:
     """Up to `rows` input rows from a dataset file, for the numerical check; None when unreadable.
 
-    .npz (array X, else the first one), .npy, numeric .csv and .parquet are understood. A label column
-    (a CSV's last column headed 'label', 'y' or 'target'; a Parquet column of those names) is left out.
+    .npz (array X, else the first one), .npy and numeric .csv are understood. A CSV's last column is
+    taken as the label when the file has a header naming it 'label', 'y' or 'target'.
     """
     suffix = path.suffix.lower()
     try:
@@ -167,25 +167,11 @@ def load_sample(path: Path, rows: int = 64) -> np.ndarray | None:
             array = np.load(path, allow_pickle=False)
         elif suffix == ".csv":
             array = _csv_features(path)
-        elif suffix == ".parquet":
-            array = _parquet_features(path, rows)
         else:
             return None
     except (OSError, ValueError, IndexError):
         raise InvalidInput(f"cannot read sample inputs from {path}") from None
     return np.asarray(array[:rows])
-
-
-def _parquet_features(path: Path, rows: int) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path).slice(0, rows)
-    columns = [c for c in table.column_names if c.lower() not in {"label", "y", "target"}]
-    try:
-        return np.column_stack([table.column(c).to_numpy() for c in columns]).astype(np.float32)
-    except (pa.ArrowInvalid, ValueError, TypeError):
-        raise InvalidInput(f"{path}: every column but the label must be numeric") from None
 
 
 def _csv_features(path: Path) -> np.ndarray:
