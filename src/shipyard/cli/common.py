@@ -10,7 +10,9 @@ from rich.console import Console
 from shipyard.config import Settings
 from shipyard.registry import Registry
 
-console = Console(highlight=False, soft_wrap=True)
+# markup off: names, reasons and descriptions are the user's text, printed as written (a reason
+# such as "[/]" is not a style tag); the few emphases are given as styles instead.
+console = Console(highlight=False, soft_wrap=True, markup=False)
 
 
 @dataclass

@@ -63,7 +63,7 @@ def import_(
     diff = check.get("max_abs_diff")
     checked = f"max |diff| {diff:.2e}" if diff is not None else check.get("source", "checked")
     console.print(
-        f"imported [bold]{record.ref}[/] from {record.framework} "
+        f"imported {record.ref} from {record.framework} "
         f"({record.size / 1024:.1f} KiB, sha256 {record.sha256[:12]}, check passed: {checked})"
     )
     if reference is not None:

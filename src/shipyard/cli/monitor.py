@@ -124,5 +124,5 @@ def _drift(report: dict[str, Any]) -> str:
     if status == "stopped":
         return "stopped"
     if report.get("flagged"):
-        return "[red]DRIFT[/]: " + ", ".join(report.get("drifted", [])[:3])
-    return f"[green]ok[/] ({report['rows']} rows)"
+        return "DRIFT: " + ", ".join(report.get("drifted", [])[:3])
+    return f"ok ({report['rows']} rows)"

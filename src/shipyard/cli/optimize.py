@@ -121,7 +121,7 @@ def optimize(
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(1)
     if not as_json:
-        console.print(f"{message}\nregistered [bold]{record.ref}[/] ({record.description})")
+        console.print(f"{message}\nregistered {record.ref} ({record.description})")
 
 
 def compare(
