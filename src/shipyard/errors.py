@@ -6,12 +6,15 @@ and to a one-line message by the CLI::
     ShipyardError (500)
     ├── InvalidInput (400)            a request or argument the caller must fix
     │   └── ConversionFailed (422)    a model that cannot be imported or fails its numerical check
-    ├── Unauthorized (401)            an admin endpoint without the admin token
+    ├── Unauthorized (401)            no token, or one that is not known, where one is needed
+    ├── Forbidden (403)               a token without the scope or model asked for; admin turned off
     ├── NotFound (404)                an unknown model, version, alias or file
+    ├── RequestTimeout (408)          a request body that did not arrive in time
     ├── Conflict (409)                a name or alias clash
     ├── PayloadTooLarge (413)         a request body over the configured limit
+    ├── RateLimited (429)             a token past its rate: retry later (carries Retry-After)
     ├── Unavailable (503)             a model that is not loaded or cannot run right now
-    │   ├── Overloaded (503)          a full queue: retry later (carries Retry-After)
+    │   ├── Overloaded (503)          too many requests in flight: retry later (carries Retry-After)
     │   └── DeadlineExceeded (504)    no answer within the request timeout
     └── CorruptArtifact (500)         stored bytes that no longer match their sha256
 """
@@ -46,8 +49,16 @@ class Unauthorized(ShipyardError):
     status = HTTPStatus.UNAUTHORIZED
 
 
+class Forbidden(ShipyardError):
+    status = HTTPStatus.FORBIDDEN
+
+
 class NotFound(ShipyardError):
     status = HTTPStatus.NOT_FOUND
+
+
+class RequestTimeout(ShipyardError):
+    status = HTTPStatus.REQUEST_TIMEOUT
 
 
 class Conflict(ShipyardError):
@@ -56,6 +67,14 @@ class Conflict(ShipyardError):
 
 class PayloadTooLarge(ShipyardError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class RateLimited(ShipyardError):
+    status = HTTPStatus.TOO_MANY_REQUESTS
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(ShipyardError):
@@ -77,8 +96,8 @@ class CorruptArtifact(ShipyardError):
 _BY_STATUS: dict[int, type[ShipyardError]] = {
     cls.status: cls
     for cls in (
-        *(ShipyardError, CorruptArtifact, DeadlineExceeded, Unavailable, PayloadTooLarge, Conflict),
-        *(NotFound, Unauthorized, ConversionFailed, InvalidInput),
+        *(ShipyardError, CorruptArtifact, DeadlineExceeded, Unavailable, RateLimited, PayloadTooLarge),
+        *(Conflict, RequestTimeout, NotFound, Forbidden, Unauthorized, ConversionFailed, InvalidInput),
     )
 }
 
@@ -93,10 +112,13 @@ __all__ = [
     "ConversionFailed",
     "CorruptArtifact",
     "DeadlineExceeded",
+    "Forbidden",
     "InvalidInput",
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
+    "RateLimited",
+    "RequestTimeout",
     "ShipyardError",
     "Unauthorized",
     "Unavailable",

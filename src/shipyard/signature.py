@@ -96,6 +96,10 @@ def check_inputs(signature: Signature, inputs: dict[str, Any]) -> None:
         if datatype != spec.datatype:
             raise InvalidInput(f"input {spec.name!r}: expected datatype {spec.datatype}, got {datatype}")
         shape = array.shape
+        if array.size == 0:
+            raise InvalidInput(
+                f"input {spec.name!r} holds no values (shape {format_shape(shape)}): send at least one"
+            )
         if len(shape) != len(spec.shape) or any(
             want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
         ):

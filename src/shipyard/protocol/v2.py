@@ -20,6 +20,7 @@ from shipyard.protocol.datatypes import numpy_dtype, v2_datatype
 from shipyard.signature import format_shape
 
 HEADER_LENGTH = "inference-header-content-length"
+MAX_DIMS = 16
 
 
 @dataclass(slots=True)
@@ -51,6 +52,7 @@ class InferenceResponse:
     model_version: str
     outputs: list[OutputTensor]
     id: str | None = None
+    parameters: dict[str, Any] | None = None
 
 
 def loads(body: bytes | memoryview) -> Any:
@@ -84,7 +86,7 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
     inputs: dict[str, np.ndarray] = {}
     offset = 0
     for raw in raw_inputs:
-        name, array, used = _decode_input(raw, tail, offset)
+        name, array, used = _decode_input(raw, tail, offset, len(body))
         if name in inputs:
             raise InvalidInput(f"input {name!r} is given twice")
         inputs[name] = array
@@ -114,24 +116,35 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _decode_input(raw: Any, tail: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
+def check_shape(name: str, shape: list[int], budget: int) -> int:
+    """The element count of a declared shape, refused before anything is allocated for it when it could
+    not have come in a request of `budget` bytes (every value takes at least one byte on the wire)."""
+    if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
+        raise InvalidInput(
+            f"input {name!r}: 'shape' must be a list of at most {MAX_DIMS} non-negative integers"
+        )
+    if math.prod(d for d in shape if d) > max(budget, 1):
+        raise InvalidInput(
+            f"input {name!r}: shape {format_shape(shape)} holds more values than a request of "
+            f"{budget} bytes can carry"
+        )
+    return math.prod(shape)
+
+
+def _decode_input(raw: Any, tail: memoryview, offset: int, budget: int) -> tuple[str, np.ndarray, int]:
     if not isinstance(raw, dict):
         raise InvalidInput("each input must be a JSON object with name, shape, datatype and data")
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidInput("each input needs a 'name' string")
     shape = raw.get("shape")
-    if (
-        not isinstance(shape, list)
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        or len(shape) > 16
-    ):
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers")
     datatype = raw.get("datatype")
     if not isinstance(datatype, str):
         raise InvalidInput(f"input {name!r}: 'datatype' must be a string such as \"FP32\"")
     dtype = input_dtype(name, datatype)
-    count = math.prod(shape)
+    count = check_shape(name, shape, budget)
     params = _parameters(raw.get("parameters"), f"input {name!r}")
     size = params.get("binary_data_size")
     if size is not None:
@@ -244,8 +257,8 @@ def _split_bytes(name: str, chunk: memoryview) -> list[bytes]:
 
 
 def _decode_outputs(value: Any) -> list[RequestedOutput] | None:
-    if value is None:
-        return None
+    if value is None or value == []:
+        return None  # as over gRPC, where an empty list cannot be told from none: every output
     if not isinstance(value, list):
         raise InvalidInput("'outputs' must be a list of {\"name\": ...} objects")
     outputs = []
@@ -288,6 +301,8 @@ def encode_response(response: InferenceResponse) -> tuple[bytes, int | None]:
     }
     if response.id is not None:
         doc["id"] = response.id
+    if response.parameters:
+        doc["parameters"] = response.parameters
     head = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
         return head, None

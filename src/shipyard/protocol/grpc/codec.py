@@ -7,7 +7,6 @@ outputs for raw inputs, typed contents otherwise, so every client finds what it 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from shipyard.protocol.v2 import (
     InferenceRequest,
     InferenceResponse,
     RequestedOutput,
+    check_shape,
     decode_raw,
     encode_raw,
     input_dtype,
@@ -55,10 +55,11 @@ def decode_infer(message: Any) -> tuple[InferenceRequest, bool]:
     if not message.inputs:
         raise InvalidInput("request needs at least one input")
     inputs: dict[str, np.ndarray] = {}
+    budget = message.ByteSize()
     for i, tensor in enumerate(message.inputs):
         if tensor.name in inputs:
             raise InvalidInput(f"input {tensor.name!r} is given twice")
-        inputs[tensor.name] = _decode_input(tensor, raw[i] if raw else None)
+        inputs[tensor.name] = _decode_input(tensor, raw[i] if raw else None, budget)
     outputs = None
     if message.outputs:
         outputs = []
@@ -72,12 +73,10 @@ def decode_infer(message: Any) -> tuple[InferenceRequest, bool]:
     return request, bool(raw)
 
 
-def _decode_input(tensor: Any, raw: bytes | None) -> np.ndarray:
+def _decode_input(tensor: Any, raw: bytes | None, budget: int) -> np.ndarray:
     name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    count = check_shape(name, shape, budget)
     dtype = input_dtype(name, datatype)
-    count = math.prod(shape)
     if raw is not None:
         return decode_raw(name, memoryview(raw), dtype, datatype, shape, count)
     field = CONTENTS_FIELD.get(datatype)
@@ -102,6 +101,8 @@ def encode_infer(response: InferenceResponse, raw: bool) -> Any:
     message = pb.ModelInferResponse(
         model_name=response.model_name, model_version=response.model_version, id=response.id or ""
     )
+    for key, value in (response.parameters or {}).items():
+        message.parameters[key].string_param = str(value)
     for out in response.outputs:
         data = out.data
         datatype = v2_datatype(data.dtype)
