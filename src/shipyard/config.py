@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Version policies (runtime/policy.py): all | latest N | specific 1,3
@@ -34,6 +34,13 @@ class ModelServing(BaseModel):
         default=512, ge=1, description="Requests waiting beyond this get 503 with Retry-After."
     )
     instances: int = Field(default=1, ge=1, le=64, description="Runs of the model in flight at once.")
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests of this model admitted at once (being read, queued or running); past it a "
+        "request gets 503 + Retry-After before its body is read. Default: 4 x instances x max_batch_size, "
+        "at least 64.",
+    )
     timeout_s: float | None = Field(
         default=None, gt=0, description="Drop a request that has had no answer after this long."
     )
@@ -41,6 +48,14 @@ class ModelServing(BaseModel):
         default="all",
         description="Versions kept loaded: 'all', 'latest N' or 'specific 1,3' (the default version always).",
     )
+
+    @property
+    def in_flight_limit(self) -> int:
+        """Enough to keep every instance's batches full with as many waiting, and no more: past it,
+        a request would only wait longer for the same throughput."""
+        if self.max_in_flight is not None:
+            return self.max_in_flight
+        return max(64, 4 * self.instances * self.max_batch_size)
 
     @field_validator("versions")
     @classmethod
@@ -72,6 +87,26 @@ class MonitorSettings(BaseModel):
         default=0.10,
         ge=0,
         description="What one instance-hour of compute costs, for cost per 1k predictions.",
+    )
+
+
+class TransportLimits(BaseModel):
+    """What one server process holds open for its clients (env SHIPYARD_TRANSPORT__...)."""
+
+    model_config = {"extra": "forbid"}
+
+    max_connections: int = Field(
+        default=4096, ge=1, description="Open HTTP connections; past it a new one gets 503 and is closed."
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Time a client has to send a request's head (line and headers)."
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="Time a client has to send a request's body once its head is in."
+    )
+    keep_alive_s: int = Field(default=5, ge=1, description="An idle keep-alive connection closes after this.")
+    grpc_max_concurrent_rpcs: int = Field(
+        default=1024, ge=1, description="gRPC calls handled at once; past it a call gets RESOURCE_EXHAUSTED."
     )
 
 
@@ -109,7 +144,8 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(
         default=None,
         description="When set, repository and admin endpoints need 'Authorization: Bearer <token>'; "
-        "changes made with it are recorded as made by 'admin'.",
+        "changes made with it are recorded as made by 'admin'. Tokens with scopes live in the "
+        "registry (`shipyard token create`).",
     )
     admin_tokens: dict[str, str] = Field(
         default_factory=dict,
@@ -139,6 +175,33 @@ class Settings(BaseSettings):
         default=None,
         description="ORT execution providers in order of preference; CUDA then CPU when unset.",
     )
+    tls_cert: Path | None = Field(default=None, description="PEM certificate: serve HTTPS and gRPC over TLS.")
+    tls_key: Path | None = Field(default=None, description="PEM private key of the TLS certificate.")
+    transport: TransportLimits = Field(
+        default_factory=lambda: TransportLimits(),
+        description="Connection caps and timeouts against slow and idle clients.",
+    )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("SHIPYARD_ADMIN_TOKEN is empty or blank: unset it, or give a real token")
+        return value
+
+    @field_validator("admin_tokens")
+    @classmethod
+    def _tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, token in value.items():
+            if not token.strip():
+                raise ValueError(f"SHIPYARD_ADMIN_TOKENS: the token named {name!r} is empty or blank")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
+        return self
 
     @property
     def named_admin_tokens(self) -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from shipyard._version import __version__
-from shipyard.errors import InvalidInput, NotFound
+from shipyard.errors import InvalidInput, NotFound, Overloaded
 from shipyard.monitor.feedback import decode_feedback
 from shipyard.monitor.live import Monitor, new_request_id
 from shipyard.protocol import predict as friendly
@@ -35,6 +35,7 @@ class DataPlane:
     def __init__(self, manager: ModelManager, monitor: Monitor | None = None) -> None:
         self.manager = manager
         self.monitor = monitor
+        self._admitted: dict[str, int] = {}
 
     # -- health and metadata ---------------------------------------------------------------
 
@@ -48,9 +49,28 @@ class DataPlane:
         """True once the version has answered its warm-up (404 when this server does not serve it)."""
         return self.manager.resident(name, version)
 
-    def check_served(self, name: str, version: str | None = None) -> None:
-        """404 for a model or version not served here, before a request body is read."""
+    def down(self) -> dict[str, str]:
+        """Versions this server should serve but cannot, and why (readiness says so)."""
+        return self.manager.down()
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def admit(self, name: str, version: str | None = None) -> None:
+        """Called when a request arrives, before its body is read: 404 for what is not served here,
+        503 + Retry-After once the model has its limit of requests in flight. Refusing here costs a
+        dictionary lookup, so overload cannot make refusals as dear as answers. Pair with release()."""
+        served = self.manager.served(name)
         self.manager.record(name, version)
+        count = self._admitted.get(name, 0)
+        if count >= served.serving.in_flight_limit:
+            raise Overloaded(f"{name} is overloaded: {count} requests are in flight; retry later")
+        self._admitted[name] = count + 1
+
+    def release(self, name: str) -> None:
+        self._admitted[name] -= 1
+
+    def in_flight(self, name: str) -> int:
+        return self._admitted.get(name, 0)
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "shipyard", "version": __version__, "extensions": EXTENSIONS}
@@ -177,7 +197,13 @@ class DataPlane:
         if self.monitor is not None:
             scores = signature.scores
             raw = results[names.index(scores.output)] if scores and scores.output in names else None
-            self._watch(loaded.record, protocol, started, request.inputs, raw, request.id or new_request_id())
+            # the prediction id is the server's own (unguessable, one per answer), never the client's
+            # request id: feedback must not be able to name someone else's prediction
+            ids = self._watch(loaded.record, protocol, started, request.inputs, raw, new_request_id())
+            if ids:
+                return InferenceResponse(
+                    name, str(loaded.number), outputs, request.id, {"prediction_id": ids[0].partition("-")[0]}
+                )
         return InferenceResponse(name, str(loaded.number), outputs, request.id)
 
     def _watch(
@@ -208,7 +234,7 @@ class DataPlane:
         """Friendly prediction; `name` None means the only model served. Each answer carries the id
         that feedback (POST /v1/models/{name}/feedback) refers to."""
         started = time.perf_counter() if started is None else started
-        async with self.manager.use(self._only_model() if name is None else name, version) as loaded:
+        async with self.manager.use(self.only_model() if name is None else name, version) as loaded:
             signature = loaded.signature
             inputs, single = friendly.decode_predict(body, signature)
             scores = signature.scores
@@ -245,12 +271,15 @@ class DataPlane:
 
     # -- monitoring -------------------------------------------------------------------------
 
-    def feedback(self, name: str, body: bytes) -> dict[str, Any]:
-        """Labels for earlier predictions: {"id": ..., "label": ...} or a list of them."""
+    async def feedback(self, name: str, body: bytes) -> dict[str, Any]:
+        """Labels for earlier predictions: {"id": ..., "label": ...} or a list of them. Joined in a
+        thread: an id that has left memory is looked up in the prediction log's files."""
         self.manager.served(name)
-        if self.monitor is None:
+        monitor = self.monitor
+        if monitor is None:
             raise NotFound("this server keeps no monitor: feedback has nothing to join")
-        return self.monitor.feedback(name, decode_feedback(body))
+        items = decode_feedback(body)
+        return await asyncio.to_thread(monitor.feedback, name, items)
 
     def statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
         """Triton's statistics extension: every version this server has monitored (of `name`)."""
@@ -284,7 +313,7 @@ class DataPlane:
         ]
         return {"model": name, "default_version": served.default, "versions": versions}
 
-    def _only_model(self) -> str:
+    def only_model(self) -> str:
         names = self.manager.names
         if len(names) != 1:
             raise NotFound(

@@ -10,7 +10,7 @@ import typer
 from shipyard.cli import model, monitor, optimize, rollout, serve
 from shipyard.cli.common import state
 from shipyard.config import Settings
-from shipyard.errors import ShipyardError
+from shipyard.errors import InvalidInput, ShipyardError
 
 app = typer.Typer(
     help="Take a trained model to a fast, versioned, monitored production endpoint.",
@@ -34,8 +34,15 @@ def _root(
         None, "--database-url", help="Registry database URL (env SHIPYARD_DATABASE_URL)."
     ),
 ) -> None:
+    from pydantic import ValidationError
+
     overrides = {k: v for k, v in {"home": home, "database_url": database_url}.items() if v}
-    ctx.obj = state(Settings(**overrides))  # type: ignore[arg-type]
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:  # SHIPYARD_* variables: one line naming each bad one
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"bad settings: {problems}") from None
+    ctx.obj = state(settings)
 
 
 def main() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
 
 from shipyard.cli import serving_options as opts
@@ -39,6 +42,9 @@ def serve(
         help="MB the loaded versions may use: the least recently used idle one unloads to make room, "
         "and one not resident loads on its next request.",
     ),
+    tls_cert: Path | None = typer.Option(None, help="PEM certificate: serve HTTPS and gRPC over TLS."),
+    tls_key: Path | None = typer.Option(None, help="PEM private key of --tls-cert."),
+    access_log: bool = typer.Option(False, "--access-log/--no-access-log", help="Log every request."),
 ) -> None:
     """Serve models over KServe v2 REST and gRPC, and the friendly /predict API.
 
@@ -51,6 +57,8 @@ def serve(
 
     from shipyard.monitor.metrics import MULTIPROCESS_ENV
     from shipyard.server.assemble import SPEC_ENV, ServeSpec, assemble
+    from shipyard.server.auth import is_loopback
+    from shipyard.server.transport import protocol_for, raise_open_file_limit
 
     st = get_state(ctx)
     serving = opts.merged(st.settings.serving.model_dump(), opts.serving_updates(locals()))
@@ -64,6 +72,8 @@ def serve(
         "serving": serving,
         "alias": alias,
         "memory_budget_mb": memory_budget,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
     }
     given = {k: v for k, v in updates.items() if v is not None}
     settings = opts.validated(Settings, {**st.settings.model_dump(), **given}, "serve options")
@@ -71,6 +81,8 @@ def serve(
     if grpc and settings.grpc_port:
         _port_free(settings.host, settings.grpc_port, "--grpc-port")
     spec = ServeSpec(settings=settings, names=names or None, grpc=grpc, workers=workers)
+    limits = settings.transport
+    raise_open_file_limit(limits.max_connections + limits.grpc_max_concurrent_rpcs + 256)
     assembled = assemble(spec)  # loads and warms up every model: errors stop us here, as one line
     manager = assembled.manager
     for name in manager.names:
@@ -84,25 +96,37 @@ def serve(
             f"serving {name} versions {versions} ({manager.alias} {served.default}; {how}, "
             f"{s.instances} instance{'s' if s.instances > 1 else ''}, queue {s.max_queue_size})"
         )
+    for ref, why in manager.down().items():
+        console.print(f"not serving {ref}: {why}")
     grpc_text = f", gRPC on {settings.host}:{settings.grpc_port}" if grpc and settings.grpc_port else ""
     plural = f" in {workers} worker processes" if workers > 1 else ""
-    console.print(f"listening on http://{settings.host}:{settings.port}{grpc_text}{plural}  (docs: /docs)")
+    scheme = "https" if settings.tls_cert else "http"
+    where = f"{scheme}://{settings.host}:{settings.port}"
+    console.print(f"listening on {where}{grpc_text}{plural}  (docs: /docs)")
+    if not is_loopback(settings.host) and not settings.named_admin_tokens and not assembled.registry.tokens():
+        console.print(
+            "admin endpoints are off: this address is reachable beyond this machine and no admin token "
+            "is set (SHIPYARD_ADMIN_TOKEN, or `shipyard token create NAME --scope admin`)"
+        )
+    server_options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": log_level,
+        "access_log": access_log,
+        "http": protocol_for(limits),
+        "timeout_keep_alive": limits.keep_alive_s,
+        "ssl_certfile": settings.tls_cert,
+        "ssl_keyfile": settings.tls_key,
+    }
     if workers > 1:
         manager.unload_all()  # each worker loads its own sessions
         os.environ[SPEC_ENV] = spec.model_dump_json()
         # every worker writes its metrics to files here, and /metrics in any of them sums them all
         os.environ.setdefault(MULTIPROCESS_ENV, tempfile.mkdtemp(prefix="shipyard-metrics-"))
-        uvicorn.run(
-            "shipyard.server.assemble:app_from_env",
-            factory=True,
-            workers=workers,
-            host=settings.host,
-            port=settings.port,
-            log_level=log_level,
-        )
+        uvicorn.run("shipyard.server.assemble:app_from_env", factory=True, workers=workers, **server_options)
         return
     try:
-        uvicorn.run(assembled.app, host=settings.host, port=settings.port, log_level=log_level)
+        uvicorn.run(assembled.app, **server_options)
     finally:
         manager.unload_all()
 
@@ -114,6 +138,8 @@ def _port_free(host: str, port: int, flag: str) -> None:
     from shipyard.errors import Unavailable
 
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # as the server itself binds: a port left in TIME_WAIT by a killed server is free to take
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

@@ -98,8 +98,14 @@ class ModelManager:
                 if not self._fits(record):
                     log.info("%s waits for its first request (memory budget)", record.ref)
                     continue
-                self._add(served, self._build(record, served.serving))
+                try:
+                    self._add(served, self._build(record, served.serving))
+                except ShipyardError as exc:  # one broken version must not keep the others from serving
+                    self._load_failed(record, exc)
             log.info("serving %s versions %s (default %s)", name, sorted(served.records), served.default)
+        if self._failed and not self._resident and self._budget is None:
+            reasons = "; ".join(f"{n}:{v}: {why}" for (n, v), why in sorted(self._failed.items()))
+            raise Unavailable(f"no model could be loaded: {reasons}")
 
     async def start(self) -> None:
         """Start every resident version's batcher on the running event loop, and the registry watch."""
@@ -215,17 +221,26 @@ class ModelManager:
             try:
                 loaded = await asyncio.to_thread(self._build, record, served.serving)
             except ShipyardError as exc:
-                log.error("%s cannot be loaded, still serving the others: %s", record.ref, exc)
-                self._failed[served.name, number] = exc.message
-                await asyncio.to_thread(
-                    self._registry.record, served.name, "load-failed", number, exc.message
-                )
+                await asyncio.to_thread(self._load_failed, record, exc)
                 raise
             await loaded.batcher.start()
             self._add(served, loaded)
             await self._make_room(record, keep=loaded)
             log.info("%s loaded (%.0f MB)", record.ref, loaded.memory_bytes / MB)
             return loaded
+
+    def _load_failed(self, record: VersionRecord, exc: ShipyardError) -> None:
+        """Remember why (readiness and the index say so) and record it in the history (blocking)."""
+        log.error("%s cannot be loaded, still serving the others: %s", record.ref, exc)
+        self._failed[record.model, record.number] = exc.message
+        try:
+            self._registry.record(record.model, "load-failed", record.number, exc.message)
+        except ShipyardError as problem:
+            log.error("%s: the history could not record it: %s", record.ref, problem)
+
+    def down(self) -> dict[str, str]:
+        """Versions that should serve here and cannot: `name:version` -> why."""
+        return {f"{name}:{number}": why for (name, number), why in sorted(self._failed.items())}
 
     def _build(self, record: VersionRecord, serving: ModelServing) -> LoadedVersion:
         observer = self._observer(record) if self._observer else None

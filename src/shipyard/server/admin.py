@@ -35,9 +35,9 @@ class RollbackRequest(BaseModel):
 
 async def admin_body(request: Request, model: type[Body]) -> Body:
     """The request's JSON body as `model` (an empty body means every default); 400 naming the problem."""
-    raw = await request.body()
-    if len(raw) > ADMIN_BODY_LIMIT:
-        raise InvalidInput(f"the request body is over {ADMIN_BODY_LIMIT} bytes")
+    from shipyard.server.handlers import read_body
+
+    raw = await read_body(request, ADMIN_BODY_LIMIT)  # checked while it streams, never buffered whole
     try:
         data = orjson.loads(raw) if raw.strip() else {}
     except orjson.JSONDecodeError as exc:

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from starlette.applications import Starlette
 
 from shipyard.config import Settings
 from shipyard.dataplane import DataPlane
+from shipyard.errors import InvalidInput
 from shipyard.monitor.live import Monitor
 from shipyard.registry import Registry
 from shipyard.runtime import ModelManager, RunnerOptions
+from shipyard.server.auth import Auth, is_loopback
 from shipyard.server.http import create_app
+from shipyard.server.transport import KeepErrorsQuiet
 
 SPEC_ENV = "SHIPYARD_SERVE_SPEC"
 
@@ -36,7 +38,7 @@ class ServeSpec(BaseModel):
 
 @dataclass
 class Assembled:
-    app: Starlette
+    app: KeepErrorsQuiet
     manager: ModelManager
     registry: Registry
 
@@ -59,19 +61,32 @@ def assemble(spec: ServeSpec) -> Assembled:
     dataplane = DataPlane(manager, monitor)
     grpc_port = settings.grpc_port if spec.grpc else None
 
+    auth = Auth(settings.named_admin_tokens, loopback=is_loopback(settings.host))
+    auth.update(registry.tokens())
+    tls = tls_pair(settings)
+
     def also_serve() -> contextlib.AbstractAsyncContextManager[Any]:
         from shipyard.server.grpc import grpc_server
 
         assert grpc_port is not None
         return grpc_server(
-            dataplane, settings.host, grpc_port, settings.max_body_bytes, reuse_port=spec.workers > 1
+            dataplane,
+            settings.host,
+            grpc_port,
+            settings.max_body_bytes,
+            reuse_port=spec.workers > 1,
+            auth=auth,
+            limits=settings.transport,
+            tls=tls,
         )
 
     app = create_app(
         dataplane,
         max_body_bytes=settings.max_body_bytes,
         also_serve=also_serve if grpc_port is not None else None,
-        admin_tokens=settings.named_admin_tokens,
+        auth=auth,
+        tokens=registry.tokens,
+        tokens_interval_s=settings.watch_interval_s,
     )
     # Everything built so far (imports, ORM, sessions: ~135k objects) lives as long as the server.
     # Left in the collector, each full collection rescanned it for ~90 ms with the loop stopped,
@@ -81,6 +96,16 @@ def assemble(spec: ServeSpec) -> Assembled:
     return Assembled(app, manager, registry)
 
 
-def app_from_env() -> Starlette:
+def tls_pair(settings: Settings) -> tuple[bytes, bytes] | None:
+    """(certificate, key) in PEM when TLS is on; unreadable files are one clear error."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    try:
+        return settings.tls_cert.read_bytes(), settings.tls_key.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the TLS certificate or key: {exc.strerror}") from None
+
+
+def app_from_env() -> KeepErrorsQuiet:
     """uvicorn's factory in each worker process."""
     return assemble(ServeSpec.model_validate_json(os.environ[SPEC_ENV])).app

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shipyard.errors import Overloaded, ShipyardError
+from shipyard.errors import ShipyardError
 
 log = logging.getLogger("shipyard.server")
 
@@ -35,14 +35,20 @@ def status_of(exc: BaseException) -> int:
     return 500
 
 
+def answer_error(exc: BaseException) -> Response:
+    """The JSON answer of any exception; unexpected ones are logged once, as a 500 that says nothing of
+    the server's insides."""
+    if isinstance(exc, ShipyardError):
+        retry = getattr(exc, "retry_after_s", None)
+        if exc.status >= 500 and retry is None and exc.status != 503:
+            log.error("%s: %s", type(exc).__name__, exc.message)
+        return error_response(exc.status, exc.message, {"Retry-After": str(retry)} if retry else None)
+    log.error("unexpected error", exc_info=exc)
+    return error_response(500, "internal server error")
+
+
 async def _shipyard(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ShipyardError)
-    headers = None
-    if isinstance(exc, Overloaded):
-        headers = {"Retry-After": str(exc.retry_after_s)}
-    elif exc.status >= 500 and exc.status != 503:
-        log.error("%s: %s", type(exc).__name__, exc.message)
-    return error_response(exc.status, exc.message, headers)
+    return answer_error(exc)
 
 
 async def _http(_request: Request, exc: Exception) -> Response:
@@ -60,8 +66,7 @@ async def _validation(_request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(_request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error", exc_info=exc)
-    return error_response(500, "internal server error")
+    return answer_error(exc)
 
 
 def handlers() -> dict[Any, Callable[[Request, Any], Coroutine[Any, Any, Response]]]:

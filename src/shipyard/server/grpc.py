@@ -15,32 +15,45 @@ from typing import Any, TypeVar
 
 import grpc
 
+from shipyard.config import TransportLimits
 from shipyard.dataplane import DataPlane
 from shipyard.errors import NotFound, ShipyardError, Unavailable
 from shipyard.protocol.grpc import codec
 from shipyard.protocol.grpc import messages as pb
+from shipyard.server.auth import Auth
 
 log = logging.getLogger("shipyard.server")
 
 STATUS_CODES: dict[int, grpc.StatusCode] = {
     HTTPStatus.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
+    HTTPStatus.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
+    HTTPStatus.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
+    HTTPStatus.REQUEST_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     HTTPStatus.UNPROCESSABLE_ENTITY: grpc.StatusCode.INVALID_ARGUMENT,
     HTTPStatus.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     HTTPStatus.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    HTTPStatus.TOO_MANY_REQUESTS: grpc.StatusCode.RESOURCE_EXHAUSTED,
     HTTPStatus.SERVICE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     HTTPStatus.GATEWAY_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+# Which scope each RPC needs (server/auth.py); the health checks need none.
+SCOPES: dict[str, str | None] = {"ServerLive": None, "ServerReady": None, "ModelInfer": "predict"}
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
 
 
 def _guard(method: Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Res]]) -> Any:
-    """Turn shipyard errors into their status code, and anything else into INTERNAL (logged)."""
+    """Check the call's scope, then turn shipyard errors into their status code, and anything else
+    into INTERNAL (logged)."""
+    scope = SCOPES.get(method.__name__, "read")
 
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Res:
+    async def wrapper(self: InferenceServicer, request: Req, context: grpc.aio.ServicerContext) -> Res:
         try:
+            if scope is not None and (scope == "admin" or self.auth.enforced(scope)):
+                model = getattr(request, "model_name", None) or getattr(request, "name", None)
+                self.auth.check(_authorization(context), scope, model or None, context.peer())
             return await method(self, request, context)
         except ShipyardError as exc:
             code = STATUS_CODES.get(exc.status, grpc.StatusCode.INTERNAL)
@@ -54,9 +67,17 @@ def _guard(method: Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Res]
     return wrapper
 
 
+def _authorization(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return str(value)
+    return None
+
+
 class InferenceServicer:
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, auth: Auth | None = None) -> None:
         self.dataplane = dataplane
+        self.auth = auth or Auth()
 
     @_guard
     async def ServerLive(self, request: Any, context: Any) -> Any:
@@ -98,9 +119,12 @@ class InferenceServicer:
         started = time.perf_counter()
         name, version = request.model_name, request.model_version or None
         try:
-            self.dataplane.check_served(name, version)
-            decoded, raw = codec.decode_infer(request)
-            response = await self.dataplane.infer(name, version, decoded, "grpc", started)
+            self.dataplane.admit(name, version)  # before the tensors are decoded
+            try:
+                decoded, raw = codec.decode_infer(request)
+                response = await self.dataplane.infer(name, version, decoded, "grpc", started)
+            finally:
+                self.dataplane.release(name)
         except Exception as exc:
             status = int(exc.status) if isinstance(exc, ShipyardError) else 500
             self.dataplane.failed(name, version, "grpc", status, started)
@@ -110,20 +134,37 @@ class InferenceServicer:
 
 @contextlib.asynccontextmanager
 async def grpc_server(
-    dataplane: DataPlane, host: str, port: int, max_message_bytes: int, reuse_port: bool = False
+    dataplane: DataPlane,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    reuse_port: bool = False,
+    *,
+    auth: Auth | None = None,
+    limits: TransportLimits | None = None,
+    tls: tuple[bytes, bytes] | None = None,
 ) -> AsyncIterator[int]:
     """Serve gRPC on the running loop for the duration of the block; yields the bound port.
 
     `reuse_port` lets `--workers` processes share the port; otherwise a port in use is an error
-    (grpc would share it silently with another server).
+    (grpc would share it silently with another server). `tls` is (certificate, key) in PEM. Calls past
+    `limits.grpc_max_concurrent_rpcs` are refused by grpc before their message is parsed; idle
+    connections close, and clients that ping too often are cut off.
     """
+    limits = limits or TransportLimits()
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", int(reuse_port)),
+        ("grpc.max_concurrent_streams", 256),
+        ("grpc.max_connection_idle_ms", limits.keep_alive_s * 60_000),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
     ]
-    server = grpc.aio.server(options=options)
-    servicer = InferenceServicer(dataplane)
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=limits.grpc_max_concurrent_rpcs)
+    servicer = InferenceServicer(dataplane, auth)
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
             getattr(servicer, name),
@@ -135,7 +176,12 @@ async def grpc_server(
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(pb.SERVICE, handlers),))
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        if tls is not None:
+            cert, key = tls
+            bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+        else:
+            bound = server.add_insecure_port(address)
     except RuntimeError:
         bound = 0
     if bound == 0:

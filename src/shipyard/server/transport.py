@@ -1,0 +1,140 @@
+"""What uvicorn leaves to the application, for clients that are slow, idle, many, or gone.
+
+uvicorn's httptools protocol has no deadline for a request's head or body and no cap on open
+connections: a client sending a byte a second, or thousands that connect and say nothing, hold a
+file descriptor each for as long as they like, until health checks fail. `GuardedProtocol` adds
+the three, at the protocol, so refusing costs no request task:
+
+- a connection past `max_connections` gets 503 + Retry-After and is closed at once;
+- a request's head (line and headers) must arrive within `header_timeout_s` of its first byte, or
+  of the connection's opening: else 408 and the connection closes;
+- its body must arrive within `body_timeout_s` of the head: else the connection closes, and the
+  handler reading it sees a client that went away.
+
+`keep_errors_quiet` wraps the ASGI app so that an unexpected error is answered (500, logged once by
+the exception handler) without Starlette re-raising it into uvicorn, which would log it again and
+drop a keep-alive connection the client may still be using.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import resource
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from shipyard.config import TransportLimits
+
+log = logging.getLogger("shipyard.server")
+
+
+def _raw_response(status: bytes, message: bytes, extra: bytes = b"") -> bytes:
+    body = b'{"error":"' + message + b'"}'
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n"
+        + extra
+        + b"connection: close\r\n\r\n"
+        + body
+    )
+
+
+TOO_MANY = _raw_response(
+    b"503 Service Unavailable", b"too many open connections: retry later", b"retry-after: 1\r\n"
+)
+TOO_SLOW = _raw_response(b"408 Request Timeout", b"the request head did not arrive in time")
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, limits: TransportLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        if len(self.connections) > self.limits.max_connections:
+            transport.write(TOO_MANY)
+            transport.close()
+            return
+        self._arm(self.limits.header_timeout_s, self._head_too_slow)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm(self.limits.header_timeout_s, self._head_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._arm(self.limits.body_timeout_s, self._body_too_slow)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def _arm(self, seconds: float, then: Any) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(seconds, then)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            log.debug("closing a connection whose request head did not arrive in time")
+            if self.cycle is None or self.cycle.response_complete:
+                self.transport.write(TOO_SLOW)
+            self.transport.close()
+
+    def _body_too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            log.debug("closing a connection whose request body did not arrive in time")
+            self.transport.close()
+
+
+def protocol_for(limits: TransportLimits) -> Callable[..., GuardedProtocol]:
+    """What uvicorn calls per connection (`http=`); a partial, so `--workers` can pickle it."""
+    return functools.partial(GuardedProtocol, limits=limits)
+
+
+def raise_open_file_limit(wanted: int) -> int:
+    """Let the process hold `wanted` descriptors if the hard limit allows; returns the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+class KeepErrorsQuiet:
+    """See the module's docstring: the 500 has been sent and logged; the connection stays."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except Exception:
+            if scope["type"] != "http":
+                raise
+
+
+def keep_errors_quiet(app: Any) -> KeepErrorsQuiet:
+    return KeepErrorsQuiet(app)
