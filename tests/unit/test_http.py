@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
 
 import numpy as np
 import orjson
@@ -18,30 +17,9 @@ from shipyard.registry import Registry
 from shipyard.runtime import ModelManager, RunnerOptions
 from shipyard.server.http import create_app
 from tests.asgi import ASGIClient
-from tests.conftest import DIGITS_SIGNATURE, register_digits, register_many_types
+from tests.conftest import DIGITS_SIGNATURE, register_digits
 from tests.models import digits_data, digits_linear
-
-
-@pytest.fixture
-def client(registry: Registry) -> Iterator[ASGIClient]:
-    register_digits(registry)
-    register_digits(registry)
-    register_many_types(registry)
-    manager = ModelManager(registry, RunnerOptions(intra_op_threads=1))
-    manager.load()
-    test_client = ASGIClient(create_app(DataPlane(manager), max_body_bytes=200_000))
-    test_client.run(manager.start())
-    yield test_client
-    test_client.run(manager.aclose())
-    test_client.close()
-    manager.unload_all()
-
-
-def digits_request(x: np.ndarray, **extra: object) -> dict:
-    return {
-        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
-        **extra,
-    }
+from tests.unit.conftest import digits_request
 
 
 def test_health_and_metadata(client: ASGIClient) -> None:

@@ -1,0 +1,141 @@
+"""Requests made to hurt: huge declared shapes, empty tensors, empty output lists, and floods that must
+be refused before their bodies are read."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from shipyard.config import ModelServing
+from shipyard.dataplane import DataPlane
+from shipyard.registry import Registry
+from shipyard.runtime import ModelManager, RunnerOptions
+from shipyard.server.http import create_app
+from tests.asgi import ASGIClient
+from tests.conftest import register_digits
+from tests.models import digits_data
+from tests.unit.conftest import digits_request
+
+HUGE = 4611686018427387904
+
+
+def binary(shape: list[int], blob: bytes, datatype: str = "FP32") -> tuple[bytes, dict[str, str]]:
+    head = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": shape,
+                    "datatype": datatype,
+                    "parameters": {"binary_data_size": len(blob)},
+                }
+            ]
+        }
+    )
+    return head + blob, {"Inference-Header-Content-Length": str(len(head))}
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [[0, HUGE], [HUGE, 0], [1, HUGE], [2**31, 2**31], [0, 64], [0], [*[1] * 17, 64], [-1, 64]],
+)
+def test_declared_shapes_are_checked_before_anything_is_allocated(
+    client: ASGIClient, shape: list[int]
+) -> None:
+    as_json = {"inputs": [{"name": "input", "shape": shape, "datatype": "FP32", "data": []}]}
+    response = client.post("/v2/models/digits/infer", json=as_json)
+    assert response.status_code == 400, response.text
+    body, headers = binary(shape, b"")
+    response = client.post("/v2/models/digits/infer", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert isinstance(response.json()["error"], str)
+
+
+def test_binary_data_of_size_zero_is_a_clear_400(client: ASGIClient) -> None:
+    body, headers = binary([1, 64], b"")
+    response = client.post("/v2/models/digits/infer", content=body, headers=headers)
+    assert response.status_code == 400 and "needs 256 bytes, got 0" in response.json()["error"]
+    body, headers = binary([0, 64], b"")
+    response = client.post("/v2/models/digits/infer", content=body, headers=headers)
+    assert response.status_code == 400 and "holds no values" in response.json()["error"]
+
+
+def test_an_empty_outputs_list_asks_for_every_output(client: ASGIClient) -> None:
+    X, _ = digits_data()
+    response = client.post("/v2/models/digits/infer", json=digits_request(X[:2], outputs=[]))
+    assert response.status_code == 200, response.text
+    assert [out["name"] for out in response.json()["outputs"]] == ["logits"]
+
+
+def test_the_prediction_id_is_the_servers_own_not_the_clients(registry: Registry) -> None:
+    from shipyard.config import MonitorSettings
+    from shipyard.monitor.live import Monitor
+
+    register_digits(registry)
+    manager = ModelManager(registry, RunnerOptions(intra_op_threads=1))
+    manager.load()
+    client = ASGIClient(create_app(DataPlane(manager, Monitor(MonitorSettings(), None))))
+    client.run(manager.start())
+    try:
+        X, _ = digits_data()
+        doc = client.post("/v2/models/digits/infer", json=digits_request(X[:1], id="mine")).json()
+        assert doc["id"] == "mine"  # echoed, as v2 says
+        prediction = doc["parameters"]["prediction_id"]
+        assert prediction != "mine" and len(prediction) == 32
+        feedback = client.post("/v1/models/digits/feedback", json={"id": "mine", "label": "0"})
+        assert feedback.status_code == 404
+        accepted = client.post("/v1/models/digits/feedback", json={"id": prediction, "label": "0"})
+        assert accepted.status_code == 200, accepted.text
+    finally:
+        client.run(manager.aclose())
+        client.close()
+        manager.unload_all()
+
+
+async def _admission(registry: Registry) -> tuple[int, str, bool, int]:
+    """Hold the model's one in-flight slot with a request whose body never finishes; the next request
+    is refused without its body ever being read."""
+    register_digits(registry)
+    manager = ModelManager(registry, RunnerOptions(intra_op_threads=1), ModelServing(max_in_flight=1))
+    manager.load()
+    dataplane = DataPlane(manager)
+    app = create_app(dataplane)
+    await manager.start()
+    release = asyncio.Event()
+    read_second = False
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b'{"input": '
+        await release.wait()
+        yield orjson.dumps(np.zeros(64).tolist()) + b"}"
+
+    async def second() -> AsyncIterator[bytes]:
+        nonlocal read_second
+        read_second = True
+        yield orjson.dumps({"input": np.zeros(64).tolist()})
+
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            first = asyncio.create_task(client.post("/v1/models/digits/predict", content=stalled()))
+            for _ in range(10_000):  # yield to the first request until it holds the slot
+                if dataplane.in_flight("digits") or first.done():
+                    break
+                await asyncio.sleep(0)
+            assert dataplane.in_flight("digits") == 1
+            refused = await client.post("/v1/models/digits/predict", content=second())
+            release.set()
+            answered = await first
+        return refused.status_code, refused.headers.get("retry-after", ""), read_second, answered.status_code
+    finally:
+        await manager.aclose()
+        manager.unload_all()
+
+
+def test_overload_is_refused_before_the_body_is_read(registry: Registry) -> None:
+    status, retry_after, body_read, first = asyncio.run(_admission(registry))
+    assert (status, retry_after, body_read, first) == (503, "1", False, 200)
