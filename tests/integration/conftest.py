@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +32,8 @@ class Server:
     port: int
     grpc_port: int
     process: subprocess.Popen[bytes]
+    log: Path | None = None
+    """What the server printed (it writes to a file, not a pipe)."""
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -40,9 +43,17 @@ def shipyard_command(home: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "shipyard", "--home", str(home), *args]
 
 
-def start_server(home: Path, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None) -> Server:
+def start_server(
+    home: Path,
+    *args: str,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+    ports: tuple[int, int] | None = None,
+    scheme: str = "http",
+    verify: ssl.SSLContext | bool = True,
+) -> Server:
     """Start the server and return once /v2/health/ready answers 200 (or fail with its output)."""
-    port, grpc_port = free_port(), free_port()
+    port, grpc_port = ports or (free_port(), free_port())
     log = home / f"server-{port}.log"
     with log.open("wb") as out:  # a file, not a pipe: nobody has to drain it while tests run
         process = subprocess.Popen(
@@ -61,16 +72,16 @@ def start_server(home: Path, *args: str, timeout: float = 60.0, env: dict[str, s
             stderr=subprocess.STDOUT,
             env={**os.environ, "SHIPYARD_HOME": str(home), **(env or {})},
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2.0) as client:
+    with httpx.Client(timeout=2.0, verify=verify) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 output = log.read_text(errors="replace")
                 raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
             try:
                 if client.get(f"{url}/v2/health/ready").status_code == 200:
-                    return Server(url, port, grpc_port, process)
+                    return Server(url, port, grpc_port, process, log)
             except httpx.TransportError:
                 pass
             time.sleep(0.1)  # polling the readiness endpoint, bounded by the deadline

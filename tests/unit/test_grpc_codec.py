@@ -71,6 +71,15 @@ def test_typed_answers_when_the_request_was_typed() -> None:
             ),
             "2 raw",
         ),
+        (
+            lambda m: (
+                m.inputs.add(name="x", datatype="FP32", shape=[0, 4611686018427387904]),
+                m.raw_input_contents.append(b""),
+            ),
+            "more values than a request",
+        ),
+        (lambda m: m.inputs.add(name="x", datatype="FP32", shape=[2**40, 2**40]), "more values than"),
+        (lambda m: m.inputs.add(name="x", datatype="FP32", shape=[1] * 17), "at most 16"),
     ],
 )
 def test_bad_messages(build: object, message: str) -> None:

@@ -31,6 +31,7 @@ def serve(
     max_queue_delay_us: int | None = opts.MAX_QUEUE_DELAY_US,
     max_queue_size: int | None = opts.MAX_QUEUE_SIZE,
     instances: int | None = opts.INSTANCES,
+    max_in_flight: int | None = opts.MAX_IN_FLIGHT,
     timeout_s: float | None = opts.TIMEOUT_S,
     versions: str | None = opts.VERSIONS,
     alias: str | None = typer.Option(

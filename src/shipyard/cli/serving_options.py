@@ -20,6 +20,12 @@ MAX_BATCH_SIZE = typer.Option(None, help="Most rows in one ORT run (default 32).
 MAX_QUEUE_DELAY_US = typer.Option(None, help="Extra wait for a fuller batch, in µs (default 0).")
 MAX_QUEUE_SIZE = typer.Option(None, help="Queued requests before 503 + Retry-After (default 512).")
 INSTANCES = typer.Option(None, help="Runs of one model version in flight at once (default 1).")
+MAX_IN_FLIGHT = typer.Option(
+    None,
+    min=1,
+    help="Requests of a model admitted at once; past it 503 + Retry-After before the body is read "
+    "(default 4 x instances x max batch size, at least 64).",
+)
 VERSIONS = typer.Option(None, help="Versions kept loaded: 'all', 'latest N' or 'specific 1,3'.")
 TIMEOUT_S = typer.Option(None, help="Drop a request with no answer after this many seconds.")
 
