@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 NS = 1_000_000_000
 PENDING_ROWS = 64
 
+Pending = tuple[dict[str, np.ndarray], np.ndarray | None]
+"""A batch waiting for flush(): its inputs and its class scores (None when it has none)."""
+
 
 def confidences(scores: np.ndarray, kind: ScoreKind | None) -> tuple[np.ndarray, np.ndarray]:
     """(predicted class index, confidence) per row, read as the reference profile reads them."""
@@ -59,6 +62,9 @@ class VersionMonitor:
     metrics: Metrics
     drift: DriftMonitor | None = None
     drift_problem: str = ""
+    """Why drift was (last) unable to take some rows; empty when it never was."""
+    drift_skipped: int = 0
+    """Rows drift could not take (inputs the profile does not describe), since the reference was set."""
     success: Timing = field(default_factory=Timing)
     fail: Timing = field(default_factory=Timing)
     queue: Timing = field(default_factory=Timing)
@@ -80,14 +86,14 @@ class VersionMonitor:
         signature = self.record.signature
         self.kind = signature.scores.kind if signature.scores else None
         self.batched = all(spec.batched for spec in signature.inputs)
-        self._pending: list[tuple[dict[str, np.ndarray], np.ndarray | None]] = []
+        self._pending: list[Pending] = []
         self._pending_rows = 0
         self._flushing = threading.Lock()
         self.use_reference(self.record)
 
     def use_reference(self, record: VersionRecord) -> None:
         """(Re)build the drift watch from the version's reference profile; counters stay."""
-        self.record, self.drift, self.drift_problem = record, None, ""
+        self.record, self.drift, self.drift_problem, self.drift_skipped = record, None, "", 0
         if self.record.reference is None:
             return
         try:
@@ -146,42 +152,76 @@ class VersionMonitor:
             self.flush()
 
     def flush(self) -> None:
-        """Confidence histogram and drift window for the batches gathered so far (any thread)."""
+        """Confidence histogram and drift window for the batches gathered so far (any thread).
+
+        Batches are grouped by the shapes of their inputs and scores: a batch without scores (a request
+        for other outputs) or with inputs of another shape never takes the others' scores away."""
         with self._flushing:
             pending, self._pending, self._pending_rows = self._pending, [], 0
-            if not pending:
-                return
-            shapes = {tuple((k, v.shape[1:], v.dtype) for k, v in inputs.items()) for inputs, _ in pending}
-            groups = [pending] if len(shapes) == 1 else [[p] for p in pending]
-            for group in groups:
-                inputs = {k: np.concatenate([p[0][k] for p in group]) for k in group[0][0]}
-                parts = [p[1] for p in group if p[1] is not None]
-                scores = np.concatenate(parts) if len(parts) == len(group) else None
-                self._watch(inputs, scores)
+            groups: dict[tuple[object, ...], list[Pending]] = {}
+            for item in pending:
+                inputs, scores = item
+                key = (
+                    tuple((k, v.shape[1:], v.dtype.str) for k, v in inputs.items()),
+                    None if scores is None else (scores.shape[1:], scores.dtype.str),
+                )
+                groups.setdefault(key, []).append(item)
+            for group in groups.values():
+                self._watch(group)
 
-    def _watch(self, inputs: dict[str, np.ndarray], scores: np.ndarray | None) -> None:
+    def _watch(self, group: list[Pending]) -> None:
+        """One group's confidences and drift. Nothing a request sent can stop either for good: what
+        cannot be read is left out of this group, counted and reported (drift_problem)."""
+        rows = sum(_rows(inputs) for inputs, _ in group)
+        try:
+            inputs = {k: np.concatenate([p[0][k] for p in group]) for k in group[0][0]}
+            parts = [p[1] for p in group if p[1] is not None]  # all or none: scores are part of the key
+            scores = np.concatenate(parts) if parts else None
+        except Exception:
+            log.exception("%s: drift: batches of %d rows could not be joined", self.record.ref, rows)
+            self._problem(rows, "batches could not be joined (an unexpected error, logged)")
+            return
         if scores is not None:
-            _, confidence = confidences(scores, self.kind)
-            confidence = confidence[np.isfinite(confidence)]
-            observe = self.children.confidence.observe
-            for value in confidence.tolist():
-                observe(value)
-            bins = np.minimum((confidence * 10).astype(np.int64), 9)
-            for i, n in enumerate(np.bincount(bins, minlength=10).tolist()):
-                self.confidence_counts[i] += n
-        if self.drift is not None:
             try:
-                self.drift.observe(inputs, scores if self.drift.profile.score_kind else None)
-            except InvalidInput as exc:  # inputs the profile does not describe: say so once, stop
-                self.drift, self.drift_problem = None, f"drift stopped: {exc.message}"
-                log.warning("%s: %s", self.record.ref, self.drift_problem)
+                self._count_confidence(scores)
+            except Exception:
+                log.exception("%s: confidences of %d rows could not be read", self.record.ref, rows)
+        drift = self.drift
+        if drift is None:
+            return
+        problem = _observe(drift, inputs, scores if drift.profile.score_kind else None)
+        if problem is None:
+            return
+        if scores is not None and drift.profile.score_kind and _observe(drift, inputs, None) is None:
+            self._problem(0, f"scores of {rows} rows left out: {problem}")
+        else:
+            self._problem(rows, problem)
+
+    def _count_confidence(self, scores: np.ndarray) -> None:
+        _, confidence = confidences(scores, self.kind)
+        confidence = confidence[np.isfinite(confidence)]
+        observe = self.children.confidence.observe
+        for value in confidence.tolist():
+            observe(value)
+        bins = np.minimum((confidence * 10).astype(np.int64), 9)
+        for i, n in enumerate(np.bincount(bins, minlength=10).tolist()):
+            self.confidence_counts[i] += n
+
+    def _problem(self, skipped: int, problem: str) -> None:
+        """Rows drift could not take: counted, the latest reason kept, each new reason logged once."""
+        self.drift_skipped += skipped
+        if problem != self.drift_problem:
+            log.warning("%s: drift: %s", self.record.ref, problem)
+        self.drift_problem = problem
 
     def _scores(self, names: Sequence[str] | None, outputs: list[np.ndarray]) -> np.ndarray | None:
+        """The class scores among a run's outputs, if it has them (`names` empty or None: all outputs,
+        in the signature's order, as the runner gives them)."""
         scores = self.record.signature.scores
         if scores is None:
             return None
-        order = list(names) if names is not None else [spec.name for spec in self.record.signature.outputs]
-        if scores.output not in order:
+        order = list(names) if names else [spec.name for spec in self.record.signature.outputs]
+        if scores.output not in order or len(order) != len(outputs):
             return None
         found = outputs[order.index(scores.output)]
         return found if found.dtype.kind == "f" else None
@@ -214,10 +254,17 @@ class VersionMonitor:
         self.flush()
         if self.drift is None:
             status = "no-reference" if not self.drift_problem else "stopped"
-            return {"status": status, "problem": self.drift_problem, "features": [], "rows": 0}
+            return {
+                "status": status,
+                "problem": self.drift_problem,
+                "skipped_rows": 0,
+                "features": [],
+                "rows": 0,
+            }
         report = self.drift.report().to_dict()
         report["status"] = "judged" if report["judged"] else "warming-up"
         report["threshold"] = self.settings.psi_threshold
+        report["problem"], report["skipped_rows"] = self.drift_problem, self.drift_skipped
         return report
 
     def summary(
@@ -281,3 +328,20 @@ class VersionMonitor:
 def class_scores(scores: np.ndarray) -> bool:
     """Whether a batch of outputs reads as class scores: floats, at least two per sample."""
     return scores.dtype.kind == "f" and scores.ndim >= 2 and scores[:1].size >= 2
+
+
+def _rows(inputs: dict[str, np.ndarray]) -> int:
+    first = next(iter(inputs.values()), None)
+    return len(first) if first is not None and first.ndim else 1
+
+
+def _observe(drift: DriftMonitor, inputs: dict[str, np.ndarray], scores: np.ndarray | None) -> str | None:
+    """Add a batch to the drift window; None when done, else why not (nothing was added)."""
+    try:
+        drift.observe(inputs, scores)
+    except InvalidInput as exc:
+        return exc.message
+    except Exception:  # a fault of ours: logged in full, and still no reason to stop watching
+        log.exception("drift: a batch could not be observed")
+        return "a batch could not be observed (an unexpected error, logged)"
+    return None
