@@ -132,6 +132,14 @@ def test_live_accuracy_equals_the_true_accuracy_of_labelled_predictions(
     assert accuracy["labelled"] == len(answers)
     assert accuracy["value"] == pytest.approx(expected)
 
+    again = [{"id": a["id"], "label": t} for a, t in zip(answers[:10], truth[:10], strict=True)]
+    assert client.post("/v1/models/digits/feedback", json=again).json() == {"accepted": 10}  # replaced
+    bad = client.post("/v1/models/digits/feedback", json=[*again, {"id": answers[0]["id"], "label": "cat"}])
+    assert bad.status_code == 400 and "'cat'" in bad.json()["error"] and "'0', '1'" in bad.json()["error"]
+    accuracy = client.get("/v1/models/digits/monitor").json()["versions"][0]["accuracy"]
+    assert accuracy["labelled"] == len(answers) and accuracy["replaced"] == 10
+    assert accuracy["value"] == pytest.approx(expected)
+
 
 class BlockedSink:
     """A log destination that holds the writer thread until released: the log's queue fills up."""

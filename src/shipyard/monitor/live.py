@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,17 +21,22 @@ from typing import Any
 import numpy as np
 
 from shipyard.config import MonitorSettings
-from shipyard.errors import NotFound
+from shipyard.errors import InvalidInput, NotFound
 from shipyard.monitor.drift import DriftReport
+from shipyard.monitor.feedback import Label, read_label
 from shipyard.monitor.logfiles import ParquetSink
+from shipyard.monitor.logread import find_predictions
 from shipyard.monitor.metrics import Metrics
 from shipyard.monitor.predlog import PredictionLog, Sink
-from shipyard.monitor.recent import RecentPredictions
+from shipyard.monitor.recent import RecentPrediction, RecentPredictions
 from shipyard.monitor.version import VersionMonitor, class_scores, confidences
 from shipyard.registry import VersionRecord
 from shipyard.signature import ScoreKind
 
 log = logging.getLogger(__name__)
+
+RECENT_CAPACITY = 100_000
+"""Latest predictions kept in memory for feedback (about 20 MB)."""
 
 
 def new_request_id() -> str:
@@ -41,11 +47,19 @@ def new_request_id() -> str:
 class Monitor:
     """Every version's monitor, the prediction log and the metrics of one server process."""
 
-    def __init__(self, settings: MonitorSettings, log_to: str | Sink | None = None) -> None:
-        """`log_to`: the prediction log's folder (or any Sink); None keeps no log."""
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        log_to: str | Sink | None = None,
+        *,
+        recent_capacity: int = RECENT_CAPACITY,
+    ) -> None:
+        """`log_to`: the prediction log's folder (or any Sink); None keeps no log. `recent_capacity`:
+        the latest predictions kept in memory for feedback; older ones are looked up in the log's files
+        (when it writes Parquet files)."""
         self.settings = settings
         self.metrics = Metrics()
-        self.recent = RecentPredictions()
+        self.recent = RecentPredictions(recent_capacity)
         if isinstance(log_to, str):
             log_to = ParquetSink(log_to, keep_inputs=settings.log_inputs)
         self.log = (
@@ -59,23 +73,33 @@ class Monitor:
             if settings.log and log_to is not None
             else None
         )
+        self._log_root = log_to.root if self.log is not None and isinstance(log_to, ParquetSink) else None
         self._versions: dict[tuple[str, int], VersionMonitor] = {}
+        self._making = threading.Lock()  # feedback may make a version's monitor from a worker thread
         self._logged: dict[str, int] = {}
         self._ticked: set[tuple[str, int]] = set()
 
     def version(self, record: VersionRecord) -> VersionMonitor:
         """The monitor of a version (made on first use, kept across unloads and reloads; a new
         reference profile rebuilds its drift watch, its counters stay)."""
-        key = (record.model, record.number)
-        found = self._versions.get(key)
+        found = self._versions.get((record.model, record.number))
         if found is None:
-            found = self._versions[key] = VersionMonitor(record, self.settings, self.metrics)
+            found = self._make(record)
         elif found.record.reference is not record.reference and found.record.reference != record.reference:
             found.use_reference(record)  # rare: compared only when the records are different objects
         return found
 
+    def _make(self, record: VersionRecord) -> VersionMonitor:
+        """A version's monitor, made once even when two threads ask at the same time."""
+        key = (record.model, record.number)
+        with self._making:
+            found = self._versions.get(key)
+            if found is None:
+                found = self._versions[key] = VersionMonitor(record, self.settings, self.metrics)
+            return found
+
     def known(self, model: str) -> list[VersionMonitor]:
-        return [m for (name, _), m in sorted(self._versions.items()) if name == model]
+        return [m for (name, _), m in sorted(list(self._versions.items())) if name == model]
 
     def start(self) -> None:
         if self.log is not None:
@@ -92,12 +116,14 @@ class Monitor:
         started: float,
         inputs: Mapping[str, np.ndarray],
         scores: np.ndarray | None,
-        request_id: str,
+        request_id: str | None = None,
     ) -> list[str]:
-        """Count an answer and log its predictions; returns each row's prediction id (the request's id
-        for one row, `<id>-<row>` for more), which feedback refers to. Confidence and drift are the
-        batcher's business (batch_done), once per batch."""
+        """Count an answer and log its predictions; returns each row's prediction id, which feedback
+        refers to: `request_id` (new_request_id() when None) for one row, `<id>-<row>` for more.
+        Confidence and drift are the batcher's business (batch_done), once per batch."""
         seconds = time.perf_counter() - started
+        if request_id is None:
+            request_id = new_request_id()
         monitor = self.version(record)
         first = next(iter(inputs.values())) if inputs else None
         rows = len(first) if monitor.batched and first is not None and first.ndim else 1
@@ -134,27 +160,58 @@ class Monitor:
             self.version(version).failed(seconds)
         self.metrics.request(model, str(version.number) if version else "", protocol, str(status), seconds)
 
-    def feedback(self, model: str, items: Iterable[tuple[str, str]]) -> dict[str, Any]:
-        """Join labels to logged predictions by request id; every id must be known (404 otherwise)."""
-        matched = []
-        unknown = []
-        for request_id, label in items:
-            found = self.recent.lookup(request_id)
-            if found is None or found.model != model:
-                unknown.append(request_id)
-            else:
-                matched.append((found, label))
+    def feedback(
+        self,
+        model: str,
+        items: Iterable[tuple[str, Label]],
+        records: Mapping[int, VersionRecord] | None = None,
+    ) -> dict[str, Any]:
+        """Join labels to the predictions of `model` by prediction id; all or nothing.
+
+        Each id is looked up in memory, then in the prediction log's files (newest first, bounded:
+        logread.find_predictions), so this may block: call it from a worker thread. An id unknown, or
+        answered by another model, is a 404; a label the answering version cannot have is a 400;
+        either way nothing is recorded. `records` (version number -> record) lets a version that this
+        process has not watched yet be judged; without it such a prediction is a 404 too."""
+        items = list(items)
+        found = self._find(model, [request_id for request_id, _ in items])
+        unknown = [request_id for request_id in dict.fromkeys(i for i, _ in items) if request_id not in found]
         if unknown:
-            shown = ", ".join(repr(i) for i in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            raise NotFound(f"no recent prediction of {model!r} has the id {shown}: nothing was recorded")
-        for found, label in matched:
-            monitor = self._versions.get((model, found.version))
+            raise NotFound(f"no prediction of {model!r} has the id {_shorten(unknown)}: nothing was recorded")
+        judged = []
+        for i, (request_id, label) in enumerate(items):
+            prediction = found[request_id]
+            monitor = self._versions.get((model, prediction.version))
+            if monitor is None and records is not None and prediction.version in records:
+                monitor = self._make(records[prediction.version])
             if monitor is None:
-                continue
-            correct = found.class_ == label
-            monitor.feedback(correct)
-            self.metrics.feedback.labels(model, str(found.version), "correct" if correct else "wrong").inc()
-        return {"accepted": len(matched)}
+                raise NotFound(
+                    f"prediction {request_id!r} was answered by {model}:{prediction.version}, which this "
+                    "server does not serve: nothing was recorded"
+                )
+            try:
+                truth = read_label(label, monitor.classes)
+            except InvalidInput as exc:
+                where = f"feedback item {i}" if len(items) > 1 else "feedback"
+                raise InvalidInput(f"{where}: {exc.message}; nothing was recorded") from None
+            judged.append((monitor, request_id, truth, prediction.class_))
+        for monitor, request_id, truth, predicted in judged:
+            monitor.label(request_id, truth, predicted)
+        return {"accepted": len(judged)}
+
+    def _find(self, model: str, ids: list[str]) -> dict[str, RecentPrediction]:
+        """The predictions of `model` with these ids: from memory, then from the log's files."""
+        found: dict[str, RecentPrediction] = {}
+        missing = []
+        for request_id in ids:
+            hit = self.recent.lookup(request_id)
+            if hit is not None and hit.model == model:
+                found[request_id] = hit
+            else:
+                missing.append(request_id)
+        if missing and self._log_root is not None:
+            found.update(find_predictions(self._log_root, model, missing))
+        return found
 
     def drift_reports(self) -> dict[tuple[str, int], DriftReport]:
         """Every watched version's drift scores now: milliseconds each, so callers run it in a thread
@@ -188,9 +245,12 @@ class Monitor:
             m.in_flight.labels(*labels).set(in_flight)
         for (model, number), monitor in list(self._versions.items()):
             labels = (model, str(number))
-            accuracy, cost = monitor.accuracy(), monitor.cost_per_1k()
-            if accuracy is not None:
-                m.accuracy.labels(*labels).set(accuracy)
+            accuracy, cost = monitor.feedback.figures(), monitor.cost_per_1k()
+            if accuracy.value is not None:
+                m.accuracy.labels(*labels).set(accuracy.value)
+            if accuracy.labelled:
+                m.feedback_labelled.labels(*labels, "correct").set(accuracy.correct)
+                m.feedback_labelled.labels(*labels, "wrong").set(accuracy.wrong)
             if cost is not None:
                 m.cost.labels(*labels).set(cost)
         for (model, number), report in (reports or {}).items():
@@ -205,6 +265,12 @@ class Monitor:
                 now = getattr(counters, outcome)
                 m.log_records.labels(outcome).inc(now - self._logged.get(outcome, 0))
                 self._logged[outcome] = now
+
+
+def _shorten(ids: list[str], shown: int = 5) -> str:
+    """A few of the ids, each cut short: enough to find them, never a wall of text sent back."""
+    more = f" ... ({len(ids)} in all)" if len(ids) > shown else ""
+    return ", ".join(repr(i[:64]) for i in ids[:shown]) + more
 
 
 def _predicted(

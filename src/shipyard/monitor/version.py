@@ -1,5 +1,6 @@
-"""One model version's live state: timings for Triton's statistics, the confidence histogram and the
-drift window, fed by its batcher (`batch_done`) and the data plane (`answered`, `failed`).
+"""One model version's live state: timings for Triton's statistics, the confidence histogram, the
+drift window and live accuracy, fed by its batcher (`batch_done`), the data plane (`answered`,
+`failed`) and feedback (`label`, from any thread).
 
 `batch_done` runs on the event loop once per batch, so it only gathers: confidence and drift are worked
 out `PENDING_ROWS` rows at a time in `flush()`, which any thread may call.
@@ -10,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +19,9 @@ import numpy as np
 
 from shipyard.config import MonitorSettings
 from shipyard.errors import InvalidInput
+from shipyard.monitor.accuracy import FeedbackWindow
 from shipyard.monitor.drift import DriftMonitor, Thresholds
+from shipyard.monitor.feedback import class_names
 from shipyard.monitor.metrics import CONFIDENCE_BUCKETS, Metrics
 from shipyard.monitor.profile import Profile, read_scores
 from shipyard.monitor.series import Series, quantile
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 PENDING_ROWS = 64
+
+FEEDBACK = {True: "new", False: "replaced"}
+"""The feedback counter's outcome label, by whether the prediction id was labelled for the first time."""
 
 Pending = tuple[dict[str, np.ndarray], np.ndarray | None]
 """A batch waiting for flush(): its inputs and its class scores (None when it has none)."""
@@ -76,13 +81,13 @@ class VersionMonitor:
     compute_s: float = 0.0
     predictions: int = 0
     confidence_counts: list[int] = field(default_factory=lambda: [0] * len(CONFIDENCE_BUCKETS))
-    outcomes: deque[bool] = field(default_factory=deque)
-    labelled: int = 0
     series: Series = field(default_factory=Series)
 
     def __post_init__(self) -> None:
         self.children = self.metrics.version(self.record.model, str(self.record.number))
-        self.outcomes = deque(maxlen=self.settings.accuracy_window)
+        self.feedback = FeedbackWindow(self.settings.accuracy_window)
+        self.classes = class_names(self.record)
+        """What a feedback label may name (feedback.read_label); None: numbers, for a regressor."""
         signature = self.record.signature
         self.kind = signature.scores.kind if signature.scores else None
         self.batched = all(spec.batched for spec in signature.inputs)
@@ -236,14 +241,17 @@ class VersionMonitor:
         self.fail.add(seconds)
         self.series.add(seconds * 1000, ok=False)
 
-    def feedback(self, correct: bool) -> None:
-        self.outcomes.append(correct)
-        self.labelled += 1
+    def label(self, prediction_id: str, truth: str | float, predicted: str | None) -> None:
+        """A prediction's true label (as read_label gives it), replacing any earlier one for that id;
+        any thread. A value (regression) or a prediction without a class is counted, not judged."""
+        outcome = None if predicted is None or isinstance(truth, float) else predicted == truth
+        new = self.feedback.add(prediction_id, outcome)
+        self.metrics.feedback.labels(self.record.model, str(self.record.number), FEEDBACK[new]).inc()
 
     # -- read when asked ---------------------------------------------------------------------------
 
     def accuracy(self) -> float | None:
-        return sum(self.outcomes) / len(self.outcomes) if self.outcomes else None
+        return self.feedback.figures().value
 
     def cost_per_1k(self) -> float | None:
         if not self.predictions:
@@ -273,6 +281,7 @@ class VersionMonitor:
         """Everything the dashboard and `monitor status` show; `drift` is drift_report(), which
         the caller computes off the event loop (it scores the whole window)."""
         requests, errors, latency = self.series.recent(window_s)
+        accuracy = self.feedback.figures()
         return {
             "version": self.record.number,
             "default": default,
@@ -285,7 +294,12 @@ class VersionMonitor:
             "series": self.series.table(),
             "confidence": {"edges": [0.0, *CONFIDENCE_BUCKETS], "counts": list(self.confidence_counts)},
             "drift": drift,
-            "accuracy": {"value": self.accuracy(), "labelled": self.labelled, "window": len(self.outcomes)},
+            "accuracy": {
+                "value": accuracy.value,
+                "labelled": accuracy.labelled,
+                "window": accuracy.window,
+                "replaced": accuracy.replaced,
+            },
             "cost": {
                 "compute_seconds": self.compute_s,
                 "predictions": self.predictions,
