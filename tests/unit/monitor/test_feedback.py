@@ -143,6 +143,18 @@ def test_a_regressor_takes_numbers_and_counts_them(digits: VersionRecord) -> Non
             monitor.feedback("digits", [(ids[0], bad)])
 
 
+def test_a_prediction_answered_without_scores_is_counted_not_judged(digits: VersionRecord) -> None:
+    """A request that asked for other outputs than the scores: no predicted class to compare with."""
+    monitor = Monitor(MonitorSettings())
+    (prediction,) = monitor.answered(
+        digits, "rest", time.perf_counter(), {"input": digits_data()[0][:1]}, None
+    )
+    with pytest.raises(InvalidInput, match="'cat'"):  # the label must still be one of the classes
+        monitor.feedback("digits", [(prediction, "cat")])
+    monitor.feedback("digits", [(prediction, "3")])
+    assert figures(monitor, digits) == {"value": None, "labelled": 1, "window": 0, "replaced": 0}
+
+
 def test_unknown_ids_and_other_models_ids_are_not_found(registry: Registry, digits: VersionRecord) -> None:
     other = register_digits(registry, "other")
     monitor = Monitor(MonitorSettings())
