@@ -23,8 +23,8 @@ from shipyard.registry import Registry
 from shipyard.runtime import ModelManager, RunnerOptions
 from shipyard.server.http import create_app
 from tests.asgi import ASGIClient
-from tests.conftest import register_digits
-from tests.models import digits_data
+from tests.conftest import LABELS, register_digits
+from tests.models import digits_data, digits_linear
 
 WINDOW = 500
 SPLIT = np.random.default_rng(7).permutation(1797)  # digits rows: the first 1,000 are the reference
@@ -66,13 +66,17 @@ def server(referenced: Registry, tmp_path: Path) -> Iterator[tuple[ASGIClient, M
     stop(client, manager, monitor)
 
 
-def infer(client: ASGIClient, rows: np.ndarray) -> None:
-    body = {
+def infer(
+    client: ASGIClient, rows: np.ndarray, model: str = "digits", outputs: list[str] | None = None
+) -> None:
+    body: dict[str, object] = {
         "inputs": [
             {"name": "input", "shape": list(rows.shape), "datatype": "FP32", "data": rows.ravel().tolist()}
         ]
     }
-    assert client.post("/v2/models/digits/infer", json=body).status_code == 200
+    if outputs is not None:
+        body["outputs"] = [{"name": name} for name in outputs]
+    assert client.post(f"/v2/models/{model}/infer", json=body).status_code == 200
 
 
 def drift(client: ASGIClient) -> dict[str, object]:
@@ -126,6 +130,14 @@ def test_live_accuracy_equals_the_true_accuracy_of_labelled_predictions(
         assert client.post("/v1/models/digits/feedback", json={"id": a["id"], "label": t}).status_code == 200
     accuracy = client.get("/v1/models/digits/monitor").json()["versions"][0]["accuracy"]
     assert accuracy["labelled"] == len(answers)
+    assert accuracy["value"] == pytest.approx(expected)
+
+    again = [{"id": a["id"], "label": t} for a, t in zip(answers[:10], truth[:10], strict=True)]
+    assert client.post("/v1/models/digits/feedback", json=again).json() == {"accepted": 10}  # replaced
+    bad = client.post("/v1/models/digits/feedback", json=[*again, {"id": answers[0]["id"], "label": "cat"}])
+    assert bad.status_code == 400 and "'cat'" in bad.json()["error"] and "'0', '1'" in bad.json()["error"]
+    accuracy = client.get("/v1/models/digits/monitor").json()["versions"][0]["accuracy"]
+    assert accuracy["labelled"] == len(answers) and accuracy["replaced"] == 10
     assert accuracy["value"] == pytest.approx(expected)
 
 
@@ -289,3 +301,74 @@ def test_an_optimized_version_is_watched_against_its_parents_reference(
     assert outcome.record is not None and outcome.record.number == 2
     assert outcome.record.reference == referenced.version("digits", 1).reference
     assert referenced.history("digits")[-1].detail == "from digits:1"
+
+
+def register_labelled(registry: Registry, tmp_path: Path) -> None:
+    """digits with two outputs, as a converted sklearn classifier has: class scores and the label."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from shipyard.signature import Scores, Signature, TensorSpec
+
+    linear = digits_linear()
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gemm", ["input", "W", "b"], ["logits"]),
+            helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
+        ],
+        "labelled",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 64])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+        ],
+        [numpy_helper.from_array(linear.W, "W"), numpy_helper.from_array(linear.b, "b")],
+    )
+    signature = Signature(
+        (TensorSpec("input", "FP32", (-1, 64)),),
+        (TensorSpec("logits", "FP32", (-1, 10)), TensorSpec("label", "INT64", (-1,))),
+        Scores("logits", "logits"),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    record = registry.register(
+        "labelled", model.SerializeToString(), signature=signature, framework="onnx", check={}, labels=LABELS
+    )
+    X, y = digits_data()
+    np.savez(tmp_path / "reference.npz", X=X[SPLIT[:1000]], y=y[SPLIT[:1000]])
+    registry.set_reference(
+        "labelled", 1, profile_version(registry, record, tmp_path / "reference.npz"), "ref"
+    )
+
+
+def test_requests_without_scores_never_switch_drift_off(registry: Registry, tmp_path: Path) -> None:
+    """Asking only for the label output feeds drift its inputs; the requests with scores keep theirs."""
+    register_labelled(registry, tmp_path)
+    monitor = Monitor(MonitorSettings(drift_window=WINDOW, drift_min_rows=300), str(tmp_path / "log"))
+    client, manager = serve(registry, monitor)
+    X = digits_data()[0][SPLIT[1000:]]
+    rng = np.random.default_rng(3)
+    try:
+        scored = 0
+        for i in range(WINDOW // 20):  # mixed traffic, gathered into the same flushes
+            infer(client, X[rng.integers(0, len(X), 20)], "labelled", ["label"] if i % 2 else None)
+            scored += 0 if i % 2 else 20
+        version = client.get("/v1/models/labelled/monitor").json()["versions"][0]
+        report = version["drift"]
+        assert report["status"] == "judged" and report["rows"] == WINDOW and not report["flagged"]
+        assert report["scored_rows"] == scored and report["problem"] == ""
+        assert report["predictions"] is not None and report["confidence"] is not None
+        assert sum(version["confidence"]["counts"]) == scored
+
+        for _ in range(WINDOW // 20):  # the window filled by label-only requests, then a real shift
+            infer(client, X[rng.integers(0, len(X), 20)], "labelled", ["label"])
+        assert drift_of(client, "labelled")["scored_rows"] == 0
+        sent = 0
+        while not drift_of(client, "labelled")["flagged"]:
+            infer(client, np.clip(X[rng.integers(0, len(X), 20)] + 3, 0, 16), "labelled")
+            sent += 20
+            assert sent <= WINDOW, "drift was not flagged within one window"
+    finally:
+        stop(client, manager, monitor)
+
+
+def drift_of(client: ASGIClient, model: str) -> dict[str, object]:
+    return client.get(f"/v1/models/{model}/monitor").json()["versions"][0]["drift"]

@@ -27,7 +27,8 @@ Defaults (Thresholds), and why:
 
 A model is flagged when the window holds at least `min_rows` rows and at least `min_features` features
 drift (PSI >= psi or KS >= ks), or the predicted classes' PSI >= psi, or the confidence's PSI >= psi or
-KS >= ks.
+KS >= ks. Rows observed without scores (a request that asked for other outputs) count for the features
+only; the class and confidence scores read the scored rows, and judge only once `min_rows` of them are in.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class DriftReport:
     confidence_psi: float | None
     confidence_ks: float | None
     thresholds: Thresholds
+    scored: int = 0
+    """Rows of the window with scores: what the class and confidence scores were read on."""
 
     @property
     def drifted(self) -> tuple[str, ...]:
@@ -107,6 +110,7 @@ class DriftReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
+            "scored_rows": self.scored,
             "judged": self.judged,
             "flagged": self.flagged,
             "reasons": list(self.reasons),
@@ -139,12 +143,23 @@ def score_window(profile: Profile, window: Snapshot, thresholds: Thresholds | No
         p, k = _scores(marginal, column)
         features.append(FeatureDrift(name, p, k, p >= limits.psi or k >= limits.ks))
     prediction_psi = confidence_psi = confidence_ks = None
-    if profile.classes is not None and window.classes is not None:
-        counts = np.bincount(window.classes, minlength=len(profile.classes))[: len(profile.classes)]
-        prediction_psi = psi(profile.classes, counts / n)
-    if profile.confidence is not None and window.confidence is not None:
-        confidence_psi, confidence_ks = _scores(profile.confidence, np.sort(window.confidence))
-    reasons = _crossings(features, prediction_psi, confidence_psi, confidence_ks, limits)
+    scored_rows = window.classes >= 0 if window.classes is not None else None
+    scored = n if scored_rows is None else int(np.count_nonzero(scored_rows))
+    if profile.classes is not None and window.classes is not None and scored:
+        predicted = window.classes[scored_rows] if scored < n else window.classes
+        counts = np.bincount(predicted, minlength=len(profile.classes))[: len(profile.classes)]
+        prediction_psi = psi(profile.classes, counts / scored)
+    if profile.confidence is not None and window.confidence is not None and scored:
+        confidence = window.confidence[scored_rows] if scored < n else window.confidence
+        confidence_psi, confidence_ks = _scores(profile.confidence, np.sort(confidence))
+    enough = scored >= limits.min_rows  # a few scored rows among many would judge on noise
+    reasons = _crossings(
+        features,
+        prediction_psi if enough else None,
+        confidence_psi if enough else None,
+        confidence_ks if enough else None,
+        limits,
+    )
     judged = n >= limits.min_rows
     if not judged:
         reasons = (f"{n} rows in the window; a verdict needs {limits.min_rows}",)
@@ -158,6 +173,7 @@ def score_window(profile: Profile, window: Snapshot, thresholds: Thresholds | No
         confidence_psi,
         confidence_ks,
         limits,
+        scored,
     )
 
 
@@ -222,7 +238,9 @@ class DriftMonitor:
     def observe(
         self, inputs: Mapping[str, np.ndarray], scores: np.ndarray | None = None, *, now: float | None = None
     ) -> None:
-        """Add one batch: the inputs the model ran on and, for a classifier, its scores [rows, classes]."""
+        """Add one batch: the inputs the model ran on and, for a classifier, its scores [rows, classes]
+        (None when the request did not ask for them: the inputs still count). Raises InvalidInput,
+        having added nothing, for inputs or scores the profile does not describe."""
         names, values = feature_matrix(inputs)
         if names != self.profile.features:
             raise InvalidInput(
@@ -230,14 +248,16 @@ class DriftMonitor:
                 f"{len(self.profile.features)} ({_head(self.profile.features)})"
             )
         kind, classes = self.profile.score_kind, self.profile.classes
-        if kind is None or classes is None:
+        if kind is None or classes is None or scores is None:
             self.window.observe(values, now=now)
             return
-        if scores is None:
-            raise InvalidInput("this model's profile includes its scores: pass them with the inputs")
+        if np.ndim(scores) != 2 or np.shape(scores)[1] != len(classes):
+            raise InvalidInput(
+                f"scores of shape {list(np.shape(scores))}; the profile has {len(classes)} classes"
+            )
+        if len(scores) != len(values):
+            raise InvalidInput(f"{len(scores)} rows of scores for {len(values)} rows of inputs")
         predicted, confidence = read_scores(scores, kind)
-        if np.shape(scores)[1] != len(classes):
-            raise InvalidInput(f"scores have {np.shape(scores)[1]} classes, the profile {len(classes)}")
         self.window.observe(values, predicted, confidence, now=now)
 
     def report(self, *, now: float | None = None) -> DriftReport:

@@ -83,7 +83,7 @@ def model_dir(root: str | os.PathLike[str], model: str) -> Path:
 
 
 def file_name(first_us: int, last_us: int, seq: int, tag: str) -> str:
-    return f"{_stamp(first_us)}-{_stamp(last_us)}-{seq:06d}-{tag}.parquet"
+    return f"{stamp(first_us)}-{stamp(last_us)}-{seq:06d}-{tag}.parquet"
 
 
 def file_span(name: str) -> tuple[int, int] | None:
@@ -94,7 +94,9 @@ def file_span(name: str) -> tuple[int, int] | None:
     return _unstamp(m.group(1)), _unstamp(m.group(2))
 
 
-def _stamp(us: int) -> str:
+def stamp(us: int) -> str:
+    """A time (microseconds since the epoch) as file names write it: fixed width, so text order is time
+    order and a reader can compare names without parsing them."""
     return (_EPOCH + timedelta(microseconds=us)).strftime(_STAMP)
 
 
@@ -338,5 +340,6 @@ __all__ = [
     "file_name",
     "file_span",
     "model_dir",
+    "stamp",
     "summarize",
 ]

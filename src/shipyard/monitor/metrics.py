@@ -110,7 +110,17 @@ class Metrics:
             mode="livemostrecent",
         )
         self.feedback = Counter(
-            "shipyard_feedback", "Labels received for logged predictions.", [*VERSION, "outcome"], registry=r
+            "shipyard_feedback",
+            "Labels received for predictions: outcome new (the first for its prediction id) or replaced.",
+            [*VERSION, "outcome"],
+            registry=r,
+        )
+        self.feedback_labelled = gauge(
+            "shipyard_feedback_labelled",
+            "Labelled predictions in the accuracy window by outcome (correct, wrong); a replaced label "
+            "moves its prediction from one to the other.",
+            [*VERSION, "outcome"],
+            r,
         )
         self.cost = gauge(
             "shipyard_cost_per_1k_predictions",

@@ -6,6 +6,10 @@ Rows leave by count (the oldest make room) and, with `max_age_s`, by age: a row 
 dropped when the window is next read. Ages use a monotonic clock (time.monotonic unless one is passed
 in), never wall-clock time, which can jump. Scores are computed from `snapshot()` on demand.
 
+A window that keeps scores also takes rows without them (a request that asked only for other outputs):
+their class is UNSCORED and their confidence NaN, so their features still count while the class and
+confidence statistics read only the scored rows.
+
 Safe to share between threads: a short lock guards each observe and snapshot.
 """
 
@@ -21,6 +25,8 @@ import numpy as np
 from shipyard.errors import InvalidInput
 
 CAPACITY = 500
+UNSCORED = -1
+"""The class of a row observed without scores."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,7 +79,8 @@ class SlidingWindow:
         *,
         now: float | None = None,
     ) -> None:
-        """Add a batch of rows ([n, features]; with `scores`, also [n] classes and confidences)."""
+        """Add a batch of rows ([n, features]; with `scores`, also [n] classes and confidences, or neither
+        for rows whose scores are unknown)."""
         features = np.asarray(features)
         if features.ndim != 2 or features.shape[1] != self._features.shape[1]:
             raise InvalidInput(
@@ -81,8 +88,10 @@ class SlidingWindow:
             )
         n = len(features)
         if self.scores:
+            if (classes is None) != (confidence is None):
+                raise InvalidInput("this window keeps scores: pass classes and confidence together")
             if classes is None or confidence is None:
-                raise InvalidInput("this window keeps scores: pass classes and confidence with each batch")
+                classes, confidence = np.full(n, UNSCORED, np.int64), np.full(n, np.nan)
             if not len(classes) == len(confidence) == n:
                 raise InvalidInput(
                     f"{n} feature rows but {len(classes)} classes, {len(confidence)} confidences"
@@ -134,4 +143,4 @@ def _put(buffer: np.ndarray, at: int, rows: np.ndarray) -> None:
     buffer[: len(rows) - first] = rows[first:]
 
 
-__all__ = ["CAPACITY", "SlidingWindow", "Snapshot"]
+__all__ = ["CAPACITY", "UNSCORED", "SlidingWindow", "Snapshot"]

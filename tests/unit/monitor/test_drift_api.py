@@ -21,7 +21,7 @@ def test_exported_members() -> None:
         "infer_score_kind",
         "read_scores",
     ]
-    assert sorted(window.__all__) == ["CAPACITY", "SlidingWindow", "Snapshot"]
+    assert sorted(window.__all__) == ["CAPACITY", "SlidingWindow", "Snapshot", "UNSCORED"]
     assert sorted(drift.__all__) == [
         "DriftMonitor",
         "DriftReport",

@@ -175,7 +175,7 @@ def test_the_report_is_json(digits: Digits) -> None:
     monitor = DriftMonitor(digits.profile)
     *_, (_, report) = stream(digits, monitor, 300, np.random.default_rng(8), brighter)
     document = json.loads(json.dumps(report.to_dict(), allow_nan=False))
-    assert document["rows"] == 300 and document["flagged"] is True
+    assert document["rows"] == document["scored_rows"] == 300 and document["flagged"] is True
     assert document["drifted"] == list(report.drifted) and len(document["features"]) == 64
     assert set(document["features"][0]) == {"name", "psi", "ks", "drifted"}
     assert set(document["confidence"]) == {"psi", "ks"} and "psi" in document["predictions"]
@@ -200,7 +200,29 @@ def test_monitors_refuse_what_they_cannot_judge(digits: Digits) -> None:
     x = digits.live[:4]
     with pytest.raises(InvalidInput, match="give 2 features"):
         monitor.observe({"x": x.reshape(4, 1, 8, 8)}, digits.predict(x))
-    with pytest.raises(InvalidInput, match="pass them with the inputs"):
-        monitor.observe({"x": x})
-    with pytest.raises(InvalidInput, match="scores have 9 classes"):
+    with pytest.raises(InvalidInput, match="the profile has 10 classes"):
         monitor.observe({"x": x}, digits.predict(x)[:, :9])
+    with pytest.raises(InvalidInput, match="3 rows of scores for 4 rows"):
+        monitor.observe({"x": x}, digits.predict(x)[:3])
+    assert monitor.report().rows == 0  # nothing of a refused batch was kept
+
+
+def test_rows_without_scores_count_for_the_features_only(digits: Digits) -> None:
+    """Requests that asked for other outputs than the scores: their inputs still show a shift, and the
+    class and confidence scores read the scored rows only, judging once there are enough of them."""
+    rng = np.random.default_rng(9)
+    monitor = DriftMonitor(digits.profile, capacity=WINDOW)
+    live = digits.live[rng.integers(0, len(digits.live), WINDOW)]
+    monitor.observe({"x": live[:450]})
+    few = digits.live[digits.predict(digits.live).argmax(axis=1) == 0][:50]  # all predicted "0"
+    monitor.observe({"x": few}, digits.predict(few))
+    report = monitor.report()
+    assert report.rows == WINDOW and report.scored == 50 and report.judged
+    assert report.prediction_psi is not None and report.prediction_psi > 1.0  # there to read...
+    assert not report.flagged  # ...but 50 scored rows are too few to judge on
+    monitor.observe({"x": live[:300]}, digits.predict(live[:300]))
+    assert monitor.report().scored == 350 and not monitor.report().flagged  # 300 unscored rows left
+    monitor.observe({"x": brighter(live[:WINDOW], rng)})  # a shift in requests without scores
+    report = monitor.report()
+    assert report.scored == 0 and report.prediction_psi is None and report.confidence_psi is None
+    assert report.flagged and len(report.drifted) >= 10

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shipyard.errors import InvalidInput
-from shipyard.monitor.window import SlidingWindow
+from shipyard.monitor.window import UNSCORED, SlidingWindow
 
 
 class Clock:
@@ -87,12 +87,22 @@ def test_clear_empties_the_window() -> None:
     assert window.snapshot().features[:, 0].tolist() == [3]
 
 
+def test_rows_without_scores_keep_their_features_and_are_marked_unscored() -> None:
+    window = SlidingWindow(2, capacity=4, scores=True)
+    window.observe(rows(0, 2), np.array([3, 4]), np.array([0.9, 0.8]))
+    window.observe(rows(2, 1))
+    snapshot = window.snapshot()
+    assert snapshot.features[:, 0].tolist() == [0, 1, 2]
+    assert snapshot.classes is not None and snapshot.classes.tolist() == [3, 4, UNSCORED]
+    assert snapshot.confidence is not None and np.isnan(snapshot.confidence[2])
+
+
 def test_batches_that_do_not_fit_the_window_are_refused() -> None:
     window = SlidingWindow(3, capacity=4, scores=True)
     with pytest.raises(InvalidInput, match="3 features"):
         window.observe(np.zeros((2, 4)), np.zeros(2, np.int64), np.zeros(2))
-    with pytest.raises(InvalidInput, match="pass classes and confidence"):
-        window.observe(np.zeros((2, 3)))
+    with pytest.raises(InvalidInput, match="pass classes and confidence together"):
+        window.observe(np.zeros((2, 3)), np.zeros(2, np.int64))
     with pytest.raises(InvalidInput, match="2 feature rows but 1 classes"):
         window.observe(np.zeros((2, 3)), np.zeros(1, np.int64), np.zeros(2))
     with pytest.raises(InvalidInput, match="max_age_s"):

@@ -22,8 +22,9 @@ from shipyard.monitor.logfiles import (
     model_dir,
     summarize,
 )
-from shipyard.monitor.logread import read_predictions
+from shipyard.monitor.logread import find_predictions, read_predictions
 from shipyard.monitor.predlog import PredictionRecord
+from shipyard.monitor.recent import RecentPrediction
 
 T0 = datetime(2025, 1, 31, 12, 0, tzinfo=UTC).timestamp()
 
@@ -152,6 +153,35 @@ def test_files_wholly_before_since_are_skipped_by_name_unopened(tmp_path: Path) 
     assert ids(read_predictions(tmp_path, "digits", since=since)) == ["req-0", "req-1", "req-2"]
     with pytest.raises(pa.ArrowInvalid):  # the same file is read when the range includes it
         read_predictions(tmp_path, "digits")
+
+
+def test_predictions_are_found_by_id_in_the_newest_files_first(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sink = ParquetSink(tmp_path, max_file_age_s=5.0, clock=clock)
+    for file in range(4):  # four files of five records, one second apart
+        clock.now = 10.0 * file
+        sink.write(records(5 * file, 5))
+    again = records(17, 1)[0]._replace(request_id="req-2", version=2, class_="new")  # an id seen twice
+    sink.write([again])
+    sink.close()
+    (tmp_path / "digits" / file_name(int(T0 * 1e6) + 1, int(T0 * 1e6) + 2, 99, "00ff")).write_bytes(b"junk")
+    now = datetime.fromtimestamp(T0 + 20, UTC)
+
+    found = find_predictions(tmp_path, "digits", ["req-0", "req-2", "req-19", "nope"], now=now)
+    assert found == {
+        "req-0": RecentPrediction("digits", 1, "0"),
+        "req-2": RecentPrediction("digits", 2, "new"),  # the newest record of an id wins
+        "req-19": RecentPrediction("digits", 1, "19"),
+    }
+    assert find_predictions(tmp_path, "digits", ["req-0", "req-19"], max_files=1, now=now) == {
+        "req-19": RecentPrediction("digits", 1, "19")
+    }
+    recent_only = find_predictions(
+        tmp_path, "digits", ["req-0", "req-12"], max_age=timedelta(seconds=9), now=now
+    )
+    assert list(recent_only) == ["req-12"]  # the files before T0 + 11 are too old to be searched
+    assert find_predictions(tmp_path, "iris", ["req-0"], now=now) == {}
+    assert find_predictions(tmp_path, "digits", [], now=now) == {}
 
 
 def test_file_names_sort_by_time_and_give_back_their_span() -> None:
