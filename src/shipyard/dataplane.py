@@ -16,7 +16,7 @@ import numpy as np
 from shipyard._version import __version__
 from shipyard.errors import InvalidInput, NotFound, Overloaded
 from shipyard.monitor.feedback import decode_feedback
-from shipyard.monitor.live import Monitor, new_request_id
+from shipyard.monitor.live import Monitor
 from shipyard.protocol import predict as friendly
 from shipyard.protocol.v2 import InferenceRequest, InferenceResponse, OutputTensor, classify
 from shipyard.registry import VersionRecord
@@ -197,9 +197,7 @@ class DataPlane:
         if self.monitor is not None:
             scores = signature.scores
             raw = results[names.index(scores.output)] if scores and scores.output in names else None
-            # the prediction id is the server's own (unguessable, one per answer), never the client's
-            # request id: feedback must not be able to name someone else's prediction
-            ids = self._watch(loaded.record, protocol, started, request.inputs, raw, new_request_id())
+            ids = self._watch(loaded.record, protocol, started, request.inputs, raw)
             if ids:
                 return InferenceResponse(
                     name, str(loaded.number), outputs, request.id, {"prediction_id": ids[0].partition("-")[0]}
@@ -213,12 +211,13 @@ class DataPlane:
         started: float,
         inputs: dict[str, np.ndarray],
         scores: np.ndarray | None,
-        request_id: str,
     ) -> list[str]:
-        """Tell the monitor about an answer; a failure to watch never fails the answer itself."""
+        """Tell the monitor about an answer; a failure to watch never fails the answer itself. The
+        prediction ids are the monitor's own, never a client's request id: feedback must not be able to
+        name someone else's prediction."""
         assert self.monitor is not None
         try:
-            return self.monitor.answered(record, protocol, started, inputs, scores, request_id)
+            return self.monitor.answered(record, protocol, started, inputs, scores)
         except Exception:
             log.exception("%s: monitoring this answer failed", record.ref)
             return []
@@ -249,7 +248,7 @@ class DataPlane:
         ids: list[str] = []
         if self.monitor is not None:
             raw = result if scores else None
-            ids = self._watch(loaded.record, "predict", started, inputs, raw, new_request_id())
+            ids = self._watch(loaded.record, "predict", started, inputs, raw)
         for i, item in enumerate(items):
             item["model"], item["version"] = loaded.name, loaded.number
             if i < len(ids):
@@ -274,12 +273,12 @@ class DataPlane:
     async def feedback(self, name: str, body: bytes) -> dict[str, Any]:
         """Labels for earlier predictions: {"id": ..., "label": ...} or a list of them. Joined in a
         thread: an id that has left memory is looked up in the prediction log's files."""
-        self.manager.served(name)
+        records = self.manager.served(name).records
         monitor = self.monitor
         if monitor is None:
             raise NotFound("this server keeps no monitor: feedback has nothing to join")
         items = decode_feedback(body)
-        return await asyncio.to_thread(monitor.feedback, name, items)
+        return await asyncio.to_thread(monitor.feedback, name, items, dict(records))
 
     def statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
         """Triton's statistics extension: every version this server has monitored (of `name`)."""
