@@ -20,6 +20,7 @@ from shipyard.monitor.live import Monitor
 from shipyard.protocol import predict as friendly
 from shipyard.protocol.v2 import InferenceRequest, InferenceResponse, OutputTensor, classify
 from shipyard.registry import VersionRecord
+from shipyard.runtime.changes import Changes
 from shipyard.runtime.manager import ModelManager
 from shipyard.signature import TensorSpec, check_inputs
 
@@ -34,6 +35,7 @@ CONFIG_TYPES = {"BYTES": "STRING"}  # Triton's config names every other type as 
 class DataPlane:
     def __init__(self, manager: ModelManager, monitor: Monitor | None = None) -> None:
         self.manager = manager
+        self.changes = Changes(manager)
         self.monitor = monitor
         self._admitted: dict[str, int] = {}
 
@@ -126,19 +128,19 @@ class DataPlane:
         return await self.manager.index()
 
     async def repository_load(self, name: str) -> None:
-        await self.manager.load_model(name)
+        await self.changes.load_model(name)
 
     async def repository_unload(self, name: str) -> None:
-        await self.manager.unload_model(name)
+        await self.changes.unload_model(name)
 
     async def deploy(
         self, name: str, version: int | None, *, force: bool, reason: str, actor: str
     ) -> dict[str, Any]:
-        before, after = await self.manager.deploy(name, version, force=force, reason=reason, actor=actor)
+        before, after = await self.changes.deploy(name, version, force=force, reason=reason, actor=actor)
         return {"name": name, "alias": self.manager.alias, "version": after, "previous": before}
 
     async def rollback(self, name: str, *, reason: str, actor: str) -> dict[str, Any]:
-        before, after = await self.manager.rollback(name, reason=reason, actor=actor)
+        before, after = await self.changes.rollback(name, reason=reason, actor=actor)
         return {"name": name, "alias": self.manager.alias, "version": after, "previous": before}
 
     def models(self) -> list[dict[str, Any]]:

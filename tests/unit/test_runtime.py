@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from shipyard.errors import CorruptArtifact, InvalidInput, NotFound, Unavailable
+from shipyard.errors import InvalidInput, NotFound, Unavailable
 from shipyard.registry import Registry
 from shipyard.runtime import ModelManager, Runner, RunnerOptions
 from shipyard.runtime.session import choose_providers
@@ -89,12 +89,13 @@ def test_batch_settings_follow_the_signature() -> None:
     assert batch_settings(ModelServing(max_batch_size=8), fixed).max_batch_size == 1
 
 
-def test_manager_refuses_a_corrupt_artifact(registry: Registry) -> None:
+def test_manager_refuses_a_corrupt_artifact_when_nothing_else_can_serve(registry: Registry) -> None:
     record = register_digits(registry)
     path = registry.artifacts.path(record.sha256)
     path.write_bytes(path.read_bytes() + b"tampered")
-    with pytest.raises(CorruptArtifact, match="is corrupt"):
+    with pytest.raises(Unavailable, match=r"no model could be loaded: digits:1: .* is corrupt"):
         ModelManager(registry, RunnerOptions()).load()
+    assert registry.history("digits")[-1].kind == "load-failed"
 
 
 def test_manager_with_an_empty_registry_says_what_to_do(registry: Registry) -> None:

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from shipyard.errors import Overloaded, Unavailable
 from shipyard.registry import VersionRecord
 from shipyard.runtime.memory import MB
+
+log = logging.getLogger(__name__)
 
 
 class MemoryBudget:
@@ -38,6 +43,29 @@ class MemoryBudget:
                 f"({self.limit / MB:.0f} MB)"
             )
         return min(self.estimate(record), self.limit)
+
+    async def make_room(
+        self,
+        record: VersionRecord,
+        resident_bytes: Callable[[], int],
+        idle: Callable[[Any], list[tuple[Any, Any]]],
+        drain: Callable[[Any, list[Any]], Awaitable[None]],
+        keep: Any = None,
+    ) -> None:
+        """Drain the least recently used of the `idle` versions until `record` fits (or, with `keep`
+        just loaded, until everything does); when none is idle, wait for one until room_wait_s."""
+        need = 0 if keep is not None else self.need(record)
+        deadline = asyncio.get_running_loop().time() + self.room_wait_s
+        while resident_bytes() + need > self.limit:
+            candidates = idle(keep)
+            if not candidates:
+                if keep is not None:
+                    return  # over for now: the next load makes room again
+                await self.wait_for_idle(record, deadline)
+                continue
+            served, victim = min(candidates, key=lambda sv: sv[1].last_used)
+            log.info("unloading %s to stay under the memory budget", victim.record.ref)
+            await drain(served, [victim])
 
     def released(self) -> None:
         """A version's last request finished: it can be unloaded now."""

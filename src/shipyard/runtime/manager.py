@@ -17,36 +17,21 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
 
 from shipyard.config import ModelServing
-from shipyard.errors import InvalidInput, NotFound, ShipyardError, Unavailable
+from shipyard.errors import NotFound, ShipyardError, Unavailable
 from shipyard.registry import ModelSummary, Registry, VersionRecord
 from shipyard.registry.store import PRODUCTION
 from shipyard.runtime.batcher import BatchObserver
 from shipyard.runtime.budget import MemoryBudget
 from shipyard.runtime.loading import LoadedVersion, build_version
 from shipyard.runtime.memory import MB, release_free_memory
-from shipyard.runtime.policy import wanted_versions
+from shipyard.runtime.served import ServedModel, gauges, read_served, state_of
 from shipyard.runtime.session import RunnerOptions
 
 log = logging.getLogger(__name__)
 
 FULL_READ_S = 30.0
-
-
-@dataclass
-class ServedModel:
-    name: str
-    serving: ModelServing
-    default: int
-    records: dict[int, VersionRecord]
-    """Every version the policy serves, resident or not."""
-    versions: dict[int, LoadedVersion] = field(default_factory=dict)
-    """The resident ones, ready to answer."""
-    loading: dict[int, asyncio.Task[LoadedVersion]] = field(default_factory=dict)
-    waiting: dict[int, int] = field(default_factory=dict)
-    """Requests waiting for a version's load: it is not idle for them between its load and their turn."""
 
 
 class ModelManager:
@@ -260,31 +245,22 @@ class ModelManager:
     async def _make_room(self, record: VersionRecord, keep: LoadedVersion | None = None) -> None:
         """Unload the least recently used idle versions until `record` fits in the budget (or, once it
         is loaded as `keep`, until everything does: the estimate before a first load can be short)."""
-        budget = self._budget
-        if budget is None:
-            return
-        need = 0 if keep is not None else budget.need(record)
-        deadline = asyncio.get_running_loop().time() + budget.room_wait_s
-        while self._resident_bytes() + need > budget.limit:
-            idle = [
-                (s, v)
-                for s, v in self._resident.values()
-                if v.in_flight == 0 and not s.waiting.get(v.number) and v is not keep
-            ]
-            if not idle:
-                if keep is not None:
-                    return  # over for now: the next load makes room again
-                await budget.wait_for_idle(record, deadline)
-                continue
-            served, victim = min(idle, key=lambda sv: sv[1].last_used)
-            log.info("unloading %s to stay under the memory budget", victim.record.ref)
-            await self._drain(served, [victim])
+        if self._budget is not None:
+            await self._budget.make_room(record, self._resident_bytes, self._idle, self.drain, keep)
+
+    def _idle(self, keep: LoadedVersion | None) -> list[tuple[ServedModel, LoadedVersion]]:
+        """Resident versions no request holds or waits for: what may be unloaded."""
+        return [
+            (s, v)
+            for s, v in self._resident.values()
+            if v.in_flight == 0 and not s.waiting.get(v.number) and v is not keep
+        ]
 
     def _fits(self, record: VersionRecord) -> bool:
         budget = self._budget
         return budget is None or self._resident_bytes() + budget.estimate(record) <= budget.limit
 
-    async def _drain(self, served: ServedModel, versions: Iterable[LoadedVersion]) -> None:
+    async def drain(self, served: ServedModel, versions: Iterable[LoadedVersion]) -> None:
         """Stop routing to `versions`, let their queued requests finish, then free their memory."""
         doomed = list(versions)
         for version in doomed:
@@ -300,18 +276,7 @@ class ModelManager:
 
     def _read(self, name: str, summary: ModelSummary | None = None) -> ServedModel:
         """A model as the registry describes it now (blocking reads): policy, default, records."""
-        summary = summary or self._registry.model(name)
-        try:
-            serving = self._serving.model_copy(update=summary.serving)
-            serving = ModelServing.model_validate(serving.model_dump())
-        except ValueError as exc:
-            raise InvalidInput(f"model {name!r} has bad serving settings: {exc}") from None
-        default = summary.served_version(self.alias)
-        if default is None:
-            raise NotFound(f"model {name!r} has no versions")
-        keep = wanted_versions(serving.versions, summary.versions, default)
-        records = {r.number: r for r in self._registry.versions(name) if r.number in keep}
-        return ServedModel(name, serving, default, records)
+        return read_served(self._registry, name, self._serving, self.alias, summary)
 
     def _read_if_changed(self, name: str, full: bool) -> ServedModel | None:
         """_read(), or None when the model's summary (versions, aliases, settings) is as last time: a
@@ -366,7 +331,7 @@ class ModelManager:
             for number in sorted(leaving):
                 del served.records[number]
                 if number in served.versions:
-                    await self._drain(served, [served.versions[number]])
+                    await self.drain(served, [served.versions[number]])
                     changes.append(f"{name}: unloaded version {number}")
         return changes
 
@@ -379,76 +344,36 @@ class ModelManager:
             except Exception:
                 log.exception("registry watch failed; trying again")
 
-    # -- changes asked of this server (the repository extension and the admin endpoints) ---------
+    # -- what the changes asked of this server (runtime/changes.py) build on -------------------
 
-    async def load_model(self, name: str) -> None:
-        """Load (or reload) a model while serving: staged beside the old one, swapped in at once."""
-        fresh = await asyncio.to_thread(self._read, name)
-        for key in self._failed.keys() & {(name, n) for n in fresh.records}:
-            del self._failed[key]  # asked for again: try again
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    def read(self, name: str) -> ServedModel:
+        """The model as the registry describes it now (blocking), to stage beside the served one."""
+        return self._read(name)
+
+    def retry(self, name: str, numbers: Iterable[int]) -> None:
+        """Versions asked for again after a failed load: the next load tries them again."""
+        for number in numbers:
+            self._failed.pop((name, number), None)
+
+    async def stage(self, served: ServedModel, numbers: Iterable[int] | None = None) -> None:
+        """Load `numbers` of `served` (its eager versions when None); on failure nothing stays."""
         try:
-            for number in self._eager(fresh):
-                await self._load(fresh, number)
+            for number in self._eager(served) if numbers is None else numbers:
+                await self._load(served, number)
         except BaseException:
-            await self._drain(fresh, list(fresh.versions.values()))  # nothing half-loaded stays resident
+            await self.drain(served, list(served.versions.values()))
             raise
-        old = self._models.get(name)
-        self._models[name] = fresh
-        if old is not None:
-            await self._drain(old, list(old.versions.values()))
 
-    async def unload_model(self, name: str) -> None:
-        """Stop serving a model: new requests get 404, queued ones finish, then its sessions go."""
-        served = self._models.pop(self.served(name).name)
-        await self._drain(served, list(served.versions.values()))
-
-    async def deploy(
-        self,
-        name: str,
-        version: int | None,
-        *,
-        force: bool = False,
-        reason: str = "",
-        actor: str | None = None,
-    ) -> tuple[int | None, int]:
-        """Make `version` (the newest when None) the default here and in the registry: loaded and warmed
-        up first, so a version that cannot serve changes nothing. Returns (before, after)."""
-        served = self.served(name)
-        number = version if version is not None else max(await asyncio.to_thread(self._versions_of, name))
-        record = await asyncio.to_thread(
-            self._registry.check_deploy, name, number, force=force, alias=self.alias
-        )
-        await self._switch_to(served, record, actor)
-        before = await asyncio.to_thread(
-            self._registry.deploy, name, number, force=True, reason=reason, alias=self.alias, actor=actor
-        )
-        await self.refresh([name])
-        return before, number
-
-    async def rollback(self, name: str, *, reason: str = "", actor: str | None = None) -> tuple[int, int]:
-        """Back to the version the alias pointed at before its last change: loaded first, as deploy."""
-        served = self.served(name)
-        _current, previous = await asyncio.to_thread(self._registry.rollback_target, name, alias=self.alias)
-        await self._switch_to(served, await asyncio.to_thread(self._registry.version, name, previous), actor)
-        moved = await asyncio.to_thread(
-            self._registry.rollback, name, reason=reason, alias=self.alias, actor=actor
-        )
-        await self.refresh([name])
-        return moved
-
-    async def _switch_to(self, served: ServedModel, record: VersionRecord, actor: str | None) -> None:
-        """Have `record` resident before any alias moves; a failure says why and changes nothing."""
-        served.records.setdefault(record.number, record)
-        self._failed.pop((served.name, record.number), None)  # asked for again: try again
-        try:
-            await self._load(served, record.number)
-        except ShipyardError as exc:
-            raise Unavailable(
-                f"{record.ref} was not deployed, {served.name}:{served.default} still serves: {exc.message}"
-            ) from None
-
-    def _versions_of(self, name: str) -> tuple[int, ...]:
-        return self._registry.model(name).versions
+    def swap(self, name: str, fresh: ServedModel | None) -> ServedModel | None:
+        """Serve `fresh` as `name` from now on (None: stop serving it); returns what served before."""
+        old = self._models.pop(name, None)
+        if fresh is not None:
+            self._models[name] = fresh
+        return old
 
     async def index(self) -> list[dict[str, str]]:
         """Every registered version with its state here: READY, LOADING, or UNAVAILABLE and why."""
@@ -461,18 +386,9 @@ class ModelManager:
 
     def state(self, name: str, number: int) -> tuple[str, str]:
         """(READY | LOADING | UNAVAILABLE, why not ready) of one version on this server."""
-        served = self._models.get(name)
         if (name, number) in self._failed:
             return "UNAVAILABLE", f"failed to load: {self._failed[name, number]}"
-        if served is None:
-            return "UNAVAILABLE", "model not loaded"
-        if number in served.versions:
-            return "READY", ""
-        if number in served.loading:
-            return "LOADING", ""
-        if number in served.records:
-            return "UNAVAILABLE", "not resident (memory budget): loads on its next request"
-        return "UNAVAILABLE", f"not in the version policy ({served.serving.versions})"
+        return state_of(self._models.get(name), number)
 
     def memory(self) -> dict[str, int]:
         """Resident versions and what each costs, in bytes (for the index and metrics)."""
@@ -480,17 +396,4 @@ class ModelManager:
 
     def gauges(self) -> dict[tuple[str, int], tuple[bool, int, int, int]]:
         """(model, version) -> (resident, memory bytes, queued, in flight), for the monitor's tick."""
-        out = {}
-        for served in self._models.values():
-            for number in served.records:
-                loaded = served.versions.get(number)
-                if loaded is None:
-                    out[served.name, number] = (False, 0, 0, 0)
-                else:
-                    out[served.name, number] = (
-                        True,
-                        loaded.memory_bytes,
-                        loaded.batcher.queued,
-                        loaded.in_flight,
-                    )
-        return out
+        return gauges(self._models.values())

@@ -1,0 +1,77 @@
+"""Changes asked of a running server (the repository extension and the admin endpoints): load or
+unload a model, deploy a version, roll back. Each loads and warms up what it needs before anything
+moves, so a version that cannot serve changes nothing, and the registry is written last."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shipyard.errors import ShipyardError, Unavailable
+from shipyard.registry import VersionRecord
+from shipyard.runtime.manager import ModelManager
+from shipyard.runtime.served import ServedModel
+
+
+class Changes:
+    def __init__(self, manager: ModelManager) -> None:
+        self.manager = manager
+
+    async def load_model(self, name: str) -> None:
+        """Load (or reload) a model while serving: staged beside the old one, swapped in at once."""
+        manager = self.manager
+        fresh = await asyncio.to_thread(manager.read, name)
+        manager.retry(name, fresh.records)
+        await manager.stage(fresh)
+        old = manager.swap(name, fresh)
+        if old is not None:
+            await manager.drain(old, list(old.versions.values()))
+
+    async def unload_model(self, name: str) -> None:
+        """Stop serving a model: new requests get 404, queued ones finish, then its sessions go."""
+        served = self.manager.swap(self.manager.served(name).name, None)
+        assert served is not None
+        await self.manager.drain(served, list(served.versions.values()))
+
+    async def deploy(
+        self,
+        name: str,
+        version: int | None,
+        *,
+        force: bool = False,
+        reason: str = "",
+        actor: str | None = None,
+    ) -> tuple[int | None, int]:
+        """Make `version` (the newest when None) the default here and in the registry: loaded and warmed
+        up first, so a version that cannot serve changes nothing. Returns (before, after)."""
+        manager, registry, alias = self.manager, self.manager.registry, self.manager.alias
+        served = manager.served(name)
+        if version is None:
+            version = max((await asyncio.to_thread(registry.model, name)).versions)
+        record = await asyncio.to_thread(registry.check_deploy, name, version, force=force, alias=alias)
+        await self._switch_to(served, record)
+        before = await asyncio.to_thread(
+            registry.deploy, name, version, force=True, reason=reason, alias=alias, actor=actor
+        )
+        await manager.refresh([name])
+        return before, version
+
+    async def rollback(self, name: str, *, reason: str = "", actor: str | None = None) -> tuple[int, int]:
+        """Back to the version the alias pointed at before its last change: loaded first, as deploy."""
+        manager, registry, alias = self.manager, self.manager.registry, self.manager.alias
+        served = manager.served(name)
+        _current, previous = await asyncio.to_thread(registry.rollback_target, name, alias=alias)
+        await self._switch_to(served, await asyncio.to_thread(registry.version, name, previous))
+        moved = await asyncio.to_thread(registry.rollback, name, reason=reason, alias=alias, actor=actor)
+        await manager.refresh([name])
+        return moved
+
+    async def _switch_to(self, served: ServedModel, record: VersionRecord) -> None:
+        """Have `record` resident before any alias moves; a failure says why and changes nothing."""
+        served.records.setdefault(record.number, record)
+        self.manager.retry(served.name, [record.number])
+        try:
+            await self.manager.stage(served, [record.number])
+        except ShipyardError as exc:
+            raise Unavailable(
+                f"{record.ref} was not deployed, {served.name}:{served.default} still serves: {exc.message}"
+            ) from None

@@ -1,0 +1,74 @@
+"""What one model is served as: its settings, default version, the records its policy serves and
+the versions resident; read from the registry, and described for the repository index."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from shipyard.config import ModelServing
+from shipyard.errors import InvalidInput, NotFound
+from shipyard.registry import ModelSummary, Registry, VersionRecord
+from shipyard.runtime.loading import LoadedVersion
+from shipyard.runtime.policy import wanted_versions
+
+
+@dataclass
+class ServedModel:
+    name: str
+    serving: ModelServing
+    default: int
+    records: dict[int, VersionRecord]
+    """Every version the policy serves, resident or not."""
+    versions: dict[int, LoadedVersion] = field(default_factory=dict)
+    """The resident ones, ready to answer."""
+    loading: dict[int, asyncio.Task[LoadedVersion]] = field(default_factory=dict)
+    waiting: dict[int, int] = field(default_factory=dict)
+    """Requests waiting for a version's load: it is not idle for them between its load and their turn."""
+
+
+def read_served(
+    registry: Registry, name: str, defaults: ModelServing, alias: str, summary: ModelSummary | None = None
+) -> ServedModel:
+    """A model as the registry describes it now (blocking reads): the server's defaults under the
+    model's own settings, the version `alias` names (else the newest), the records its policy keeps."""
+    summary = summary or registry.model(name)
+    try:
+        serving = defaults.model_copy(update=summary.serving)
+        serving = ModelServing.model_validate(serving.model_dump())
+    except ValueError as exc:
+        raise InvalidInput(f"model {name!r} has bad serving settings: {exc}") from None
+    default = summary.served_version(alias)
+    if default is None:
+        raise NotFound(f"model {name!r} has no versions")
+    keep = wanted_versions(serving.versions, summary.versions, default)
+    records = {r.number: r for r in registry.versions(name) if r.number in keep}
+    return ServedModel(name, serving, default, records)
+
+
+def state_of(served: ServedModel | None, number: int) -> tuple[str, str]:
+    """(READY | LOADING | UNAVAILABLE, why not ready) of a version that has not failed to load."""
+    if served is None:
+        return "UNAVAILABLE", "model not loaded"
+    if number in served.versions:
+        return "READY", ""
+    if number in served.loading:
+        return "LOADING", ""
+    if number in served.records:
+        return "UNAVAILABLE", "not resident (memory budget): loads on its next request"
+    return "UNAVAILABLE", f"not in the version policy ({served.serving.versions})"
+
+
+def gauges(models: Iterable[ServedModel]) -> dict[tuple[str, int], tuple[bool, int, int, int]]:
+    """(model, version) -> (resident, memory bytes, queued, in flight) of every version served."""
+    out = {}
+    for served in models:
+        for number in served.records:
+            loaded = served.versions.get(number)
+            out[served.name, number] = (
+                (True, loaded.memory_bytes, loaded.batcher.queued, loaded.in_flight)
+                if loaded is not None
+                else (False, 0, 0, 0)
+            )
+    return out
