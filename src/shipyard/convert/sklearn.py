@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from shipyard.convert import pickles
 from shipyard.convert.check import (
     GENERATED,
     USER_DATA,
@@ -22,6 +23,7 @@ from shipyard.convert.check import (
     run_onnx,
     signature_of,
 )
+from shipyard.convert.pickles import Report
 from shipyard.errors import ConversionFailed, NotFound
 from shipyard.signature import Scores
 
@@ -96,22 +98,26 @@ def from_estimator(estimator: Any, sample: Array | None = None, tolerance: float
     )
 
 
-def from_file(path: str | Path, sample: Array | None = None, tolerance: float = 1e-4) -> Converted:
+def from_file(
+    path: str | Path,
+    sample: Array | None = None,
+    tolerance: float = 1e-4,
+    *,
+    trusted: bool = False,
+    report: Report | None = None,
+) -> Converted:
     """Load an estimator saved with joblib or pickle, then convert it as `from_estimator` does.
 
-    Unpickling runs code from the file: only import files you trust.
+    A pickle runs code from the file when loaded, so it is scanned first and loaded only when
+    `trusted`; `report` receives what the file was found to import.
     """
     _require_sklearn()
-    import joblib
     from sklearn.base import BaseEstimator
 
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"no such file: {path}")
-    try:
-        estimator = joblib.load(path)
-    except Exception as exc:  # unpickling raises anything the stored objects raise
-        raise ConversionFailed(f"{path} cannot be loaded with joblib: {first_line(exc)}") from exc
+    estimator = pickles.load(path, trusted=trusted, report=report)
     if not isinstance(estimator, BaseEstimator):
         raise ConversionFailed(f"{path} holds a {type(estimator).__name__}, not a scikit-learn estimator")
     return from_estimator(estimator, sample=sample, tolerance=tolerance)
