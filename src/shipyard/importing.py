@@ -26,6 +26,7 @@ FRAMEWORK_BY_SUFFIX = {
     ".pt": "torchscript",
     ".pth": "torchscript",
     ".torchscript": "torchscript",
+    ".skops": "sklearn",
     ".joblib": "sklearn",
     ".pkl": "sklearn",
     ".pickle": "sklearn",

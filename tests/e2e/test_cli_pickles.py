@@ -1,5 +1,5 @@
 """`shipyard model import` on untrusted files, as a user runs it: a malicious pickle never runs, a
-pickle needs --trust."""
+pickle needs --trust, and a .skops file needs nothing."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import joblib
 import pytest
+import skops.io
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
@@ -59,9 +60,12 @@ def test_a_malicious_joblib_file_never_runs(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_a_joblib_file_needs_trust(model: LogisticRegression, tmp_path: Path) -> None:
+def test_a_joblib_file_needs_trust_and_a_skops_file_does_not(
+    model: LogisticRegression, tmp_path: Path
+) -> None:
     home = tmp_path / "home"
     joblib.dump(model, tmp_path / "logreg.joblib")
+    skops.io.dump(model, tmp_path / "logreg.skops")
 
     error = one_line_error(shipyard(home, str(tmp_path / "logreg.joblib"), "--name", "digits"))
     assert "--trust" in error and "skops.io.dump" in error
@@ -70,3 +74,7 @@ def test_a_joblib_file_needs_trust(model: LogisticRegression, tmp_path: Path) ->
     assert trusted.returncode == 0, trusted.stderr
     assert "logreg.joblib imports" in trusted.stdout and "LogisticRegression" in trusted.stdout
     assert "imported digits:1 from sklearn" in trusted.stdout
+
+    safe = shipyard(home, str(tmp_path / "logreg.skops"), "--name", "digits")
+    assert safe.returncode == 0, safe.stderr
+    assert "imported digits:2 from sklearn" in safe.stdout

@@ -32,7 +32,7 @@ def _shape(text: str) -> list[int]:
 def import_(
     ctx: typer.Context,
     path: Path = typer.Argument(
-        ..., help="Model file: .onnx, TorchScript .pt, sklearn .joblib/.pkl (with --trust)."
+        ..., help="Model file: .onnx, TorchScript .pt, sklearn .skops (or .joblib/.pkl with --trust)."
     ),
     name: str = typer.Option(..., "--name", "-n", help="Model name in the registry."),
     labels: Path | None = typer.Option(None, help="Class labels: one per line, or a JSON list."),

@@ -1,4 +1,5 @@
-"""Untrusted model files: pickles are scanned without running them and loaded only on trust."""
+"""Untrusted model files: pickles are scanned without running them and loaded only on trust;
+skops files load without trust when they hold only scikit-learn, numpy and scipy types."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
+import skops.io
 from sklearn.datasets import load_digits
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from shipyard.convert import from_sklearn_file
 from shipyard.errors import ConversionFailed
@@ -28,6 +31,17 @@ class Payload:
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return self.run, self.args
+
+
+class Provenance:
+    """Metadata a user attached to a model: a type of their own, which skops does not trust."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+
+def double(x: np.ndarray) -> np.ndarray:
+    return x * 2
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +144,56 @@ def test_a_compression_the_scan_cannot_read_is_refused_clearly(tmp_path: Path) -
 
     with pytest.raises(ConversionFailed, match=r"cannot be scanned before loading .*compressed with lz4"):
         from_sklearn_file(path, trusted=True)
+
+
+def test_a_skops_file_converts_without_trust(pipeline: Pipeline, tmp_path: Path) -> None:
+    path = tmp_path / "model.skops"
+    skops.io.dump(pipeline, path)
+
+    converted = from_sklearn_file(path)
+
+    assert converted.labels == [str(d) for d in range(10)] and converted.check.passed
+
+
+def test_scikit_learn_types_skops_reports_are_trusted(
+    digits: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    path = tmp_path / "forest.skops"
+    skops.io.dump(RandomForestClassifier(n_estimators=3, max_depth=4, random_state=0).fit(*digits), path)
+    assert skops.io.get_untrusted_types(file=path) == ["sklearn.tree._tree.Tree"]
+    reports: list[str] = []
+
+    assert from_sklearn_file(path, report=reports.append).check.passed
+    assert reports == []
+
+
+def test_a_skops_file_with_a_custom_function_is_refused(
+    digits: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    path = tmp_path / "model.skops"
+    model = make_pipeline(FunctionTransformer(double), LogisticRegression(max_iter=500)).fit(*digits)
+    skops.io.dump(model, path)
+
+    name = re.escape(f"{double.__module__}.double")
+    with pytest.raises(ConversionFailed, match=f"types outside scikit-learn, numpy and scipy.*: {name};"):
+        from_sklearn_file(path)
+
+
+def test_a_skops_file_with_another_type_is_refused_and_loads_when_trusted(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    path = tmp_path / "model.skops"
+    pipeline.provenance_ = Provenance("digits notebook")
+    try:
+        skops.io.dump(pipeline, path)
+    finally:
+        del pipeline.provenance_
+    name = f"{Provenance.__module__}.Provenance"
+
+    with pytest.raises(ConversionFailed, match=f"{re.escape(name)}; pass --trust"):
+        from_sklearn_file(path)
+    reports: list[str] = []
+    converted = from_sklearn_file(path, trusted=True, report=reports.append)
+
+    assert converted.check.passed
+    assert reports == [f"model.skops loads the types {name}; loading them because it is trusted"]
