@@ -7,7 +7,7 @@ this path, so a model imported either way gets the same checks and the same mani
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ FRAMEWORK_BY_SUFFIX = {
     ".pt": "torchscript",
     ".pth": "torchscript",
     ".torchscript": "torchscript",
+    ".skops": "sklearn",
     ".joblib": "sklearn",
     ".pkl": "sklearn",
     ".pickle": "sklearn",
@@ -98,8 +99,14 @@ def import_file(
     dataset: Path | None = None,
     tolerance: float = 1e-4,
     registry: Registry | None = None,
+    trusted: bool = False,
+    report: Callable[[str], None] | None = None,
 ) -> VersionRecord:
-    """The CLI's import: the framework is told by `framework` or guessed from the file suffix."""
+    """The CLI's import: the framework is told by `framework` or guessed from the file suffix.
+
+    Pickle-based files (joblib, .pkl, .pickle) run code from the file when loaded, so they are
+    refused unless `trusted`; `report` receives what a trusted file was found to import.
+    """
     if not path.is_file():
         raise NotFound(f"no such file: {path}")
     framework = framework or FRAMEWORK_BY_SUFFIX.get(path.suffix.lower())
@@ -117,7 +124,9 @@ def import_file(
     elif framework == "sklearn":
         from shipyard.convert import sklearn as sklearn_convert
 
-        converted = sklearn_convert.from_file(path, sample=sample, tolerance=tolerance)
+        converted = sklearn_convert.from_file(
+            path, sample=sample, tolerance=tolerance, trusted=trusted, report=report
+        )
     else:
         known = ", ".join(sorted(set(FRAMEWORK_BY_SUFFIX.values())))
         raise InvalidInput(

@@ -76,7 +76,9 @@ def test_tour(home: Path, demo: Path, tmp_path: Path) -> None:
     )
     assert (
         "imported digits:2 from sklearn"
-        in shipyard(home, "model", "import", str(tmp_path / "lr.joblib"), "--name", "digits").stdout
+        in shipyard(
+            home, "model", "import", str(tmp_path / "lr.joblib"), "--name", "digits", "--trust"
+        ).stdout
     )
     shipyard(home, "model", "export", "digits:1", str(tmp_path / "digits.onnx"))
     out = shipyard(home, "model", "import", str(tmp_path / "digits.onnx"), "--name", "digits-onnx").stdout

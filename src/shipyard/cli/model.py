@@ -31,7 +31,9 @@ def _shape(text: str) -> list[int]:
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    path: Path = typer.Argument(..., help="Model file: .onnx, TorchScript .pt, sklearn .joblib/.pkl."),
+    path: Path = typer.Argument(
+        ..., help="Model file: .onnx, TorchScript .pt, sklearn .skops (or .joblib/.pkl with --trust)."
+    ),
     name: str = typer.Option(..., "--name", "-n", help="Model name in the registry."),
     labels: Path | None = typer.Option(None, help="Class labels: one per line, or a JSON list."),
     input_shape: str | None = typer.Option(None, help="TorchScript input shape, batch first: 1,64."),
@@ -41,6 +43,11 @@ def import_(
     tolerance: float = typer.Option(1e-4, help="Largest allowed |source - onnx| in the check."),
     reference: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="Reference rows live inputs are compared with (drift)."
+    ),
+    trust: bool = typer.Option(
+        False,
+        "--trust",
+        help="Load a pickle-based file (joblib/pickle): it runs code from the file; only for files you made",
     ),
 ) -> None:
     """Convert a model to ONNX, check it numerically, and register it as a new version."""
@@ -58,6 +65,8 @@ def import_(
             dataset=dataset,
             tolerance=tolerance,
             registry=st.registry,
+            trusted=trust,
+            report=console.print,
         )
     check = record.check
     diff = check.get("max_abs_diff")

@@ -5,6 +5,7 @@ scikit-learn and skl2onnx are an optional extra, so they are imported only insid
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from shipyard.convert import pickles
 from shipyard.convert.check import (
     GENERATED,
     USER_DATA,
@@ -22,6 +24,7 @@ from shipyard.convert.check import (
     run_onnx,
     signature_of,
 )
+from shipyard.convert.pickles import Report
 from shipyard.errors import ConversionFailed, NotFound
 from shipyard.signature import Scores
 
@@ -29,6 +32,8 @@ OPSET = {"": 17, "ai.onnx.ml": 3}
 CHECK_ROWS = 16
 INPUT_NAME = "input"
 _MISSING = "scikit-learn is not installed: pip install 'shipyard[sklearn]'"
+_MISSING_SKOPS = "skops is not installed: pip install 'shipyard[sklearn]'"
+_LIBRARIES = frozenset({"sklearn", "numpy", "scipy"})
 
 
 def _require_sklearn() -> None:
@@ -96,25 +101,74 @@ def from_estimator(estimator: Any, sample: Array | None = None, tolerance: float
     )
 
 
-def from_file(path: str | Path, sample: Array | None = None, tolerance: float = 1e-4) -> Converted:
-    """Load an estimator saved with joblib or pickle, then convert it as `from_estimator` does.
+def from_file(
+    path: str | Path,
+    sample: Array | None = None,
+    tolerance: float = 1e-4,
+    *,
+    trusted: bool = False,
+    report: Report | None = None,
+) -> Converted:
+    """Load an estimator saved with skops (.skops) or joblib/pickle, then convert it as
+    `from_estimator` does.
 
-    Unpickling runs code from the file: only import files you trust.
+    A pickle runs code from the file when loaded, so it is scanned first and loaded only when
+    `trusted`; a .skops file loads without running code, trusting scikit-learn, numpy and scipy
+    types and, when `trusted`, the others it names. `report` receives what was trusted on the way.
     """
     _require_sklearn()
-    import joblib
     from sklearn.base import BaseEstimator
 
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"no such file: {path}")
-    try:
-        estimator = joblib.load(path)
-    except Exception as exc:  # unpickling raises anything the stored objects raise
-        raise ConversionFailed(f"{path} cannot be loaded with joblib: {first_line(exc)}") from exc
+    if path.suffix.lower() == ".skops":
+        estimator = _load_skops(path, trusted, report)
+    else:
+        estimator = pickles.load(path, trusted=trusted, report=report)
     if not isinstance(estimator, BaseEstimator):
         raise ConversionFailed(f"{path} holds a {type(estimator).__name__}, not a scikit-learn estimator")
     return from_estimator(estimator, sample=sample, tolerance=tolerance)
+
+
+def _load_skops(path: Path, trusted: bool, report: Report | None) -> Any:
+    """skops builds objects from a schema, never by running code from the file, except through the
+    types it loads: those outside scikit-learn, numpy and scipy need the caller's trust."""
+    try:
+        import skops.io
+    except ImportError:
+        raise ConversionFailed(_MISSING_SKOPS) from None
+    try:
+        reported = skops.io.get_untrusted_types(file=path)
+    except Exception as exc:  # a bad zip, a bad schema: skops raises many types
+        raise ConversionFailed(f"{path.name} cannot be read with skops: {first_line(exc)}") from exc
+    unknown = sorted(name for name in reported if not _library_type(name))
+    if unknown and not trusted:
+        raise ConversionFailed(
+            f"{path.name} holds types outside scikit-learn, numpy and scipy, which skops would load: "
+            f"{', '.join(unknown)}; pass --trust (trusted=True in Python) if you know this code"
+        )
+    if unknown and report is not None:
+        report(f"{path.name} loads the types {', '.join(unknown)}; loading them because it is trusted")
+    try:
+        return skops.io.load(path, trusted=list(reported))
+    except Exception as exc:  # whatever the stored objects' construction raises
+        raise ConversionFailed(f"{path.name} cannot be loaded with skops: {first_line(exc)}") from exc
+
+
+def _library_type(name: str) -> bool:
+    """A class (not a function: a function in a FunctionTransformer is called on the data) defined
+    in scikit-learn, numpy or scipy, such as the sklearn.tree._tree.Tree skops reports."""
+    module, _, attr = name.rpartition(".")
+    if module.split(".")[0] not in _LIBRARIES or not attr:
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecated submodules warn on import
+            found = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(found, type)
 
 
 def _check_data(estimator: Any, sample: Array | None) -> tuple[Array, str]:

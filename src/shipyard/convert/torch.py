@@ -130,11 +130,38 @@ def from_torchscript(
             warnings.simplefilter("ignore")
             module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
     except Exception as exc:  # torch raises RuntimeError, ValueError or zipfile errors
-        raise ConversionFailed(f"{path} is not a TorchScript file: {first_line(exc)}") from exc
+        raise ConversionFailed(_not_torchscript(path, exc)) from exc
     example_shape = [_EXAMPLE_DIM if d == -1 else d for d in shape]
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(example_shape, generator=generator)
     return from_module(module, example, sample=sample, tolerance=tolerance)
+
+
+def _not_torchscript(path: Path, exc: Exception) -> str:
+    """Say what the file is instead. torch.load with weights_only=True runs no code from the file
+    (it only rebuilds tensors and plain containers); it is used to tell the user, never to import."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    build = "build the module in Python and call shipyard.import_torch(module, example_input, name=...)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if zipfile.is_zipfile(path):
+            return (
+                f"{path} was saved with torch.save and holds Python objects, not only tensors (a whole "
+                f"module?), which only unpickling could load, running code from the file; it is not "
+                f"TorchScript: {build}"
+            )
+    except Exception:  # not a torch file at all
+        pass
+    else:
+        return f"{path} is a state dict / checkpoint, not TorchScript: {build}"
+    return f"{path} is not a TorchScript file: {first_line(exc)}"
 
 
 def _tensors(values: Sequence[torch.Tensor | Array]) -> list[torch.Tensor]:

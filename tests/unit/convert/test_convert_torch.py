@@ -140,6 +140,23 @@ def test_a_file_that_is_not_torchscript_is_refused(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_a_state_dict_is_told_apart_from_torchscript(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    torch.save({"model": _mlp().state_dict(), "epoch": 3}, path)
+
+    with pytest.raises(ConversionFailed, match="is a state dict / checkpoint, not TorchScript") as info:
+        from_torchscript(path, (1, 64))
+    assert "shipyard.import_torch(module, example_input, name=...)" in str(info.value)
+
+
+def test_a_whole_pickled_module_is_not_unpickled(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    torch.save(_mlp(), path)
+
+    with pytest.raises(ConversionFailed, match=r"saved with torch\.save and holds Python objects"):
+        from_torchscript(path, (1, 64))
+
+
 def test_a_missing_torchscript_file_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(NotFound, match="no such file"):
         from_torchscript(tmp_path / "absent.pt", (1, 64))
