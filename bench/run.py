@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import onnxruntime
 import orjson
 
@@ -25,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import loadgen
 import models
 import report
+from servers import cpu_s, free_port, rss_kib, server
 
 BENCH = Path(__file__).parent
 WORK = BENCH / ".work"
@@ -34,43 +33,6 @@ WARMUP = 0.5 if QUICK else 1.0
 SOAK_S = 0 if QUICK else float(os.environ.get("SOAK_S", "300"))
 CONCURRENCY = [1, 8, 64]
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server did not become ready")
-
-
-@contextmanager
-def server(command: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
@@ -163,25 +125,12 @@ def monitoring_cost(name: str) -> list[dict]:
     return rows
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measured(pid: int, coro: Any) -> dict[str, float]:
     """Run one load scenario and add the server's CPU time per request to its figures."""
     before = cpu_s(pid)
     r = asyncio.run(coro)
     used = cpu_s(pid) - before
     return {**r.to_dict(), "server_cpu_ms_per_request": 1000 * used / max(r.requests, 1)}
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def soak() -> dict:
