@@ -1,6 +1,6 @@
 """`make bench`: every scenario side by side, in one run, on this machine; writes bench/results/ and
 bench/BENCHMARKS.md. Environment: BENCH_QUICK=1 (short runs, no soak), BENCH_DURATION (s per run),
-SOAK_S (soak length, 0 skips it)."""
+SOAK_S (soak length, 0 skips it), OVERLOAD=0 (skips the overload scenario, which needs wrk)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import loadgen
 import models
+import overload
 import report
+import wrk
 from servers import cpu_s, free_port, rss_kib, server
 
 BENCH = Path(__file__).parent
@@ -31,6 +33,7 @@ QUICK = os.environ.get("BENCH_QUICK") == "1"
 DURATION = float(os.environ.get("BENCH_DURATION", "1.5" if QUICK else "5"))
 WARMUP = 0.5 if QUICK else 1.0
 SOAK_S = 0 if QUICK else float(os.environ.get("SOAK_S", "300"))
+OVERLOAD = os.environ.get("OVERLOAD", "1") != "0"
 CONCURRENCY = [1, 8, 64]
 PYTHON = sys.executable
 
@@ -201,6 +204,10 @@ def main() -> None:
     if SOAK_S:
         results["soak"] = soak()
         print(results["soak"])
+    if OVERLOAD and wrk.available():
+        results["overload"] = overload.run(home, QUICK)
+    elif OVERLOAD:
+        print("overload skipped: it needs wrk (Debian: apt-get install wrk)")
     out = BENCH / "results" / ("quick.json" if QUICK else "latest.json")
     out.parent.mkdir(exist_ok=True)
     out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
