@@ -116,7 +116,9 @@ async def saturation(base: str, plan: Plan) -> dict[str, Any]:
     }
 
 
-async def _probed(url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float) -> dict:
+async def _probed(
+    url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float
+) -> dict[str, Any]:
     """The probe beside wrk at `connections`: its own p99 at saturation, to compare like with like."""
     stop, ready = asyncio.Event(), asyncio.Event()
     probe = probes.Probe(url, body, headers, timeout_s=seconds)
@@ -163,7 +165,7 @@ async def overload(base: str, pid: int, connections: int, plan: Plan) -> dict[st
     for task in watchers:
         task.cancel()
     t0 = time.monotonic()
-    while not await answers_promptly(base) and time.monotonic() - t0 < plan.drain_s:
+    while not (drained := await answers_promptly(base)) and time.monotonic() - t0 < plan.drain_s:
         await asyncio.sleep(0.5)
     drain_s = time.monotonic() - t0
     await asyncio.sleep(1)
@@ -176,7 +178,7 @@ async def overload(base: str, pid: int, connections: int, plan: Plan) -> dict[st
         "probe": probe.summary(),
         "fresh": fresh,
         "drain_s": drain_s,
-        "drained": drain_s < plan.drain_s,
+        "drained": drained,
         "rss_start_kib": rss_start,
         "rss_peak_kib": max([rss_start, *(kib for _, kib in rss)]),
         "rss_end_kib": rss_end,
@@ -229,7 +231,11 @@ async def measure(home: Path, plan: Plan, flags: list[str]) -> dict[str, Any]:
         "machine": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count()},
         "plan": plan.__dict__,
         "serve_flags": flags,
-        "probe_setup": {"clients": probes.Probe.clients, "interval_s": probes.Probe.interval_s},
+        "probe_setup": {
+            "clients": probes.Probe.clients,
+            "interval_s": probes.Probe.interval_s,
+            "retry_s": probes.Probe.retry_s,
+        },
         "rss_ready_kib": rss_ready,
         "saturation": sat,
         "runs": runs,

@@ -288,8 +288,8 @@ def overload(results: dict[str, Any]) -> list[str]:
         f'(`{{"input": [64 floats]}}`) on the same {results["machine"]["cpus"]} cores. Saturation: the '
         "fewest connections within 5% of the peak served/s while doubling them. admitted/s counts 200s only; "
         "wrk's p99 is over every answer (fast 503s included), the probe's over its 200s alone "
-        f"({probe['clients']} clients on kept-alive connections, each sending one request every "
-        f"{probe['interval_s']:g} s after its last answer), and the p99 target compares the probe with itself "
+        f"({probe['clients']} clients on kept-alive connections, each sending its next request "
+        f"{probe['interval_s']:g} s after a 200, {probe.get('retry_s', probe['interval_s']):g} s after a refusal), and the p99 target compares the probe with itself "
         "beside wrk at saturation. A fresh client opens a new connection and times its first byte, whatever "
         "the status.",
         "",
