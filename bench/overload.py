@@ -42,6 +42,14 @@ MIN_OVERLOAD_CONNECTIONS = 1024  # the 30x run holds at least this many: a small
 # would otherwise never test a connection count that the transport has to cap
 
 
+T0 = time.monotonic()
+
+
+def say(text: str) -> None:
+    """Progress with the time so far: the plan promises bounded run times."""
+    print(f"[{time.monotonic() - T0:5.0f} s] {text}", flush=True)
+
+
 @dataclass(frozen=True)
 class Plan:
     """How long each part runs: --quick is a check that everything works, not a measurement."""
@@ -50,13 +58,14 @@ class Plan:
     overload_s: float  # one overload run
     fresh_timeout_s: float  # a fresh client waiting longer counts as timed out
     drain_s: float  # longest wait for the server to answer promptly again after an overload
+    probe_s: float  # the probe beside wrk at saturation: enough answers for a p99
     min_search: int = 64  # the search always goes this far
     max_search: int = 512
     fresh_tries: int = 20
 
 
-QUICK = Plan(step_s=3, overload_s=10, fresh_timeout_s=5, drain_s=20)
-FULL = Plan(step_s=8, overload_s=30, fresh_timeout_s=30, drain_s=60)
+QUICK = Plan(step_s=3, overload_s=10, fresh_timeout_s=5, drain_s=20, probe_s=6)
+FULL = Plan(step_s=8, overload_s=30, fresh_timeout_s=30, drain_s=60, probe_s=15)
 
 
 def bodies() -> dict[str, tuple[str, bytes, dict[str, str]]]:
@@ -92,19 +101,19 @@ async def saturation(base: str, plan: Plan) -> dict[str, Any]:
     while c <= plan.min_search or (c <= plan.max_search and stalls < 2):
         r = await wrk.run(base + path, body, headers, c, plan.step_s, 10)
         steps.append(r)
-        print(f"  {c:>4} connections: {r.ok_per_s:,.0f} served/s, p99 {r.p99_ms:.1f} ms, {r.statuses}")
+        say(f"  {c:>4} connections: {r.ok_per_s:,.0f} served/s, p99 {r.p99_ms:.1f} ms, {r.statuses}")
         stalls = 0 if r.ok_per_s > 1.05 * best else stalls + 1
         best, c = max(best, r.ok_per_s), 2 * c
     peak = max(s.ok_per_s for s in steps)
     sat = min((s for s in steps if s.ok_per_s >= 0.95 * peak), key=lambda s: s.connections)
-    probe_at_sat = await _probed(base + path, body, headers, sat.connections, max(plan.step_s, 10))
-    print(f"  probe beside {sat.connections} connections: p99 {probe_at_sat['p99_ms']:.1f} ms")
+    probe_at_sat = await _probed(base + path, body, headers, sat.connections, plan.probe_s)
+    say(f"  probe beside {sat.connections} connections: p99 {probe_at_sat['p99_ms']:.1f} ms")
     transports = {"friendly JSON": sat.to_dict()}
     for name in ("v2 JSON", "v2 binary"):
         path, body, headers = bodies()[name]
         r = await wrk.run(base + path, body, headers, sat.connections, plan.step_s, 10)
         transports[name] = r.to_dict()
-        print(f"  {name} at {sat.connections}: {r.ok_per_s:,.0f} served/s, p99 {r.p99_ms:.1f} ms")
+        say(f"  {name} at {sat.connections}: {r.ok_per_s:,.0f} served/s, p99 {r.p99_ms:.1f} ms")
     return {
         "concurrency": sat.connections,
         "peak_per_s": peak,
@@ -159,6 +168,7 @@ async def overload(base: str, pid: int, connections: int, plan: Plan) -> dict[st
         url, body, headers, plan.fresh_tries, 0.8 * plan.overload_s, plan.fresh_timeout_s
     )
     result = await load
+    say(f"  wrk done: {result.statuses}")
     stop.set()
     with suppress(TimeoutError):  # a probe request still waiting is dropped: it ran past the load
         await asyncio.wait_for(asyncio.gather(*watchers, return_exceptions=True), plan.fresh_timeout_s)
@@ -168,6 +178,7 @@ async def overload(base: str, pid: int, connections: int, plan: Plan) -> dict[st
     while not (drained := await answers_promptly(base)) and time.monotonic() - t0 < plan.drain_s:
         await asyncio.sleep(0.5)
     drain_s = time.monotonic() - t0
+    say(f"  prompt answers again after {drain_s:.1f} s" if drained else f"  still slow after {drain_s:.0f} s")
     await asyncio.sleep(1)
     rss_end = tree_rss_kib(pid)
     return {
@@ -201,14 +212,16 @@ def judge(run: dict[str, Any], sat: dict[str, Any]) -> dict[str, bool]:
 
 
 async def measure(home: Path, plan: Plan, flags: list[str]) -> dict[str, Any]:
+    say("starting shipyard serve digits")
     with shipyard(home, flags) as (base, process):
         rss_ready = tree_rss_kib(process.pid)
-        print("saturation search (friendly JSON, wrk -t1):")
+        say("saturation search (friendly JSON, wrk -t1):")
         sat = await saturation(base, plan)
-        print(f"  saturation: {sat['concurrency']} connections, peak {sat['peak_per_s']:,.0f}/s")
+        say(f"  saturation: {sat['concurrency']} connections, peak {sat['peak_per_s']:,.0f}/s")
         runs = {}
         for factor, floor in ((10, 1), (30, MIN_OVERLOAD_CONNECTIONS)):
             connections = max(factor * sat["concurrency"], floor)
+            say(f"{factor}x: {connections} connections for {plan.overload_s:g} s")
             run = await overload(base, process.pid, connections, plan)
             run["factor"] = factor
             raised = (
@@ -221,11 +234,11 @@ async def measure(home: Path, plan: Plan, flags: list[str]) -> dict[str, Any]:
             run["met"] = judge(run, sat)
             runs[f"{factor}x"] = run
             if run["server_exit_code"] is not None:
-                print(
+                say(
                     f"  the server exited ({run['server_exit_code']}): see {home.parent / 'overload-server.log'}"
                 )
                 break
-            print(f"  {factor}x ({connections} connections): {run['wrk']['statuses']}, met {run['met']}")
+            say(f"  {factor}x ({connections} connections): {run['wrk']['statuses']}, met {run['met']}")
     log = (home.parent / "overload-server.log").read_text(errors="replace")
     return {
         "machine": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count()},
@@ -258,6 +271,7 @@ def main() -> None:
         sys.exit("overload needs wrk (Debian: apt-get install wrk)")
     home = BENCH / ".work" / "overload-home"
     shutil.rmtree(home, ignore_errors=True)
+    say("building the digits model")
     models.build(home, ("digits",))
     results = run(home, args.quick, args.serve_flag)
     out = BENCH / "results" / ("overload-quick.json" if args.quick else "overload.json")

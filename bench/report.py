@@ -293,6 +293,10 @@ def overload(results: dict[str, Any]) -> list[str]:
         "beside wrk at saturation. A fresh client opens a new connection and times its first byte, whatever "
         "the status.",
         "",
+        "Served/s while doubling the connections: "
+        + ", ".join(f"{st['connections']}: {st['ok_per_s']:,.0f}" for st in sat["steps"])
+        + f". Saturation: **{sat['concurrency']} connections**, peak {peak:,.0f}/s, p99 {_ms(sat['p99_ms'])} ms.",
+        "",
         "| scenario | concurrency | admitted/s | % of peak | 503/s | errors | p99 admitted (wrk / probe) ms "
         "| fresh-client TTFB max | RSS start -> peak -> end MiB | met? |",
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
