@@ -1,7 +1,7 @@
 """Overload: does shipyard keep serving at its capacity when many more clients arrive than it can
 serve, refusing the rest fast? Finds the concurrency the digits model saturates at, then holds 10x and
-30x that many wrk connections on the friendly API while a probe times admitted requests, fresh
-clients time their first byte, and the server's RSS is sampled.
+30x that many wrk connections (at least 1,024) on the friendly API while a probe times admitted
+requests, fresh clients time their first byte, and the server's RSS is sampled.
 
     python bench/overload.py [--quick] [--serve-flag=--some-option ...]
 
