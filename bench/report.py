@@ -257,6 +257,11 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n:,} x {what}" for what, n in sorted(counts.items())) or "none"
 
 
+def _few(p: dict[str, Any], setup: dict[str, Any]) -> str:
+    need = setup.get("min_answers", 0)
+    return f" (too few to judge: {need} needed)" if p["answered_200"] < need else ""
+
+
 def _after(run: dict[str, Any]) -> str:
     if run.get("server_exit_code") is not None:
         return f"**the server exited** ({run['server_exit_code']})"
@@ -302,11 +307,11 @@ def overload(results: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
     ]
     for name, t in sat["transports"].items():
-        probe = _ms(sat["probe_p99_ms"]) if name == "friendly JSON" else "-"
+        probe_p99 = _ms(sat["probe_p99_ms"]) if name == "friendly JSON" else "-"
         lines.append(
             f"| saturation, {name} | {t['connections']} | {t['ok_per_s']:,.0f} | {100 * t['ok_per_s'] / peak:.0f}% "
             f"| {t['busy_per_s']:,.0f} | {t['connect_errors'] + t['read_errors'] + t['write_errors'] + t['timeouts']} "
-            f"| {_ms(t['p99_ms'])} / {probe} | - | - | - |"
+            f"| {_ms(t['p99_ms'])} / {probe_p99} | - | - | - |"
         )
     for run in runs.values():
         w = run["wrk"]
@@ -327,7 +332,7 @@ def overload(results: dict[str, Any]) -> list[str]:
             f"| {key}: admitted >= 80% of peak | {w['ok_per_s']:,.0f} of {peak:,.0f}/s = "
             f"**{100 * w['ok_per_s'] / peak:.0f}%** | {yes[met['admitted']]} |",
             f"| {key}: p99 of admitted <= 4x saturation p99 | probe **{_ms(p['p99_ms'])} ms** over "
-            f"{p['answered_200']} answers ({_counts(p['statuses'])}, {p['errors']} errors) vs 4 x "
+            f"{p['answered_200']} answers{_few(p, probe)} ({_counts(p['statuses'])}, {p['errors']} errors) vs 4 x "
             f"{_ms(sat['probe_p99_ms'])} ms (the probe at saturation; wrk's saturation p99: "
             f"{_ms(sat['p99_ms'])} ms; wrk here, all statuses: {_ms(w['p99_ms'])} ms) | {yes[met['p99']]} |",
             f"| {key}: a fresh client's answer or 503 in <= 1 s | max {_fresh(run['fresh'])}; outcomes "
