@@ -330,7 +330,7 @@ def overload(results: dict[str, Any]) -> list[str]:
         growth = max(run["rss_peak_kib"], run["rss_end_kib"]) - run["rss_start_kib"]
         lines += [
             f"| {key}: admitted >= 80% of peak | {w['ok_per_s']:,.0f} of {peak:,.0f}/s = "
-            f"**{100 * w['ok_per_s'] / peak:.0f}%** | {yes[met['admitted']]} |",
+            f"**{100 * w['ok_per_s'] / peak:.1f}%** | {yes[met['admitted']]} |",
             f"| {key}: p99 of admitted <= 4x saturation p99 | probe **{_ms(p['p99_ms'])} ms** over "
             f"{p['answered_200']} answers{_few(p, probe)} ({_counts(p['statuses'])}, {p['errors']} errors) vs 4 x "
             f"{_ms(sat['probe_p99_ms'])} ms (the probe at saturation; wrk's saturation p99: "
