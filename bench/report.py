@@ -250,6 +250,8 @@ def _errors(run: dict[str, Any]) -> str:
         if w[k]
     ]
     parts += [_counts(run["other_statuses"])] if run["other_statuses"] else []
+    if w.get("busy_without_retry_after"):
+        parts.append(f"{w['busy_without_retry_after']:,} x 503 without Retry-After")
     return ", ".join(parts) or "0"
 
 

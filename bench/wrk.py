@@ -23,20 +23,24 @@ f:close()
 %(headers)s
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
-function init(args) statuses = {} end
-function response(status, headers, body) statuses[status] = (statuses[status] or 0) + 1 end
+function init(args) statuses = {}; bare_503 = 0 end
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+  if status == 503 and not (headers["retry-after"] or headers["Retry-After"]) then bare_503 = bare_503 + 1 end
+end
 function done(summary, latency, requests)
-  local counts = {}
+  local counts, bare = {}, 0
   for _, t in ipairs(threads) do
+    bare = bare + t:get("bare_503")
     for status, n in pairs(t:get("statuses")) do counts[status] = (counts[status] or 0) + n end
   end
   local parts = {}
   for status, n in pairs(counts) do table.insert(parts, string.format('"%%d": %%d', status, n)) end
   local e = summary.errors
   io.write(string.format(
-    'WRK_RESULT {"duration_us": %%d, "requests": %%d, "statuses": {%%s}, "connect": %%d, "read": %%d, '
+    'WRK_RESULT {"duration_us": %%d, "requests": %%d, "statuses": {%%s}, "bare_503": %%d, "connect": %%d, "read": %%d, '
     .. '"write": %%d, "timeout": %%d, "p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "max_us": %%d}\\n',
-    summary.duration, summary.requests, table.concat(parts, ", "), e.connect, e.read, e.write,
+    summary.duration, summary.requests, table.concat(parts, ", "), bare, e.connect, e.read, e.write,
     e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end
 """
@@ -50,6 +54,7 @@ class WrkResult:
     seconds: float
     requests: int
     statuses: dict[int, int] = field(default_factory=dict)
+    busy_without_retry_after: int = 0  # a 503 should say when to come back
     connect_errors: int = 0
     read_errors: int = 0
     write_errors: int = 0
@@ -124,6 +129,7 @@ async def run(
         seconds=doc["duration_us"] / 1e6,
         requests=doc["requests"],
         statuses={int(k): v for k, v in doc["statuses"].items()},
+        busy_without_retry_after=doc["bare_503"],
         connect_errors=doc["connect"],
         read_errors=doc["read"],
         write_errors=doc["write"],
