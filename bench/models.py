@@ -78,12 +78,17 @@ def sample(name: str, rows: int = 1, seed: int = 0) -> np.ndarray:
     return (rng.random((rows, *SHAPES[name])) * scale).astype(np.float32)
 
 
-def build(home: Path) -> dict[str, Path]:
-    """Register both models in a registry under `home`; returns each model's ONNX file."""
+BUILDERS = {"digits": digits_mlp, "cnn": small_cnn}
+
+
+def build(home: Path, names: tuple[str, ...] = ("digits", "cnn")) -> dict[str, Path]:
+    """Register the models (both unless told) in a registry under `home`; returns each model's ONNX
+    file."""
     registry = Registry.open(Settings(home=home))
     files = {}
     try:
-        for name, module in (("digits", digits_mlp()), ("cnn", small_cnn())):
+        for name in names:
+            module = BUILDERS[name]()
             example = torch.from_numpy(sample(name))
             record = shipyard.import_torch(module, example, name=name, registry=registry)
             files[name] = home / f"{name}.onnx"

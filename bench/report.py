@@ -227,6 +227,7 @@ def write(results: dict[str, Any], md: Path, png: Path) -> None:
     for name, data in results["models"].items():
         lines += _table(name, data)
     lines += monitoring(results)
+    lines += overload(results.get("overload", {}))
     lines += [
         "Raw figures: `bench/results/latest.json`. How the scenarios work and how to rerun them: "
         "`bench/README.md`.",
@@ -234,3 +235,127 @@ def write(results: dict[str, Any], md: Path, png: Path) -> None:
     ]
     md.write_text("\n".join(lines))
     plot(results, png)
+
+
+def _ms(value: float | None) -> str:
+    """Milliseconds; JSON turns a NaN (nothing measured) into null."""
+    return "-" if value is None or value != value else f"{value:,.1f}"
+
+
+def _errors(run: dict[str, Any]) -> str:
+    w = run["wrk"]
+    parts = [
+        f"{w[k]:,} {k.split('_')[0]}"
+        for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
+        if w[k]
+    ]
+    parts += [_counts(run["other_statuses"])] if run["other_statuses"] else []
+    if w.get("busy_without_retry_after"):
+        parts.append(f"{w['busy_without_retry_after']:,} x 503 without Retry-After")
+    return ", ".join(parts) or "0"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} x {what}" for what, n in sorted(counts.items())) or "none"
+
+
+def _few(p: dict[str, Any], setup: dict[str, Any]) -> str:
+    need = setup.get("min_answers", 0)
+    return f" (too few to judge: {need} needed)" if p["answered_200"] < need else ""
+
+
+def _after(run: dict[str, Any]) -> str:
+    if run.get("server_exit_code") is not None:
+        return f"**the server exited** ({run['server_exit_code']})"
+    if not run["drained"]:
+        return f"**not answering promptly {run['drain_s']:.0f} s after the load**"
+    return f"back to prompt answers {run['drain_s']:.1f} s after the load"
+
+
+def _fresh(fresh: dict[str, Any]) -> str:
+    missed = fresh["tries"] - fresh["answered"]
+    text = f"{_ms(fresh['ttfb_max_ms'])} ms (p50 {_ms(fresh['ttfb_p50_ms'])} ms)"
+    return text + (
+        f"; {missed} of {fresh['tries']} had no answer in {fresh['timeout_s']:g} s" if missed else ""
+    )
+
+
+def overload(results: dict[str, Any]) -> list[str]:
+    """The Overload section, from bench/overload.py's results."""
+    if not results:
+        return []
+    sat, runs, probe = results["saturation"], results["runs"], results["probe_setup"]
+    peak = sat["peak_per_s"]
+    yes = {True: "yes", False: "**no**"}
+    lines = [
+        "## Overload",
+        "",
+        f"Measured {results['machine']['date']} by `bench/overload.py`: `shipyard serve digits` with its "
+        "defaults (monitoring and batching on, one ORT thread), wrk `-t1` POSTing the friendly API "
+        f'(`{{"input": [64 floats]}}`) on the same {results["machine"]["cpus"]} cores. Saturation: the '
+        "fewest connections within 5% of the peak served/s while doubling them. admitted/s counts 200s only; "
+        "wrk's p99 is over every answer (fast 503s included), the probe's over its 200s alone "
+        f"({probe['clients']} clients on kept-alive connections, each sending its next request "
+        f"{probe['interval_s']:g} s after a 200, {probe.get('retry_s', probe['interval_s']):g} s after a refusal), and the p99 target compares the probe with itself "
+        "beside wrk at saturation. A fresh client opens a new connection and times its first byte, whatever "
+        "the status.",
+        "",
+        "Served/s while doubling the connections: "
+        + ", ".join(f"{st['connections']}: {st['ok_per_s']:,.0f}" for st in sat["steps"])
+        + f". Saturation: **{sat['concurrency']} connections**, peak {peak:,.0f}/s, p99 {_ms(sat['p99_ms'])} ms.",
+        "",
+        "| scenario | concurrency | admitted/s | % of peak | 503/s | errors | p99 admitted (wrk / probe) ms "
+        "| fresh-client TTFB max | RSS start -> peak -> end MiB | met? |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for name, t in sat["transports"].items():
+        probe_p99 = _ms(sat["probe_p99_ms"]) if name == "friendly JSON" else "-"
+        lines.append(
+            f"| saturation, {name} | {t['connections']} | {t['ok_per_s']:,.0f} | {100 * t['ok_per_s'] / peak:.0f}% "
+            f"| {t['busy_per_s']:,.0f} | {t['connect_errors'] + t['read_errors'] + t['write_errors'] + t['timeouts']} "
+            f"| {_ms(t['p99_ms'])} / {probe_p99} | - | - | - |"
+        )
+    for run in runs.values():
+        w = run["wrk"]
+        mib = "{:.0f} -> {:.0f} -> {:.0f}".format(
+            run["rss_start_kib"] / 1024, run["rss_peak_kib"] / 1024, run["rss_end_kib"] / 1024
+        )
+        lines.append(
+            f"| {run['rule']} | {run['connections']:,} | {w['ok_per_s']:,.0f} | "
+            f"{100 * w['ok_per_s'] / peak:.0f}% | {w['busy_per_s']:,.0f} | {_errors(run)} | "
+            f"{_ms(w['p99_ms'])} / {_ms(run['probe']['p99_ms'])} | {_fresh(run['fresh'])} | {mib} | "
+            f"{yes[all(run['met'].values())]} |"
+        )
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    for key, run in runs.items():
+        w, met, p = run["wrk"], run["met"], run["probe"]
+        growth = max(run["rss_peak_kib"], run["rss_end_kib"]) - run["rss_start_kib"]
+        lines += [
+            f"| {key}: admitted >= 80% of peak | {w['ok_per_s']:,.0f} of {peak:,.0f}/s = "
+            f"**{100 * w['ok_per_s'] / peak:.1f}%** | {yes[met['admitted']]} |",
+            f"| {key}: p99 of admitted <= 4x saturation p99 | probe **{_ms(p['p99_ms'])} ms** over "
+            f"{p['answered_200']} answers{_few(p, probe)} ({_counts(p['statuses'])}, {p['errors']} errors) vs 4 x "
+            f"{_ms(sat['probe_p99_ms'])} ms (the probe at saturation; wrk's saturation p99: "
+            f"{_ms(sat['p99_ms'])} ms; wrk here, all statuses: {_ms(w['p99_ms'])} ms) | {yes[met['p99']]} |",
+            f"| {key}: a fresh client's answer or 503 in <= 1 s | max {_fresh(run['fresh'])}; outcomes "
+            f"{_counts(run['fresh']['outcomes'])} | {yes[met['fresh']]} |",
+            f"| {key}: RSS flat (growth <= 10% of start) | {growth / 1024:+.1f} MiB "
+            f"({100 * growth / run['rss_start_kib']:+.0f}%); {_after(run)} | {yes[met['rss']]} |",
+        ]
+    return [*lines, ""]
+
+
+def replace_section(md: Path, section: list[str]) -> None:
+    """Put `section` (starting with its `## ` title) in place of the section of that title in `md`,
+    or before the closing "Raw figures" line: the other sections stay as they were."""
+    lines = md.read_text().splitlines() if md.exists() else []
+    title = section[0]
+    if title in lines:
+        start = lines.index(title)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith(("## ", "Raw figures"))),
+            len(lines),
+        )
+    else:
+        start = end = next((i for i, line in enumerate(lines) if line.startswith("Raw figures")), len(lines))
+    md.write_text("\n".join([*lines[:start], *section, *lines[end:]]) + "\n")

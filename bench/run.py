@@ -1,13 +1,12 @@
 """`make bench`: every scenario side by side, in one run, on this machine; writes bench/results/ and
 bench/BENCHMARKS.md. Environment: BENCH_QUICK=1 (short runs, no soak), BENCH_DURATION (s per run),
-SOAK_S (soak length, 0 skips it)."""
+SOAK_S (soak length, 0 skips it), OVERLOAD=0 (skips the overload scenario, which needs wrk)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import onnxruntime
 import orjson
 
@@ -24,7 +22,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import loadgen
 import models
+import overload
 import report
+import wrk
+from servers import cpu_s, free_port, rss_kib, server
 
 BENCH = Path(__file__).parent
 WORK = BENCH / ".work"
@@ -32,45 +33,9 @@ QUICK = os.environ.get("BENCH_QUICK") == "1"
 DURATION = float(os.environ.get("BENCH_DURATION", "1.5" if QUICK else "5"))
 WARMUP = 0.5 if QUICK else 1.0
 SOAK_S = 0 if QUICK else float(os.environ.get("SOAK_S", "300"))
+OVERLOAD = os.environ.get("OVERLOAD", "1") != "0"
 CONCURRENCY = [1, 8, 64]
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server did not become ready")
-
-
-@contextmanager
-def server(command: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
@@ -163,25 +128,12 @@ def monitoring_cost(name: str) -> list[dict]:
     return rows
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measured(pid: int, coro: Any) -> dict[str, float]:
     """Run one load scenario and add the server's CPU time per request to its figures."""
     before = cpu_s(pid)
     r = asyncio.run(coro)
     used = cpu_s(pid) - before
     return {**r.to_dict(), "server_cpu_ms_per_request": 1000 * used / max(r.requests, 1)}
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def soak() -> dict:
@@ -252,6 +204,10 @@ def main() -> None:
     if SOAK_S:
         results["soak"] = soak()
         print(results["soak"])
+    if OVERLOAD and wrk.available():
+        results["overload"] = overload.run(home, QUICK)
+    elif OVERLOAD:
+        print("overload skipped: it needs wrk (Debian: apt-get install wrk)")
     out = BENCH / "results" / ("quick.json" if QUICK else "latest.json")
     out.parent.mkdir(exist_ok=True)
     out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
