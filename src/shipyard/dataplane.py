@@ -24,6 +24,7 @@ from shipyard.runtime.changes import Changes
 from shipyard.runtime.manager import ModelManager
 from shipyard.signature import TensorSpec, check_inputs
 
+REFUSALS_PER_S = 100
 MAX_ID = 256  # request ids are kept (log, feedback index): a bound on what a client can make us hold
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,32 @@ PLATFORM = "onnxruntime_onnx"
 CONFIG_TYPES = {"BYTES": "STRING"}  # Triton's config names every other type as v2 does, after "TYPE_"
 
 
+class Backoff:
+    """How long refused clients are told to wait (Retry-After), growing with how many were refused in
+    the last second: under a flood, clients that come back as told (and, over HTTP, connections that
+    do not: their next request is read only then) refuse at a bounded rate, which leaves the CPU to
+    the requests that were admitted. One second when refusals are rare."""
+
+    def __init__(self, per_second: int = REFUSALS_PER_S, longest_s: int = 10) -> None:
+        self.per_second, self.longest_s = per_second, longest_s
+        self._window, self._count, self._last = 0, 0, 0
+
+    def retry_after(self) -> int:
+        window = int(time.monotonic())
+        if window != self._window:
+            self._last = self._count if window == self._window + 1 else 0
+            self._window, self._count = window, 0
+        self._count += 1
+        return min(self.longest_s, 1 + max(self._last, self._count) // self.per_second)
+
+
 class DataPlane:
     def __init__(self, manager: ModelManager, monitor: Monitor | None = None) -> None:
         self.manager = manager
         self.changes = Changes(manager)
         self.monitor = monitor
         self._admitted: dict[str, int] = {}
+        self._backoff = Backoff()
 
     # -- health and metadata ---------------------------------------------------------------
 
@@ -65,7 +86,10 @@ class DataPlane:
         self.manager.record(name, version)
         count = self._admitted.get(name, 0)
         if count >= served.serving.in_flight_limit:
-            raise Overloaded(f"{name} is overloaded: {count} requests are in flight; retry later")
+            raise Overloaded(
+                f"{name} is overloaded: {count} requests are in flight; retry later",
+                self._backoff.retry_after(),
+            )
         self._admitted[name] = count + 1
 
     def release(self, name: str) -> None:

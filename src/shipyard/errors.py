@@ -82,7 +82,9 @@ class Unavailable(ShipyardError):
 
 
 class Overloaded(Unavailable):
-    retry_after_s: int = 1
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class DeadlineExceeded(Unavailable):

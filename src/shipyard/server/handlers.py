@@ -22,6 +22,7 @@ from shipyard.errors import InvalidInput, PayloadTooLarge, ShipyardError
 from shipyard.protocol.v2 import HEADER_LENGTH, decode_request, encode_response
 from shipyard.server.auth import Auth
 from shipyard.server.errors import answer_error
+from shipyard.server.transport import hold_connection
 
 JSON = "application/json"
 CLIENT_GONE = 499  # nginx's "client closed request": counted, never answered
@@ -77,7 +78,13 @@ class Handlers:
         return self.auth.check(request.headers.get("authorization"), scope, model, client_of(request))
 
     def _failed(
-        self, exc: BaseException, name: str | None, version: str | None, protocol: str, started: float
+        self,
+        request: Request,
+        exc: BaseException,
+        name: str | None,
+        version: str | None,
+        protocol: str,
+        started: float,
     ) -> Response:
         if isinstance(exc, ClientDisconnect):
             log.debug("a client went away before sending its whole request")
@@ -85,6 +92,9 @@ class Handlers:
             return Response(status_code=CLIENT_GONE)
         response = answer_error(exc)
         self.dataplane.failed(name, version, protocol, response.status_code, started)
+        retry = getattr(exc, "retry_after_s", None)
+        if retry:
+            hold_connection(request.scope, retry)
         return response
 
     async def live(self, request: Request) -> Response:
@@ -112,7 +122,7 @@ class Handlers:
                 self.dataplane.release(name)
             content, header_length = encode_response(answer)
         except Exception as exc:
-            return self._failed(exc, name, version, "rest", started)
+            return self._failed(request, exc, name, version, "rest", started)
         if header_length is None:
             return Response(content, media_type=JSON)
         return Response(
@@ -136,7 +146,7 @@ class Handlers:
             finally:
                 self.dataplane.release(name)
         except Exception as exc:
-            return self._failed(exc, name, version, "predict", started)
+            return self._failed(request, exc, name, version, "predict", started)
         return json_response(answer)
 
     async def metrics(self, request: Request) -> Response:

@@ -9,7 +9,9 @@ the three, at the protocol, so refusing costs no request task:
 - a request's head (line and headers) must arrive within `header_timeout_s` of its first byte, or
   of the connection's opening: else 408 and the connection closes;
 - its body must arrive within `body_timeout_s` of the head: else the connection closes, and the
-  handler reading it sees a client that went away.
+  handler reading it sees a client that went away;
+- a request refused with Retry-After (overload, a rate limit) holds its connection: the next request
+  on it is read once that time has passed, as the client was told.
 
 `keep_errors_quiet` wraps the ASGI app so that an unexpected error is answered (500, logged once by
 the exception handler) without Starlette re-raising it into uvicorn, which would log it again and
@@ -52,6 +54,15 @@ TOO_MANY = _raw_response(
 TOO_SLOW = _raw_response(b"408 Request Timeout", b"the request head did not arrive in time")
 
 
+HOLD = "shipyard.hold_s"
+"""Set in a request's ASGI scope state by a handler that refused it with Retry-After (seconds)."""
+
+
+def hold_connection(scope: Any, seconds: float) -> None:
+    """Ask the protocol not to read the connection's next request for `seconds` (on_response_complete)."""
+    scope.setdefault("state", {})[HOLD] = seconds
+
+
 class GuardedProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, limits: TransportLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -81,6 +92,22 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        hold = cycle.scope.get("state", {}).get(HOLD) if cycle is not None else None
+        super().on_response_complete()
+        if hold and not self.transport.is_closing():
+            # refused with Retry-After: this connection's next request is read once that time has
+            # passed, so a client that ignores it cannot turn refusals into a busy loop that starves
+            # the requests that were admitted (a new connection is read at once, as before)
+            self.flow.pause_reading()
+            self._arm(hold, self._resume)
+
+    def _resume(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.flow.resume_reading()
 
     def _arm(self, seconds: float, then: Any) -> None:
         if self._deadline is not None:
