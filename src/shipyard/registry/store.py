@@ -27,8 +27,9 @@ from shipyard.registry.records import DatasetInfo, Event, ModelSummary, VersionR
 from shipyard.registry.tables import AliasRow, EventRow, ModelRow, VersionRow, utcnow
 from shipyard.signature import Signature
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+# matched whole (fullmatch): `re.match(r"^...$")` also accepts a trailing newline ("digits\n")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 RESERVED_ALIASES = {"latest"}
 PRODUCTION = "production"
 ALIAS_CHANGES = {"alias", "restore", "deploy", "rollback"}
@@ -97,7 +98,7 @@ class Registry:
         report: dict[str, Any] | None = None,
     ) -> VersionRecord:
         """Store the artifact and add it as the next version of `name` (creating the model)."""
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise InvalidInput(f"bad model name {name!r}: use letters, digits, '_', '-' and '.', up to 128")
         _check_labels(labels, signature)
         sha = self.artifacts.put(onnx_bytes)
@@ -147,7 +148,7 @@ class Registry:
         actor: str | None = None,
     ) -> int | None:
         """Point `alias` at `version`; returns the version it pointed at before."""
-        if not ALIAS.match(alias) or alias in RESERVED_ALIASES:
+        if not ALIAS.fullmatch(alias) or alias in RESERVED_ALIASES:
             raise InvalidInput(
                 f"bad alias {alias!r}: start with a letter; letters, digits, '_' and '-'; "
                 f"not {', '.join(sorted(RESERVED_ALIASES))}"
