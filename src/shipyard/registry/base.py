@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -21,10 +22,14 @@ from shipyard.registry.tables import EventRow, ModelRow, utcnow
 
 
 class RegistryBase:
-    def __init__(self, url: str, artifacts: ArtifactStore, actor: str | None = None) -> None:
+    def __init__(
+        self, url: str, artifacts: ArtifactStore, actor: str | None = None, scratch: Path | None = None
+    ) -> None:
         self.url = url
         self.artifacts = artifacts
         self.actor = actor or _current_user()
+        self.scratch = scratch if scratch is not None else artifacts.root.parent / "tmp"
+        """Where long work (conversions, optimizations) keeps scratch files: see tempfiles.scratch_dir."""
         self.engine = make_engine(url)
         migrate.upgrade(writer(self.engine))
         self._reads = sessionmaker(self.engine, expire_on_commit=False)

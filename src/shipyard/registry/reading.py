@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from shipyard.errors import NotFound
+from shipyard.registry import tempfiles
 from shipyard.registry.base import RegistryBase
 from shipyard.registry.records import DatasetInfo, Event, ModelSummary, VersionRecord
 from shipyard.registry.tables import EventRow, ModelRow, VersionRow
@@ -64,13 +64,13 @@ class ReadingMixin(RegistryBase):
         path = path.expanduser()
         if path.is_dir():
             path = path / f"{record.model}-{record.number}.onnx"
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = tempfiles.mkstemp(path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         return record
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shipyard.config import Settings
 from shipyard.errors import Conflict, InvalidInput, NotFound
+from shipyard.registry import tempfiles
 from shipyard.registry.aliases import ALIAS_CHANGES, PRODUCTION, AliasesMixin, input_difference
 from shipyard.registry.artifacts import ArtifactStore
 from shipyard.registry.names import check_name
@@ -39,7 +40,9 @@ class Registry(AliasesMixin):
     def open(cls, settings: Settings) -> Registry:
         """The registry the settings point at, creating SHIPYARD_HOME on first use."""
         settings.home_dir.mkdir(parents=True, exist_ok=True)
-        return cls(settings.registry_url, ArtifactStore(settings.artifacts_dir))
+        return cls(
+            settings.registry_url, ArtifactStore(settings.artifacts_dir), scratch=settings.home_dir / "tmp"
+        )
 
     def register(
         self,
@@ -58,6 +61,7 @@ class Registry(AliasesMixin):
         """Store the artifact and add it as the next version of `name` (creating the model)."""
         check_name(name)
         _check_labels(labels, signature)
+        self.sweep()
         sha = self.artifacts.put(onnx_bytes)
         for _attempt in range(5):
             try:
@@ -96,6 +100,10 @@ class Registry(AliasesMixin):
                 self.artifacts.put(onnx_bytes)  # a delete of the last version using it came in between
             return created
         raise Conflict(f"could not add a version of {name!r}: too many concurrent writers")
+
+    def sweep(self) -> list[tempfiles.TempFile]:
+        """Remove temporary files left by writers that were killed (never a running writer's)."""
+        return tempfiles.sweep([*self.artifacts.temp_folders(), self.scratch])
 
     def set_reference(self, name: str, version: int, profile: dict[str, Any], source: str) -> None:
         """Store the reference profile live traffic of `version` is compared with (replacing any)."""
