@@ -2,7 +2,8 @@
 
 Writes go to a temporary file in the same folder, named after its writer (tempfiles.py), and are renamed
 into place, so a half-written file never counts and a killed writer's leftover can be told from a live
-writer's file; reads verify the hash, so bytes changed on disk are refused instead of served.
+writer's file; reads verify the hash, so bytes changed on disk are refused instead of served. Errors name
+the artifact by hash and version, never by path: they reach a server's clients.
 """
 
 from __future__ import annotations
@@ -62,18 +63,19 @@ class ArtifactStore:
             raise
         return sha
 
-    def get(self, sha256: str) -> bytes:
-        """The stored bytes, verified against their hash."""
-        target = self.path(sha256)
+    def get(self, sha256: str, ref: str | None = None) -> bytes:
+        """The stored bytes, verified against their hash; `ref` (NAME:VERSION) names it in errors."""
+        what = f"artifact {sha256[:12]}" + (f" ({ref})" if ref else "")
         try:
-            data = target.read_bytes()
+            data = self.path(sha256).read_bytes()
         except FileNotFoundError:
-            raise NotFound(f"artifact {sha256[:12]} is missing from {self.root}") from None
+            raise NotFound(f"{what} is missing from the artifact store") from None
+        except OSError as exc:
+            raise CorruptArtifact(f"{what} cannot be read: {exc.strerror or type(exc).__name__}") from None
         actual = sha256_bytes(data)
         if actual != sha256:
             raise CorruptArtifact(
-                f"artifact {target} is corrupt: its sha256 is {actual[:12]}..., "
-                f"the registry expects {sha256[:12]}..."
+                f"{what} is corrupt: its sha256 is {actual[:12]}..., the registry expects {sha256[:12]}..."
             )
         return data
 

@@ -55,7 +55,7 @@ class ReadingMixin(RegistryBase):
 
     def artifact(self, record: VersionRecord) -> bytes:
         """The version's ONNX bytes, refused when they no longer match their hash."""
-        return self.artifacts.get(record.sha256)
+        return self.artifacts.get(record.sha256, record.ref)
 
     def export(self, name: str, version: int | str | None, path: Path) -> VersionRecord:
         """Write the version's .onnx to `path` atomically."""

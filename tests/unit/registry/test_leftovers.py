@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import shipyard
+from shipyard.errors import CorruptArtifact, NotFound
 from shipyard.registry import Registry
 from shipyard.registry import tempfiles as tf
 from shipyard.registry.artifacts import ArtifactStore
@@ -125,6 +126,27 @@ def test_files_of_unknown_writers_are_kept_until_long_untouched(registry: Regist
     later = legacy.stat().st_mtime + tf.STALE_AFTER_S + 1
     assert all(not i.abandoned(legacy.stat().st_mtime + 60) for i in items)
     assert all(i.abandoned(later) for i in items)
+
+
+def test_artifact_errors_name_the_version_not_the_path(registry: Registry) -> None:
+    record = register_digits(registry)
+    path = registry.artifacts.path(record.sha256)
+    with path.open("r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xfe")
+    with pytest.raises(CorruptArtifact) as corrupt:
+        registry.artifact(record)
+    assert str(corrupt.value).startswith(
+        f"artifact {record.sha256[:12]} (digits:1) is corrupt: its sha256 is"
+    )
+    path.unlink()
+    with pytest.raises(NotFound) as missing:
+        registry.artifact(record)
+    assert (
+        str(missing.value) == f"artifact {record.sha256[:12]} (digits:1) is missing from the artifact store"
+    )
+    for error in (corrupt.value, missing.value):
+        assert str(registry.artifacts.root.parent) not in str(error) and "/" not in str(error)
 
 
 def test_store_put_leaves_no_temp_file(tmp_path: Path) -> None:
