@@ -1,6 +1,6 @@
 """What every part of the registry shares: the database, its two kinds of transaction, the history.
 
-The `Registry` is assembled from one mixin per concept (reading.py, aliases.py, store.py);
+The `Registry` is assembled from one mixin per concept (reading.py, aliases.py, tokens.py, store.py);
 each builds on this base and nothing else.
 """
 

@@ -1,8 +1,8 @@
-"""The registry: named models, their numbered versions, aliases and history.
+"""The registry: named models, their numbered versions, aliases, history, and API tokens.
 
 Knows nothing of serving. Every change is one serialised transaction and one history event; artifacts
 are written before their version row, so a crash leaves at worst an unreferenced blob, never a version
-without bytes. The parts live one concept to a module (reading.py, aliases.py); this one
+without bytes. The parts live one concept to a module (reading.py, aliases.py, tokens.py); this one
 adds and removes versions and assembles them into `Registry`.
 """
 
@@ -22,6 +22,7 @@ from shipyard.registry.names import check_name
 from shipyard.registry.reading import record
 from shipyard.registry.records import DatasetInfo, VersionRecord
 from shipyard.registry.tables import ModelRow, VersionRow, utcnow
+from shipyard.registry.tokens import TokensMixin
 from shipyard.signature import Signature
 
 __all__ = ["ALIAS_CHANGES", "PRODUCTION", "Registry", "input_difference", "parse_ref"]
@@ -35,7 +36,7 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
     return name, version or None
 
 
-class Registry(AliasesMixin):
+class Registry(AliasesMixin, TokensMixin):
     @classmethod
     def open(cls, settings: Settings) -> Registry:
         """The registry the settings point at, creating SHIPYARD_HOME on first use."""
