@@ -1,4 +1,4 @@
-"""`shipyard registry check` as a user runs it, on real files."""
+"""`shipyard registry check` and `shipyard token ...` as a user runs them, on real files and databases."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from shipyard.config import Settings
 from shipyard.registry import Registry
 from shipyard.registry import tempfiles as tf
 from shipyard.registry.check import BLOB_GRACE_S
-from tests.conftest import register_digits
+from shipyard.registry.tokens import hash_token
+from tests.conftest import ENGINES, POSTGRES_URL, open_registry, register_digits
 
 
 def shipyard(settings: Settings, *args: str, code: int = 0) -> list[str]:
@@ -103,3 +106,49 @@ def test_a_corrupt_or_missing_artifact_is_reported_and_kept(settings: Settings) 
         lines[0]
         == f"artifact {record.sha256[:12]} (digits:1, digits:2, wide:1) is missing: expected at {path}"
     )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_token_commands(settings: Settings, engine: str) -> None:
+    open_registry(settings, engine).close()
+    if engine == "postgresql":
+        assert POSTGRES_URL is not None
+        settings = settings.model_copy(update={"database_url": POSTGRES_URL})
+    assert shipyard(settings, "token", "list") == [
+        "no tokens yet: shipyard token create NAME --scope predict"
+    ]
+    out = shipyard(
+        settings,
+        *("token", "create", "ci", "--scope", "predict", "--scope", "feedback"),
+        *("--model", "digits", "--model", "iris", "--rate", "100", "--burst", "200"),
+    )
+    assert (
+        out[0] == "created token ci (scopes predict, feedback; models digits, iris; rate 100/s (burst 200))"
+    )
+    secret = out[1]
+    assert secret.startswith("shp_")
+    assert out[2] == "this secret cannot be shown again: only its hash is stored"
+    shipyard(settings, "token", "create", "reader", "--scope", "read")
+
+    listing = "\n".join(shipyard(settings, "token", "list"))
+    assert secret not in listing and hash_token(secret) not in listing
+    rows = [line for line in listing.splitlines() if line.startswith("│")]
+    assert [r.split("│")[1:5] for r in rows] == [
+        [" ci     ", " predict, feedback ", " digits, iris ", " 100/s (burst 200) "],
+        [" reader ", " read              ", " all          ", " unlimited         "],
+    ]
+    registry = Registry.open(settings)
+    try:
+        assert [t.sha256 for t in registry.tokens() if t.name == "ci"] == [hash_token(secret)]
+    finally:
+        registry.close()
+
+    assert shipyard(settings, "token", "create", "ci", "--scope", "read", code=1) == [
+        "error: a token named 'ci' exists: revoke it first, or pick another name"
+    ]
+    assert shipyard(settings, "token", "create", "x", "--scope", "write", code=1) == [
+        "error: unknown scope 'write': use predict, feedback, read, admin"
+    ]
+    assert shipyard(settings, "token", "revoke", "ci") == ["revoked token ci"]
+    assert shipyard(settings, "token", "revoke", "ci", code=1) == ["error: no active token named 'ci'"]
+    assert "ci" not in "\n".join(shipyard(settings, "token", "list"))
