@@ -42,7 +42,9 @@ def _empty_postgres(url: str) -> None:
 
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS events, aliases, versions, models, alembic_version CASCADE"))
+        conn.execute(
+            text("DROP TABLE IF EXISTS tokens, events, aliases, versions, models, alembic_version CASCADE")
+        )
     engine.dispose()
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Version policies (runtime/policy.py): all | latest N | specific 1,3
-POLICY_PATTERN = r"^(all|latest [1-9][0-9]*|specific [0-9]+(,[0-9]+)*)$"
+POLICY_PATTERN = r"all|latest [1-9][0-9]*|specific [0-9]+(,[0-9]+)*"
 
 
 class ModelServing(BaseModel):
@@ -60,7 +60,7 @@ class ModelServing(BaseModel):
     @field_validator("versions")
     @classmethod
     def _policy(cls, value: str) -> str:
-        if not re.match(POLICY_PATTERN, value):
+        if not re.fullmatch(POLICY_PATTERN, value):
             raise ValueError(f"{value!r} is no version policy: use 'all', 'latest N' or 'specific 1,3'")
         return value
 

@@ -102,3 +102,44 @@ def test_import_onnx_refuses_an_invalid_graph(registry: Registry, tmp_path) -> N
     with pytest.raises(shipyard.ConversionFailed):
         shipyard.import_onnx(tmp_path / "bad.onnx", name="bad", registry=registry)
     assert registry.models() == []
+
+
+def test_registry_exports() -> None:
+    import dataclasses
+    import inspect
+
+    import shipyard.registry
+    from shipyard.registry import TokenRecord
+    from shipyard.registry.tokens import SCOPES, hash_token
+
+    assert sorted(shipyard.registry.__all__) == [
+        "ArtifactStore",
+        "DatasetInfo",
+        "Event",
+        "ModelSummary",
+        "Registry",
+        "TokenRecord",
+        "VersionRecord",
+        "parse_ref",
+    ]
+    assert SCOPES == ("predict", "feedback", "read", "admin")
+    assert hash_token("shp_x") == "76294e967ccb86679498247b6e179f5c523a8d37e6690503e8d2d489f3c0fb9f"
+    fields = {f.name: f.type for f in dataclasses.fields(TokenRecord)}
+    assert fields == {
+        "name": "str",
+        "scopes": "tuple[str, ...]",
+        "models": "tuple[str, ...] | None",
+        "rate_per_s": "float | None",
+        "burst": "int | None",
+        "sha256": "str",
+        "created_at": "datetime",
+    }
+    assert TokenRecord.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    assert list(inspect.signature(Registry.create_token).parameters) == [
+        "self",
+        "name",
+        "scopes",
+        "models",
+        "rate_per_s",
+        "burst",
+    ]

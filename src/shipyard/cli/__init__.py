@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from shipyard.cli import model, monitor, optimize, rollout, serve
+from shipyard.cli import model, monitor, optimize, registry, rollout, serve, token
 from shipyard.cli.common import state
 from shipyard.config import Settings
 from shipyard.errors import InvalidInput, ShipyardError
@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 app.add_typer(model.app, name="model")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(registry.app, name="registry")
+app.add_typer(token.app, name="token")
 app.command("serve")(serve.serve)
 app.command("deploy")(rollout.deploy)
 app.command("rollback")(rollout.rollback)

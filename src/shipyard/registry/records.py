@@ -107,3 +107,19 @@ def _reference_summary(profile: dict[str, Any] | None) -> dict[str, Any] | None:
     if profile is None:
         return None
     return {k: v for k, v in profile.items() if k in ("source", "rows", "features", "created_at")}
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A scoped API token as stored: what it may do, on which models, how fast; the secret's hash only."""
+
+    name: str
+    scopes: tuple[str, ...]
+    models: tuple[str, ...] | None
+    """The models it may be used on; None means every model."""
+    rate_per_s: float | None
+    """Requests per second it may make; None means unlimited."""
+    burst: int | None
+    sha256: str
+    """hashlib.sha256 of the secret (tokens.hash_token); the secret itself is never stored."""
+    created_at: datetime

@@ -1,0 +1,115 @@
+"""`registry check`: does every version still have its bytes, and what was left behind?
+
+Verifies each version's artifact (present, sha256 matching) and finds temporary files and blobs no
+version uses. Fixing removes only what nobody can need: killed writers' temporary files (tempfiles.py)
+and unreferenced blobs older than BLOB_GRACE_S (a register stores its blob before its version row, so a
+younger one may be about to be used). A missing or corrupt referenced artifact cannot be fixed here:
+it is reported, for the version to be re-imported or deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shipyard.registry import tempfiles
+from shipyard.registry.artifacts import sha256_file
+from shipyard.registry.store import Registry
+
+BLOB_GRACE_S = 3600
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    """missing, corrupt, unreadable, temp or unreferenced."""
+    message: str
+    path: Path
+    size: int = 0
+    fixable: bool = False
+    fixed: bool = False
+
+
+@dataclass
+class Report:
+    versions: int = 0
+    artifacts: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Things left alone that are no problem: running writers' files, blobs a register may be using."""
+
+    @property
+    def ok(self) -> bool:
+        """Nothing left to fix: every problem found was fixed."""
+        return all(p.fixed for p in self.problems)
+
+
+def check(registry: Registry, *, fix: bool = False, now: float | None = None) -> Report:
+    """Check `registry`'s artifacts and temporary files; with `fix`, remove what can safely go."""
+    now = time.time() if now is None else now
+    report = Report()
+    users: dict[str, list[str]] = defaultdict(list)
+    for model in registry.models():
+        for version in registry.versions(model.name):
+            users[version.sha256].append(version.ref)
+            report.versions += 1
+    for sha, refs in sorted(users.items()):
+        report.artifacts += 1
+        problem = _verify(registry, sha, refs)
+        if problem is not None:
+            report.problems.append(problem)
+    for item in tempfiles.find([*registry.artifacts.temp_folders(), registry.scratch]):
+        if not item.abandoned(now):
+            report.skipped.append(f"temporary file in use, left alone: {item.path} ({item.describe()})")
+            continue
+        what = f"leftover temporary file {item.path} ({item.size:,} bytes, {item.describe()})"
+        report.problems.append(
+            Problem("temp", what, item.path, item.size, True, fix and tempfiles.remove(item))
+        )
+    orphans = []
+    for sha, path in registry.artifacts.blobs():
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        if sha in users:
+            continue
+        if now - stat.st_mtime < BLOB_GRACE_S:
+            report.skipped.append(f"recent unreferenced blob left alone (a register may be using it): {path}")
+        else:
+            orphans.append((sha, path, stat.st_size))
+    # asked again just before removing: a version registered since the listing may use one now
+    in_use = _referenced(registry) if fix and orphans else set(users)
+    for sha, path, size in orphans:
+        fixed = fix and sha not in in_use and _unlink(path)
+        what = f"unreferenced blob {sha[:12]} ({size:,} bytes) at {path}"
+        report.problems.append(Problem("unreferenced", what, path, size, True, fixed))
+    return report
+
+
+def _verify(registry: Registry, sha: str, refs: list[str]) -> Problem | None:
+    path = registry.artifacts.path(sha)
+    which = f"artifact {sha[:12]} ({', '.join(refs)})"
+    try:
+        actual = sha256_file(path)
+    except FileNotFoundError:
+        return Problem("missing", f"{which} is missing: expected at {path}", path)
+    except OSError as exc:
+        return Problem("unreadable", f"{which} cannot be read at {path}: {exc.strerror}", path)
+    if actual != sha:
+        return Problem("corrupt", f"{which} is corrupt: its sha256 is {actual[:12]}..., at {path}", path)
+    return None
+
+
+def _referenced(registry: Registry) -> set[str]:
+    return {v.sha256 for m in registry.models() for v in registry.versions(m.name)}
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
