@@ -59,9 +59,11 @@ class Changes:
         """Back to the version the alias pointed at before its last change: loaded first, as deploy."""
         manager, registry, alias = self.manager, self.manager.registry, self.manager.alias
         served = manager.served(name)
-        _current, previous = await asyncio.to_thread(registry.rollback_target, name, alias=alias)
+        current, previous = await asyncio.to_thread(registry.rollback_target, name, alias=alias)
         await self._switch_to(served, await asyncio.to_thread(registry.version, name, previous))
-        moved = await asyncio.to_thread(registry.rollback, name, reason=reason, alias=alias, actor=actor)
+        moved = await asyncio.to_thread(  # Conflict, moving nothing, if another change came in between
+            registry.rollback, name, reason=reason, alias=alias, actor=actor, expect=(current, previous)
+        )
         await manager.refresh([name])
         return moved
 
