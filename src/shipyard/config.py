@@ -38,8 +38,8 @@ class ModelServing(BaseModel):
         default=None,
         ge=1,
         description="Requests of this model admitted at once (being read, queued or running); past it a "
-        "request gets 503 + Retry-After before its body is read. Default: 4 x instances x max_batch_size, "
-        "at least 64.",
+        "request gets 503 + Retry-After before its body is read. Default: 2 x instances x max_batch_size, "
+        "at least 32.",
     )
     timeout_s: float | None = Field(
         default=None, gt=0, description="Drop a request that has had no answer after this long."
@@ -51,11 +51,11 @@ class ModelServing(BaseModel):
 
     @property
     def in_flight_limit(self) -> int:
-        """Enough to keep every instance's batches full with as many waiting, and no more: past it,
-        a request would only wait longer for the same throughput."""
+        """Enough to keep every instance's batch full with as many waiting, and no more: past it, a
+        request would only wait longer for the same throughput."""
         if self.max_in_flight is not None:
             return self.max_in_flight
-        return max(64, 4 * self.instances * self.max_batch_size)
+        return max(32, 2 * self.instances * self.max_batch_size)
 
     @field_validator("versions")
     @classmethod

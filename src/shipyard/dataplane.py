@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from typing import Any
 
@@ -34,22 +35,24 @@ CONFIG_TYPES = {"BYTES": "STRING"}  # Triton's config names every other type as 
 
 
 class Backoff:
-    """How long refused clients are told to wait (Retry-After), growing with how many were refused in
-    the last second: under a flood, clients that come back as told (and, over HTTP, connections that
-    do not: their next request is read only then) refuse at a bounded rate, which leaves the CPU to
-    the requests that were admitted. One second when refusals are rare."""
+    """How long refused clients are told to wait (Retry-After). Last second's refusals times the wait
+    each was given is about how many clients are waiting to come back; spreading them over
+    `per_second` keeps refusals at about that rate however large the flood, which leaves the CPU to
+    the requests that were admitted (over HTTP, a connection that ignores it has its next request read
+    only then). One second when refusals are rare."""
 
-    def __init__(self, per_second: int = REFUSALS_PER_S, longest_s: int = 10) -> None:
+    def __init__(self, per_second: int = REFUSALS_PER_S, longest_s: int = 30) -> None:
         self.per_second, self.longest_s = per_second, longest_s
-        self._window, self._count, self._last = 0, 0, 0
+        self._window, self._count, self._current = 0, 0, 1
 
     def retry_after(self) -> int:
         window = int(time.monotonic())
         if window != self._window:
-            self._last = self._count if window == self._window + 1 else 0
+            waiting = self._count * self._current if window == self._window + 1 else 0
+            self._current = min(self.longest_s, max(1, math.ceil(waiting / self.per_second)))
             self._window, self._count = window, 0
         self._count += 1
-        return min(self.longest_s, 1 + max(self._last, self._count) // self.per_second)
+        return self._current
 
 
 class DataPlane:

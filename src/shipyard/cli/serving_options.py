@@ -24,7 +24,7 @@ MAX_IN_FLIGHT = typer.Option(
     None,
     min=1,
     help="Requests of a model admitted at once; past it 503 + Retry-After before the body is read "
-    "(default 4 x instances x max batch size, at least 64).",
+    "(default 2 x instances x max batch size, at least 32).",
 )
 VERSIONS = typer.Option(None, help="Versions kept loaded: 'all', 'latest N' or 'specific 1,3'.")
 TIMEOUT_S = typer.Option(None, help="Drop a request with no answer after this many seconds.")

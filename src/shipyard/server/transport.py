@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 import resource
 from collections.abc import Callable
 from typing import Any
@@ -101,13 +102,17 @@ class GuardedProtocol(HttpToolsProtocol):
             # refused with Retry-After: this connection's next request is read once that time has
             # passed, so a client that ignores it cannot turn refusals into a busy loop that starves
             # the requests that were admitted (a new connection is read at once, as before)
+            self._unset_keepalive_if_required()  # held, not idle: the idle clock starts after
             self.flow.pause_reading()
-            self._arm(hold, self._resume)
+            self._arm(hold * random.uniform(0.5, 1.0), self._resume)  # spread: no herd comes back at once
 
     def _resume(self) -> None:
         self._deadline = None
         if not self.transport.is_closing():
             self.flow.resume_reading()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     def _arm(self, seconds: float, then: Any) -> None:
         if self._deadline is not None:
