@@ -38,6 +38,8 @@ format: $(BIN)/.installed
 # Every benchmark scenario side by side; rewrites bench/BENCHMARKS.md (BENCH_QUICK=1: a short check).
 bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e '.[bench]'
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } \
+		|| echo "wrk is not installed (apt install wrk): the overload scenario is skipped"
 	$(BIN)/python bench/run.py
 
 # Regenerate the gRPC descriptor from the checked-in .proto (the descriptor is committed too).
