@@ -187,7 +187,7 @@ class Settings(BaseSettings):
     def _token(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("SHIPYARD_ADMIN_TOKEN is empty or blank: unset it, or give a real token")
-        return value
+        return value.strip() if value is not None else None  # a secret file's trailing newline
 
     @field_validator("admin_tokens")
     @classmethod
@@ -195,7 +195,7 @@ class Settings(BaseSettings):
         for name, token in value.items():
             if not token.strip():
                 raise ValueError(f"SHIPYARD_ADMIN_TOKENS: the token named {name!r} is empty or blank")
-        return value
+        return {name: token.strip() for name, token in value.items()}
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

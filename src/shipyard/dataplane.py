@@ -26,6 +26,7 @@ from shipyard.runtime.manager import ModelManager
 from shipyard.signature import TensorSpec, check_inputs
 
 REFUSALS_PER_S = 100
+READING = 4  # requests still sending their bodies, per request the in-flight limit admits at work
 MAX_ID = 256  # request ids are kept (log, feedback index): a bound on what a client can make us hold
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class DataPlane:
         self.manager = manager
         self.changes = Changes(manager)
         self.monitor = monitor
-        self._admitted: dict[str, int] = {}
+        self._reading: dict[str, int] = {}
+        self._working: dict[str, int] = {}
         self._backoff = Backoff()
 
     # -- health and metadata ---------------------------------------------------------------
@@ -78,28 +80,6 @@ class DataPlane:
     def down(self) -> dict[str, str]:
         """Versions this server should serve but cannot, and why (readiness says so)."""
         return self.manager.down()
-
-    # -- admission ---------------------------------------------------------------------------
-
-    def admit(self, name: str, version: str | None = None) -> None:
-        """Called when a request arrives, before its body is read: 404 for what is not served here,
-        503 + Retry-After once the model has its limit of requests in flight. Refusing here costs a
-        dictionary lookup, so overload cannot make refusals as dear as answers. Pair with release()."""
-        served = self.manager.served(name)
-        self.manager.record(name, version)
-        count = self._admitted.get(name, 0)
-        if count >= served.serving.in_flight_limit:
-            raise Overloaded(
-                f"{name} is overloaded: {count} requests are in flight; retry later",
-                self._backoff.retry_after(),
-            )
-        self._admitted[name] = count + 1
-
-    def release(self, name: str) -> None:
-        self._admitted[name] -= 1
-
-    def in_flight(self, name: str) -> int:
-        return self._admitted.get(name, 0)
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "shipyard", "version": __version__, "extensions": EXTENSIONS}
@@ -148,6 +128,39 @@ class DataPlane:
         if batched and serving.batching:
             config["dynamic_batching"] = {"max_queue_delay_microseconds": serving.max_queue_delay_us}
         return config
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def admit(self, name: str, version: str | None = None) -> None:
+        """Called when a request arrives, before its body is read: 404 for what is not served here,
+        503 + Retry-After once the model has its limit of requests at work. Refusing here costs a
+        dictionary lookup, so overload cannot make refusals as dear as answers. Requests still sending
+        their bodies count apart (up to READING x the limit), so slow senders cannot take the places
+        of requests at work. Then body_read(), and release() in every case."""
+        served = self.manager.served(name)
+        self.manager.record(name, version)
+        limit = served.serving.in_flight_limit
+        working, reading = self._working.get(name, 0), self._reading.get(name, 0)
+        if working >= limit or reading >= READING * limit:
+            raise Overloaded(
+                f"{name} is overloaded: {working + reading} requests are in flight; retry later",
+                self._backoff.retry_after(),
+            )
+        self._reading[name] = reading + 1
+
+    def body_read(self, name: str) -> None:
+        """An admitted request's body is in: it is at work now."""
+        self._reading[name] -= 1
+        self._working[name] = self._working.get(name, 0) + 1
+
+    def release(self, name: str, body_read: bool) -> None:
+        if body_read:
+            self._working[name] -= 1
+        else:
+            self._reading[name] -= 1
+
+    def in_flight(self, name: str) -> int:
+        return self._working.get(name, 0) + self._reading.get(name, 0)
 
     # -- repository extension ----------------------------------------------------------------
 

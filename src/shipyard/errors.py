@@ -9,7 +9,6 @@ and to a one-line message by the CLI::
     ├── Unauthorized (401)            no token, or one that is not known, where one is needed
     ├── Forbidden (403)               a token without the scope or model asked for; admin turned off
     ├── NotFound (404)                an unknown model, version, alias or file
-    ├── RequestTimeout (408)          a request body that did not arrive in time
     ├── Conflict (409)                a name or alias clash
     ├── PayloadTooLarge (413)         a request body over the configured limit
     ├── RateLimited (429)             a token past its rate: retry later (carries Retry-After)
@@ -57,10 +56,6 @@ class NotFound(ShipyardError):
     status = HTTPStatus.NOT_FOUND
 
 
-class RequestTimeout(ShipyardError):
-    status = HTTPStatus.REQUEST_TIMEOUT
-
-
 class Conflict(ShipyardError):
     status = HTTPStatus.CONFLICT
 
@@ -99,7 +94,7 @@ _BY_STATUS: dict[int, type[ShipyardError]] = {
     cls.status: cls
     for cls in (
         *(ShipyardError, CorruptArtifact, DeadlineExceeded, Unavailable, RateLimited, PayloadTooLarge),
-        *(Conflict, RequestTimeout, NotFound, Forbidden, Unauthorized, ConversionFailed, InvalidInput),
+        *(Conflict, NotFound, Forbidden, Unauthorized, ConversionFailed, InvalidInput),
     )
 }
 
@@ -120,7 +115,6 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "RateLimited",
-    "RequestTimeout",
     "ShipyardError",
     "Unauthorized",
     "Unavailable",

@@ -153,3 +153,13 @@ def test_a_4xx_keeps_the_keep_alive_connection(limited: Server) -> None:
             ok.read()
     finally:
         conn.close()
+
+
+def test_a_connection_answered_before_its_body_still_closes_when_idle(limited: Server) -> None:
+    with connect(limited) as sock:
+        sock.sendall(b"POST /v1/models/nope/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 404")  # answered before the body came
+        sock.sendall(b"x" * 2000)  # the body arrives after the answer, then nothing more
+        started = time.monotonic()
+        read_all(sock)  # the server closes it: no connection is kept for ever
+        assert time.monotonic() - started < 9

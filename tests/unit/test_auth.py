@@ -11,7 +11,8 @@ import pytest
 
 from shipyard.config import Settings
 from shipyard.registry import Registry
-from shipyard.server.auth import Auth, hash_secret
+from shipyard.registry.tokens import hash_token
+from shipyard.server.auth import Auth
 from shipyard.server.http import scope_of
 from tests.asgi import ASGIClient
 from tests.conftest import register_digits
@@ -29,7 +30,7 @@ class Token:
 
     @property
     def sha256(self) -> str:
-        return hash_secret(self.secret or f"secret-{self.name}")
+        return hash_token(self.secret or f"secret-{self.name}")
 
 
 def bearer(token: Token) -> dict[str, str]:
@@ -128,12 +129,15 @@ def test_admin_beyond_loopback_without_a_token_is_refused(registry: Registry) ->
     ("path", "scope"),
     [
         ("/v2/health/ready", None),
-        ("/v2/repository/models/x/deploy", "admin"),
-        ("/v1/models/x/feedback", "feedback"),
-        ("/v2/models/x/versions/2/infer", "predict"),
+        ("/v2/repository/models/{name}/deploy", "admin"),
+        ("/v1/models/{name}/feedback", "feedback"),
+        ("/v2/models/{name}/versions/{version}/infer", "predict"),
         ("/predict", "predict"),
-        ("/dashboard/x", "read"),
-        ("/v2/models/x/config", "read"),
+        ("/dashboard/{name}", "read"),
+        ("/v2/models/{name}/config", "read"),
+        ("/v2", "read"),
+        ("/metrics/anything-new", "admin"),
+        ("", "admin"),
     ],
 )
 def test_every_route_has_a_scope(path: str, scope: str | None) -> None:

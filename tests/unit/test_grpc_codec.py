@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shipyard.errors import InvalidInput
 from shipyard.protocol.grpc import codec
@@ -96,3 +98,29 @@ def test_shares_a_process_with_tritons_client() -> None:
     theirs = service_pb2.ModelInferRequest(model_name="m", id="1")
     ours = pb.ModelInferRequest.FromString(theirs.SerializeToString())
     assert (ours.model_name, ours.id) == ("m", "1")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shape=st.lists(st.sampled_from([0, 1, 2, 64, 2**31, 2**62, 4611686018427387904]), max_size=4),
+    datatype=st.sampled_from(["FP32", "FP16", "INT64", "BOOL", "BYTES", "UINT8", "nope", ""]),
+    raw=st.none() | st.binary(max_size=64),
+    floats=st.lists(st.floats(width=32), max_size=8),
+    outputs=st.lists(st.text(max_size=4), max_size=2),
+)
+def test_fuzzed_messages_are_decoded_or_refused_with_a_clear_error(
+    shape: list[int], datatype: str, raw: bytes | None, floats: list[float], outputs: list[str]
+) -> None:
+    request = pb.ModelInferRequest(model_name="m")
+    tensor = request.inputs.add(name="x", datatype=datatype, shape=shape)
+    tensor.contents.fp32_contents.extend(floats)
+    if raw is not None:
+        request.raw_input_contents.append(raw)
+    for name in outputs:
+        request.outputs.add(name=name)
+    try:
+        decoded, _ = codec.decode_infer(request)
+    except InvalidInput as exc:
+        assert str(exc)
+    else:
+        assert decoded.inputs["x"].size <= 64 * 8

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from shipyard.config import ModelServing
-from shipyard.dataplane import DataPlane
+from shipyard.dataplane import READING, DataPlane
 from shipyard.registry import Registry
 from shipyard.runtime import ModelManager, RunnerOptions
 from shipyard.server.http import create_app
@@ -97,9 +97,10 @@ def test_the_prediction_id_is_the_servers_own_not_the_clients(registry: Registry
         manager.unload_all()
 
 
-async def _admission(registry: Registry) -> tuple[int, str, bool, int]:
-    """Hold the model's one in-flight slot with a request whose body never finishes; the next request
-    is refused without its body ever being read."""
+async def _admission(registry: Registry) -> tuple[int, str, bool, list[int]]:
+    """With room for one request at work, slow senders are let in to read their bodies (up to four
+    per place, so they cannot take the place of a request at work); once those are full, the next
+    request is refused without its body ever being read."""
     register_digits(registry)
     manager = ModelManager(registry, RunnerOptions(intra_op_threads=1), ModelServing(max_in_flight=1))
     manager.load()
@@ -107,35 +108,40 @@ async def _admission(registry: Registry) -> tuple[int, str, bool, int]:
     app = create_app(dataplane)
     await manager.start()
     release = asyncio.Event()
-    read_second = False
+    read_last = False
 
     async def stalled() -> AsyncIterator[bytes]:
         yield b'{"input": '
         await release.wait()
         yield orjson.dumps(np.zeros(64).tolist()) + b"}"
 
-    async def second() -> AsyncIterator[bytes]:
-        nonlocal read_second
-        read_second = True
+    async def last() -> AsyncIterator[bytes]:
+        nonlocal read_last
+        read_last = True
         yield orjson.dumps({"input": np.zeros(64).tolist()})
 
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            first = asyncio.create_task(client.post("/v1/models/digits/predict", content=stalled()))
-            for _ in range(10_000):  # yield to the first request until it holds the slot
-                if dataplane.in_flight("digits") or first.done():
+            slow = [
+                asyncio.create_task(client.post("/v1/models/digits/predict", content=stalled()))
+                for _ in range(READING)
+            ]
+            for _ in range(10_000):  # yield to the slow senders until they are all reading
+                if dataplane.in_flight("digits") == READING:
                     break
                 await asyncio.sleep(0)
-            assert dataplane.in_flight("digits") == 1
-            refused = await client.post("/v1/models/digits/predict", content=second())
+            assert dataplane.in_flight("digits") == READING
+            refused = await client.post("/v1/models/digits/predict", content=last())
             release.set()
-            answered = await first
-        return refused.status_code, refused.headers.get("retry-after", ""), read_second, answered.status_code
+            answered = [response.status_code for response in await asyncio.gather(*slow)]
+        assert dataplane.in_flight("digits") == 0  # every place given back
+        return refused.status_code, refused.headers.get("retry-after", ""), read_last, answered
     finally:
         await manager.aclose()
         manager.unload_all()
 
 
 def test_overload_is_refused_before_the_body_is_read(registry: Registry) -> None:
-    status, retry_after, body_read, first = asyncio.run(_admission(registry))
-    assert (status, retry_after, body_read, first) == (503, "1", False, 200)
+    status, retry_after, body_read, slow = asyncio.run(_admission(registry))
+    assert (status, retry_after, body_read) == (503, "1", False)
+    assert slow == [200] * READING

@@ -222,7 +222,9 @@ json_values = st.recursive(
 tensors = st.fixed_dictionaries(
     {
         "name": st.sampled_from(["input", "x", ""]) | st.integers(),
-        "shape": st.lists(st.integers(-2, 70), max_size=3) | json_values,
+        "shape": st.lists(st.integers(-2, 70), max_size=3)
+        | st.lists(st.sampled_from([0, 1, 64, 2**31, 2**62, 2**64]), max_size=3)
+        | json_values,
         "datatype": st.sampled_from(["FP32", "FP64", "INT64", "BOOL", "BYTES", "fp32"]) | json_values,
         "data": json_values | st.lists(st.floats(allow_nan=False, width=32), min_size=60, max_size=70),
     }
@@ -231,7 +233,8 @@ bodies = (
     st.binary(max_size=64)
     | json_values.map(dumps)
     | st.fixed_dictionaries(
-        {"inputs": st.lists(tensors, max_size=2)}, optional={"outputs": json_values, "id": json_values}
+        {"inputs": st.lists(tensors, max_size=2)},
+        optional={"outputs": json_values | st.just([]), "id": json_values},
     ).map(dumps)
 )
 

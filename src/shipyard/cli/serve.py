@@ -104,7 +104,8 @@ def serve(
     scheme = "https" if settings.tls_cert else "http"
     where = f"{scheme}://{settings.host}:{settings.port}"
     console.print(f"listening on {where}{grpc_text}{plural}  (docs: /docs)")
-    if not is_loopback(settings.host) and not settings.named_admin_tokens and not assembled.registry.tokens():
+    admin_tokens = [t for t in assembled.registry.tokens() if "admin" in t.scopes]
+    if not is_loopback(settings.host) and not settings.named_admin_tokens and not admin_tokens:
         console.print(
             "admin endpoints are off: this address is reachable beyond this machine and no admin token "
             "is set (SHIPYARD_ADMIN_TOKEN, or `shipyard token create NAME --scope admin`)"

@@ -157,10 +157,13 @@ def _load_skops(path: Path, trusted: bool, report: Report | None) -> Any:
 
 
 def _library_type(name: str) -> bool:
-    """A class (not a function: a function in a FunctionTransformer is called on the data) defined
-    in scikit-learn, numpy or scipy, such as the sklearn.tree._tree.Tree skops reports."""
+    """A type skops may load without trust: a scikit-learn class (an estimator, or the likes of the
+    sklearn.tree._tree.Tree a forest holds), a numpy scalar type or dtype, or a scipy sparse matrix.
+    Never a function (a FunctionTransformer calls its function on the data) and no other numpy or
+    scipy class, which a model could call the same way (numpy.memmap opens files)."""
     module, _, attr = name.rpartition(".")
-    if module.split(".")[0] not in _LIBRARIES or not attr:
+    root = module.split(".")[0]
+    if root not in _LIBRARIES or not attr:
         return False
     try:
         with warnings.catch_warnings():
@@ -168,7 +171,13 @@ def _library_type(name: str) -> bool:
             found = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError):
         return False
-    return isinstance(found, type)
+    if not isinstance(found, type):
+        return False
+    if root == "sklearn":
+        return True
+    if root == "numpy":
+        return issubclass(found, np.generic | np.dtype)
+    return module.startswith("scipy.sparse")
 
 
 def _check_data(estimator: Any, sample: Array | None) -> tuple[Array, str]:

@@ -33,8 +33,14 @@ class Writer(Enum):
 
 
 def host() -> str:
-    """This machine's name as it appears in temp file names (no separators or path characters)."""
-    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
+    """This machine's name as it appears in temp file names (no separators or path characters), with
+    the process-id namespace: two containers with one host name on a shared volume must not take each
+    other's live writers for dead ones."""
+    name = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
+    try:
+        return f"{name}.{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # not Linux: the host name alone
+        return name
 
 
 def prefix() -> str:

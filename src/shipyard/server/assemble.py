@@ -86,7 +86,7 @@ def assemble(spec: ServeSpec) -> Assembled:
         also_serve=also_serve if grpc_port is not None else None,
         auth=auth,
         tokens=registry.tokens,
-        tokens_interval_s=settings.watch_interval_s,
+        tokens_interval_s=settings.watch_interval_s or 1.0,  # revocations are followed regardless
     )
     # Everything built so far (imports, ORM, sessions: ~135k objects) lives as long as the server.
     # Left in the collector, each full collection rescanned it for ~90 ms with the loop stopped,

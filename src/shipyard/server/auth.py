@@ -13,7 +13,6 @@ without any admin token are refused rather than open to the network. Health chec
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import math
 import time
@@ -22,8 +21,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from shipyard.errors import Forbidden, RateLimited, Unauthorized
+from shipyard.registry.tokens import SCOPES, hash_token
 
-SCOPES = ("predict", "feedback", "read", "admin")
 BEARER = "bearer "
 
 
@@ -72,10 +71,6 @@ class Grant:
     rate: tuple[float, int] | None = None
 
 
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -88,7 +83,7 @@ def is_loopback(host: str) -> bool:
 class Auth:
     def __init__(self, admin_tokens: Mapping[str, str] | None = None, *, loopback: bool = True) -> None:
         self._fixed = {
-            hash_secret(secret): Grant(f"token:{name}", frozenset(SCOPES), None)
+            hash_token(secret): Grant(f"token:{name}", frozenset(SCOPES), None)
             for name, secret in (admin_tokens or {}).items()
         }
         self._loopback = loopback
@@ -151,7 +146,7 @@ class Auth:
             needed = "an admin token" if scope == "admin" else f"a token with the {scope!r} scope"
             raise Unauthorized(f"this endpoint needs {needed}: Authorization: Bearer <token>")
         secret = authorization[len(BEARER) :].strip()
-        grant = self._grants.get(hash_secret(secret)) if secret else None
+        grant = self._grants.get(hash_token(secret)) if secret else None
         if grant is None:
             raise Unauthorized("the token is not known here (revoked, mistyped, or from another registry)")
         return grant

@@ -9,12 +9,13 @@ from typing import Any
 import orjson
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from shipyard.errors import ShipyardError
 
 log = logging.getLogger("shipyard.server")
+CLIENT_GONE = 499  # nginx's "client closed request": counted, never answered
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -24,15 +25,6 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
         media_type="application/json",
         headers=headers,
     )
-
-
-def status_of(exc: BaseException) -> int:
-    """The HTTP status an exception is answered with (for metrics, before the handler runs)."""
-    if isinstance(exc, ShipyardError):
-        return int(exc.status)
-    if isinstance(exc, HTTPException):
-        return exc.status_code
-    return 500
 
 
 def answer_error(exc: BaseException) -> Response:
@@ -69,11 +61,20 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
     return answer_error(exc)
 
 
-def handlers() -> dict[Any, Callable[[Request, Any], Coroutine[Any, Any, Response]]]:
-    """For Starlette(exception_handlers=...) and FastAPI alike."""
-    return {
+async def _gone(_request: Request, exc: Exception) -> Response:
+    log.debug("a client went away before sending its whole request")
+    return Response(status_code=CLIENT_GONE)  # nobody reads it
+
+
+def handlers(unexpected: bool = True) -> dict[Any, Callable[[Request, Any], Coroutine[Any, Any, Response]]]:
+    """For Starlette(exception_handlers=...) and FastAPI alike; `unexpected` errors are answered (and
+    logged) by the outermost app only."""
+    table: dict[Any, Callable[[Request, Any], Coroutine[Any, Any, Response]]] = {
         ShipyardError: _shipyard,
         HTTPException: _http,
         RequestValidationError: _validation,
-        Exception: _unexpected,
+        ClientDisconnect: _gone,
     }
+    if unexpected:
+        table[Exception] = _unexpected
+    return table

@@ -28,7 +28,6 @@ STATUS_CODES: dict[int, grpc.StatusCode] = {
     HTTPStatus.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
     HTTPStatus.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
     HTTPStatus.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
-    HTTPStatus.REQUEST_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     HTTPStatus.UNPROCESSABLE_ENTITY: grpc.StatusCode.INVALID_ARGUMENT,
     HTTPStatus.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     HTTPStatus.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
@@ -37,6 +36,7 @@ STATUS_CODES: dict[int, grpc.StatusCode] = {
     HTTPStatus.SERVICE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     HTTPStatus.GATEWAY_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+GRPC_IDLE_MS = 300_000  # channels are long-lived by design: close one only after 5 idle minutes
 # Which scope each RPC needs (server/auth.py); the health checks need none.
 SCOPES: dict[str, str | None] = {"ServerLive": None, "ServerReady": None, "ModelInfer": "predict"}
 
@@ -120,11 +120,12 @@ class InferenceServicer:
         name, version = request.model_name, request.model_version or None
         try:
             self.dataplane.admit(name, version)  # before the tensors are decoded
+            self.dataplane.body_read(name)  # grpc has received the whole message
             try:
                 decoded, raw = codec.decode_infer(request)
                 response = await self.dataplane.infer(name, version, decoded, "grpc", started)
             finally:
-                self.dataplane.release(name)
+                self.dataplane.release(name, body_read=True)
         except Exception as exc:
             status = int(exc.status) if isinstance(exc, ShipyardError) else 500
             self.dataplane.failed(name, version, "grpc", status, started)
@@ -157,7 +158,7 @@ async def grpc_server(
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", int(reuse_port)),
         ("grpc.max_concurrent_streams", 256),
-        ("grpc.max_connection_idle_ms", limits.keep_alive_s * 60_000),
+        ("grpc.max_connection_idle_ms", GRPC_IDLE_MS),
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.keepalive_timeout_ms", 20_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),

@@ -21,11 +21,10 @@ from shipyard.dataplane import DataPlane
 from shipyard.errors import InvalidInput, PayloadTooLarge, ShipyardError
 from shipyard.protocol.v2 import HEADER_LENGTH, decode_request, encode_response
 from shipyard.server.auth import Auth
-from shipyard.server.errors import answer_error
+from shipyard.server.errors import CLIENT_GONE, answer_error
 from shipyard.server.transport import hold_connection
 
 JSON = "application/json"
-CLIENT_GONE = 499  # nginx's "client closed request": counted, never answered
 log = logging.getLogger("shipyard.server")
 
 
@@ -114,12 +113,15 @@ class Handlers:
             if self.auth.enforced("predict"):
                 self.allow(request, "predict", name)
             self.dataplane.admit(name, version)  # 404 or 503 before the body is read
+            body_read = False
             try:
                 body = await read_body(request, self.limit)
+                self.dataplane.body_read(name)
+                body_read = True
                 decoded = decode_request(body, _header_length(request))
                 answer = await self.dataplane.infer(name, version, decoded, "rest", started)
             finally:
-                self.dataplane.release(name)
+                self.dataplane.release(name, body_read)
             content, header_length = encode_response(answer)
         except Exception as exc:
             return self._failed(request, exc, name, version, "rest", started)
@@ -140,11 +142,14 @@ class Handlers:
             if self.auth.enforced("predict"):
                 self.allow(request, "predict", name)
             self.dataplane.admit(name, version)
+            body_read = False
             try:
                 body = await read_body(request, self.limit)
+                self.dataplane.body_read(name)
+                body_read = True
                 answer = await self.dataplane.predict(name, version, body, top_k, started)
             finally:
-                self.dataplane.release(name)
+                self.dataplane.release(name, body_read)
         except Exception as exc:
             return self._failed(request, exc, name, version, "predict", started)
         return json_response(answer)

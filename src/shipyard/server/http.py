@@ -111,22 +111,28 @@ async def _tick(dataplane: DataPlane) -> None:
             log.exception("monitor tick failed; trying again")
 
 
-def scope_of(path: str) -> str | None:
-    """The scope a route needs, by its path, so that no route can forget to check one."""
-    if path.startswith("/v2/health/"):
+READ_PREFIXES = ("/v2/models", "/v1/models", "/dashboard")
+
+
+def scope_of(route: str) -> str | None:
+    """The scope a route needs, by its template (`/v2/models/{name}`, never the request's own path, so
+    no model name can pass for a route), so that no route can forget to check one. A route this does
+    not know needs admin: new routes fail closed."""
+    if route.startswith("/v2/health/"):
         return None
-    if path.startswith("/v2/repository/"):
-        return "admin"
-    if path.endswith("/feedback"):
-        return "feedback"
-    if path.endswith(("/infer", "/predict")):
+    if route.endswith(("/infer", "/predict")):
         return "predict"
-    return "read"
+    if route.endswith("/feedback"):
+        return "feedback"
+    if route == "/v2" or route.startswith(READ_PREFIXES):
+        return "read"
+    return "admin"
 
 
 def _scope_check(h: Handlers) -> Callable[[Request], None]:
     def check(request: Request) -> None:
-        scope = scope_of(request.url.path)
+        route = request.scope.get("route")
+        scope = scope_of(getattr(route, "path", "") or "")
         request.state.actor = None
         if scope is not None and (scope == "admin" or h.auth.enforced(scope)):
             request.state.actor = h.allow(request, scope, request.path_params.get("name"))
@@ -141,7 +147,7 @@ def _documented_api(dataplane: DataPlane, h: Handlers) -> FastAPI:
         version=__version__,
         description="KServe v2 inference protocol and a friendly /predict API over ONNX Runtime.",
         default_response_class=Response,
-        exception_handlers=errors.handlers(),
+        exception_handlers=errors.handlers(unexpected=False),  # the outer app logs those, once
         dependencies=[Depends(_scope_check(h))],
     )
 

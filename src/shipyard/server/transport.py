@@ -13,7 +13,7 @@ the three, at the protocol, so refusing costs no request task:
 - a request refused with Retry-After (overload, a rate limit) holds its connection: the next request
   on it is read once that time has passed, as the client was told.
 
-`keep_errors_quiet` wraps the ASGI app so that an unexpected error is answered (500, logged once by
+`KeepErrorsQuiet` wraps the ASGI app so that an unexpected error is answered (500, logged once by
 the exception handler) without Starlette re-raising it into uvicorn, which would log it again and
 drop a keep-alive connection the client may still be using.
 """
@@ -65,13 +65,18 @@ def hold_connection(scope: Any, seconds: float) -> None:
 
 
 class GuardedProtocol(HttpToolsProtocol):
+    """One deadline for what the client owes (a head, a body, or, after an early answer, to go
+    quiet), and one hold after a refusal with Retry-After."""
+
     def __init__(self, *args: Any, limits: TransportLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
+        self._deadline: asyncio.TimerHandle | None = None
+        self._hold: asyncio.TimerHandle | None = None
+        self._in_body = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._deadline: asyncio.TimerHandle | None = None
         if len(self.connections) > self.limits.max_connections:
             transport.write(TOO_MANY)
             transport.close()
@@ -79,7 +84,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self._arm(self.limits.header_timeout_s, self._head_too_slow)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._arm(None)
+        if self._hold is not None:
+            self._hold.cancel()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -87,42 +94,44 @@ class GuardedProtocol(HttpToolsProtocol):
         self._arm(self.limits.header_timeout_s, self._head_too_slow)
 
     def on_headers_complete(self) -> None:
+        self._in_body = True
         self._arm(self.limits.body_timeout_s, self._body_too_slow)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._in_body = False
         super().on_message_complete()
+        answered = self.cycle is not None and self.cycle.response_complete and not self.pipeline
+        # answered before its body was in (404, 401, 503...): the idle clock starts now, unless held
+        self._arm(self.timeout_keep_alive if answered and self._hold is None else None, self._quiet)
 
     def on_response_complete(self) -> None:
         cycle = self.cycle
-        hold = cycle.scope.get("state", {}).get(HOLD) if cycle is not None else None
+        hold = cycle.scope.get("state", {}).get(HOLD) if cycle is not None and not self.pipeline else None
         super().on_response_complete()
         if hold and not self.transport.is_closing():
             # refused with Retry-After: this connection's next request is read once that time has
             # passed, so a client that ignores it cannot turn refusals into a busy loop that starves
             # the requests that were admitted (a new connection is read at once, as before)
-            self._unset_keepalive_if_required()  # held, not idle: the idle clock starts after
+            self._unset_keepalive_if_required()  # held, not idle
+            self._arm(None)
             self.flow.pause_reading()
-            self._arm(hold * random.uniform(0.5, 1.0), self._resume)  # spread: no herd comes back at once
+            # spread over the told time, so no herd comes back at once and no polite client waits more
+            self._hold = self.loop.call_later(hold * random.uniform(0.5, 1.0), self._resume)
 
     def _resume(self) -> None:
-        self._deadline = None
+        self._hold = None
         if not self.transport.is_closing():
             self.flow.resume_reading()
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )
+            if self._in_body:  # the refused request's body is still coming: it owes the rest
+                self._arm(self.limits.body_timeout_s, self._body_too_slow)
+            else:
+                self._arm(self.timeout_keep_alive, self._quiet)
 
-    def _arm(self, seconds: float, then: Any) -> None:
+    def _arm(self, seconds: float | None, then: Any = None) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
-        self._deadline = self.loop.call_later(seconds, then)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline = self.loop.call_later(seconds, then) if seconds is not None else None
 
     def _head_too_slow(self) -> None:
         self._deadline = None
@@ -136,6 +145,11 @@ class GuardedProtocol(HttpToolsProtocol):
         self._deadline = None
         if not self.transport.is_closing():
             log.debug("closing a connection whose request body did not arrive in time")
+            self.transport.close()
+
+    def _quiet(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
             self.transport.close()
 
 
@@ -166,7 +180,3 @@ class KeepErrorsQuiet:
         except Exception:
             if scope["type"] != "http":
                 raise
-
-
-def keep_errors_quiet(app: Any) -> KeepErrorsQuiet:
-    return KeepErrorsQuiet(app)
