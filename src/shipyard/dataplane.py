@@ -148,6 +148,19 @@ class DataPlane:
             )
         self._reading[name] = reading + 1
 
+    def would_refuse(self, name: str, protocol: str = "rest") -> int | None:
+        """Retry-After for a request of `name` that admit() would refuse as overloaded, else None (also
+        for a model not served: admit() says why). For the transport's refusal before any request
+        object exists; counted as a 503 as admit() would be."""
+        served = self.manager.models.get(name)
+        if served is None:
+            return None
+        limit = served.serving.in_flight_limit
+        if self._working.get(name, 0) < limit and self._reading.get(name, 0) < READING * limit:
+            return None
+        self.failed(name, None, protocol, 503, time.perf_counter())
+        return self._backoff.retry_after()
+
     def body_read(self, name: str) -> None:
         """An admitted request's body is in: it is at work now."""
         self._reading[name] -= 1

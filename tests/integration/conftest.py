@@ -73,6 +73,23 @@ def start_server(
             env={**os.environ, "SHIPYARD_HOME": str(home), **(env or {})},
         )
     url = f"{scheme}://127.0.0.1:{port}"
+    try:
+        return _wait_ready(process, url, log, port, grpc_port, timeout, verify)
+    except BaseException:
+        process.kill()  # never leave a server running behind a failed start
+        process.wait()
+        raise
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes],
+    url: str,
+    log: Path,
+    port: int,
+    grpc_port: int,
+    timeout: float,
+    verify: ssl.SSLContext | bool,
+) -> Server:
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2.0, verify=verify) as client:
         while time.monotonic() < deadline:
@@ -85,7 +102,6 @@ def start_server(
             except httpx.TransportError:
                 pass
             time.sleep(0.1)  # polling the readiness endpoint, bounded by the deadline
-    process.kill()
     raise RuntimeError("server did not become ready in time")
 
 

@@ -128,6 +128,11 @@ class ModelManager:
     def names(self) -> list[str]:
         return sorted(self._models)
 
+    @property
+    def models(self) -> dict[str, ServedModel]:
+        """Served models by name (read only)."""
+        return self._models
+
     def served(self, name: str) -> ServedModel:
         try:
             return self._models[name]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -165,3 +166,27 @@ class Handlers:
             return Response(b"", media_type="text/plain")
         content, media_type = monitor.metrics.exposition()
         return Response(content, media_type=media_type)
+
+
+def overload_refusal(dataplane: DataPlane, auth: Auth) -> Callable[[bytes], tuple[bytes, int] | None]:
+    """For the transport (server/transport.py): given a POST's raw URL, the 503 body and Retry-After
+    when its model has no room, decided before a request object, a route or a task exists: under a
+    flood, refusals must cost far less than answers. None sends the request on its usual way (and so
+    whenever a token is needed: a client without one learns nothing from a 503)."""
+
+    def refuse(url: bytes) -> tuple[bytes, int] | None:
+        if auth.enforced("predict") or b"%" in url:
+            return None
+        parts = url.split(b"?", 1)[0].split(b"/")
+        if len(parts) not in (5, 7) or parts[2] != b"models" or parts[-1] not in (b"infer", b"predict"):
+            return None
+        if parts[1] not in (b"v1", b"v2") or (len(parts) == 7 and parts[4] != b"versions"):
+            return None
+        name = parts[3].decode("ascii", "replace")
+        retry = dataplane.would_refuse(name, "predict" if parts[-1] == b"predict" else "rest")
+        if retry is None:
+            return None
+        message = f"{name} is overloaded: {dataplane.in_flight(name)} requests are in flight; retry later"
+        return orjson.dumps({"error": message}), retry
+
+    return refuse

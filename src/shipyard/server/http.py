@@ -27,9 +27,9 @@ from shipyard.monitor import dashboard
 from shipyard.server import errors
 from shipyard.server.admin import DeployRequest, RollbackRequest, admin_body, documented
 from shipyard.server.auth import Auth, TokenLike
-from shipyard.server.handlers import Handlers, json_response, read_body
+from shipyard.server.handlers import Handlers, json_response, overload_refusal, read_body
 from shipyard.server.openapi import FEEDBACK_BODY, INFER_BODY, PREDICT_BODY
-from shipyard.server.transport import KeepErrorsQuiet
+from shipyard.server.transport import REFUSE, KeepErrorsQuiet
 
 log = logging.getLogger(__name__)
 FEEDBACK_LIMIT = 4 * 1024 * 1024
@@ -51,7 +51,7 @@ def create_app(
     h = Handlers(dataplane, auth, max_body_bytes)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         await dataplane.manager.start()
         background = []
         if dataplane.monitor is not None:
@@ -61,7 +61,7 @@ def create_app(
             background.append(asyncio.create_task(_follow_tokens(auth, tokens, tokens_interval_s)))
         try:
             async with also_serve() if also_serve else contextlib.nullcontext():
-                yield
+                yield {REFUSE: overload_refusal(dataplane, auth)}  # for the transport
         finally:
             for task in background:
                 task.cancel()

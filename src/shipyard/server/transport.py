@@ -11,7 +11,9 @@ the three, at the protocol, so refusing costs no request task:
 - its body must arrive within `body_timeout_s` of the head: else the connection closes, and the
   handler reading it sees a client that went away;
 - a request refused with Retry-After (overload, a rate limit) holds its connection: the next request
-  on it is read once that time has passed, as the client was told.
+  on it is read once that time has passed, as the client was told;
+- a request for a model with no room is refused here, from its URL, before Starlette, a route or a
+  request object (the app's lifespan hands over `REFUSE`): refusals must cost far less than answers.
 
 `KeepErrorsQuiet` wraps the ASGI app so that an unexpected error is answered (500, logged once by
 the exception handler) without Starlette re-raising it into uvicorn, which would log it again and
@@ -55,6 +57,8 @@ TOO_MANY = _raw_response(
 TOO_SLOW = _raw_response(b"408 Request Timeout", b"the request head did not arrive in time")
 
 
+REFUSE = "shipyard.refuse"
+"""In the app's lifespan state: url -> (503 body, Retry-After) or None; see handlers.overload_refusal."""
 HOLD = "shipyard.hold_s"
 """Set in a request's ASGI scope state by a handler that refused it with Retry-After (seconds)."""
 
@@ -96,7 +100,16 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_body = True
         self._arm(self.limits.body_timeout_s, self._body_too_slow)
-        super().on_headers_complete()
+        refuse = self.app_state.get(REFUSE)
+        refused = refuse(self.url) if refuse is not None and self.parser.get_method() == b"POST" else None
+        if refused is None:
+            super().on_headers_complete()
+            return
+        app, self.app = self.app, Refusal(*refused)  # this one request goes to the refusal
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
 
     def on_message_complete(self) -> None:
         self._in_body = False
@@ -151,6 +164,23 @@ class GuardedProtocol(HttpToolsProtocol):
         self._deadline = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+class Refusal:
+    """The whole ASGI app of a request refused at the transport: 503, Retry-After, and the hold."""
+
+    def __init__(self, body: bytes, retry_after_s: int) -> None:
+        self.body, self.retry_after_s = body, retry_after_s
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        hold_connection(scope, self.retry_after_s)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode()),
+            (b"retry-after", str(self.retry_after_s).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 def protocol_for(limits: TransportLimits) -> Callable[..., GuardedProtocol]:
