@@ -178,7 +178,13 @@ class DataPlane:
     # -- repository extension ----------------------------------------------------------------
 
     async def repository_index(self) -> list[dict[str, str]]:
-        return await self.manager.index()
+        """Every registered version with its state here: READY, LOADING, or UNAVAILABLE and why."""
+        out = []
+        for summary in await asyncio.to_thread(self.manager.registry.models):
+            for number in summary.versions:
+                state, reason = self.manager.state(summary.name, number)
+                out.append({"name": summary.name, "version": str(number), "state": state, "reason": reason})
+        return out
 
     async def repository_load(self, name: str) -> None:
         await self.changes.load_model(name)

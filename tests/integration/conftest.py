@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -103,6 +104,23 @@ def _wait_ready(
                 pass
             time.sleep(0.1)  # polling the readiness endpoint, bounded by the deadline
     raise RuntimeError("server did not become ready in time")
+
+
+def infer_digits_over_grpc(channel: Any, metadata: list[tuple[str, str]] | None = None) -> Any:
+    """One ModelInfer of a row of zeros for `digits`, as any gRPC client sends it."""
+    import numpy as np
+
+    from shipyard.protocol.grpc import messages as pb
+
+    infer = channel.unary_unary(
+        f"/{pb.SERVICE}/ModelInfer",
+        request_serializer=pb.ModelInferRequest.SerializeToString,
+        response_deserializer=pb.ModelInferResponse.FromString,
+    )
+    request = pb.ModelInferRequest(model_name="digits")
+    tensor = request.inputs.add(name="input", datatype="FP32", shape=[1, 64])
+    tensor.contents.fp32_contents.extend(np.zeros(64).tolist())
+    return infer(request, timeout=10, metadata=metadata)
 
 
 def stop_server(server: Server) -> None:

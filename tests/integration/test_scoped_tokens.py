@@ -9,13 +9,11 @@ from pathlib import Path
 
 import grpc
 import httpx
-import numpy as np
 
 from shipyard.config import Settings
-from shipyard.protocol.grpc import messages as pb
 from shipyard.registry import Registry
 from tests.conftest import register_digits
-from tests.integration.conftest import shipyard_command, start_server, stop_server
+from tests.integration.conftest import infer_digits_over_grpc, shipyard_command, start_server, stop_server
 
 PREDICT = {"input": [0.0] * 64}
 
@@ -37,18 +35,10 @@ def wait_for(check: object, within_s: float = 15.0) -> None:
 
 
 def grpc_infer(port: int, token: str | None) -> grpc.StatusCode:
+    metadata = [("authorization", f"Bearer {token}")] if token else None
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        infer = channel.unary_unary(
-            f"/{pb.SERVICE}/ModelInfer",
-            request_serializer=pb.ModelInferRequest.SerializeToString,
-            response_deserializer=pb.ModelInferResponse.FromString,
-        )
-        request = pb.ModelInferRequest(model_name="digits")
-        tensor = request.inputs.add(name="input", datatype="FP32", shape=[1, 64])
-        tensor.contents.fp32_contents.extend(np.zeros(64).tolist())
-        metadata = [("authorization", f"Bearer {token}")] if token else None
         try:
-            infer(request, timeout=10, metadata=metadata)
+            infer_digits_over_grpc(channel, metadata)
         except grpc.RpcError as exc:
             return exc.code()  # type: ignore[no-any-return]
         return grpc.StatusCode.OK

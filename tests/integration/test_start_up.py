@@ -7,13 +7,12 @@ import ssl
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from shipyard.config import Settings
 from shipyard.registry import Registry
 from tests.conftest import DIGITS_SIGNATURE, register_digits
-from tests.integration.conftest import start_server, stop_server
+from tests.integration.conftest import infer_digits_over_grpc, start_server, stop_server
 from tests.models import digits_data, digits_linear
 
 PREDICT = {"input": [0.0] * 64}
@@ -67,8 +66,6 @@ def test_tls_for_http_and_grpc(tmp_path: Path) -> None:
     trustme = pytest.importorskip("trustme")
     import grpc
 
-    from shipyard.protocol.grpc import messages as pb
-
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     cert_file, key_file, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
@@ -89,15 +86,7 @@ def test_tls_for_http_and_grpc(tmp_path: Path) -> None:
             httpx.post(f"http://127.0.0.1:{server.port}/v1/models/digits/predict", json=PREDICT, timeout=5)
         credentials = grpc.ssl_channel_credentials(root_certificates=ca_file.read_bytes())
         with grpc.secure_channel(f"127.0.0.1:{server.grpc_port}", credentials) as channel:
-            infer = channel.unary_unary(
-                f"/{pb.SERVICE}/ModelInfer",
-                request_serializer=pb.ModelInferRequest.SerializeToString,
-                response_deserializer=pb.ModelInferResponse.FromString,
-            )
-            request = pb.ModelInferRequest(model_name="digits")
-            tensor = request.inputs.add(name="input", datatype="FP32", shape=[1, 64])
-            tensor.contents.fp32_contents.extend(np.zeros(64).tolist())
-            response = infer(request, timeout=10)
+            response = infer_digits_over_grpc(channel)
             assert response.model_name == "digits" and response.outputs[0].name == "logits"
     finally:
         stop_server(server)

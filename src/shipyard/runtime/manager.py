@@ -380,15 +380,6 @@ class ModelManager:
             self._models[name] = fresh
         return old
 
-    async def index(self) -> list[dict[str, str]]:
-        """Every registered version with its state here: READY, LOADING, or UNAVAILABLE and why."""
-        out = []
-        for summary in await asyncio.to_thread(self._registry.models):
-            for number in summary.versions:
-                state, reason = self.state(summary.name, number)
-                out.append({"name": summary.name, "version": str(number), "state": state, "reason": reason})
-        return out
-
     def state(self, name: str, number: int) -> tuple[str, str]:
         """(READY | LOADING | UNAVAILABLE, why not ready) of one version on this server."""
         if (name, number) in self._failed:
