@@ -5,7 +5,8 @@ connections: a client sending a byte a second, or thousands that connect and say
 file descriptor each for as long as they like, until health checks fail. `GuardedProtocol` adds
 the three, at the protocol, so refusing costs no request task:
 
-- a connection past `max_connections` gets 503 + Retry-After and is closed at once;
+- a connection past `max_connections` takes the place of the one that has waited longest for a
+  request, or, when every one is busy, gets 503 + Retry-After and is closed at once;
 - a request's head (line and headers) must arrive within `header_timeout_s` of its first byte, or
   of the connection's opening: else 408 and the connection closes;
 - its body must arrive within `body_timeout_s` of the head: else the connection closes, and the
@@ -57,6 +58,8 @@ TOO_MANY = _raw_response(
 TOO_SLOW = _raw_response(b"408 Request Timeout", b"the request head did not arrive in time")
 
 
+IDLE = "shipyard.idle"
+"""In the app's lifespan state (shared by a server's connections): those waiting for a request."""
 REFUSE = "shipyard.refuse"
 """In the app's lifespan state: url -> (503 body, Retry-After) or None; see handlers.overload_refusal."""
 HOLD = "shipyard.hold_s"
@@ -81,21 +84,44 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
+        if len(self.connections) > self.limits.max_connections and not self._evict_idle():
             transport.write(TOO_MANY)
             transport.close()
             return
+        self._idle(True)
         self._arm(self.limits.header_timeout_s, self._head_too_slow)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._idle(False)
         self._arm(None)
         if self._hold is not None:
             self._hold.cancel()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
+        self._idle(False)
         super().on_message_begin()
         self._arm(self.limits.header_timeout_s, self._head_too_slow)
+
+    def _idle(self, idle: bool) -> None:
+        """Keep the server's connections that wait for a request in order, oldest first."""
+        waiting: dict[GuardedProtocol, None] = self.app_state.setdefault(IDLE, {})
+        waiting.pop(self, None)
+        if idle:
+            waiting[self] = None
+
+    def _evict_idle(self) -> bool:
+        """At the cap, a new connection takes the place of the one that has waited longest for a
+        request (as nginx reuses idle keep-alive connections): thousands of idle connections cannot
+        lock real clients, health checks included, out."""
+        waiting: dict[GuardedProtocol, None] = self.app_state.get(IDLE, {})
+        while waiting:
+            oldest = next(iter(waiting))
+            del waiting[oldest]
+            if oldest is not self and not oldest.transport.is_closing():
+                oldest.transport.close()
+                return True
+        return False
 
     def on_headers_complete(self) -> None:
         self._in_body = True
@@ -122,6 +148,8 @@ class GuardedProtocol(HttpToolsProtocol):
         cycle = self.cycle
         hold = cycle.scope.get("state", {}).get(HOLD) if cycle is not None and not self.pipeline else None
         super().on_response_complete()
+        if not self.pipeline and not self.transport.is_closing():
+            self._idle(True)
         if hold and not self.transport.is_closing():
             # refused with Retry-After: this connection's next request is read once that time has
             # passed, so a client that ignores it cannot turn refusals into a busy loop that starves
