@@ -13,11 +13,10 @@ import joblib
 import numpy as np
 import pytest
 import skops.io
-from sklearn.datasets import load_digits
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.preprocessing import FunctionTransformer
 
 from shipyard.convert import from_sklearn_file
 from shipyard.errors import ConversionFailed
@@ -42,17 +41,6 @@ class Provenance:
 
 def double(x: np.ndarray) -> np.ndarray:
     return x * 2
-
-
-@pytest.fixture(scope="module")
-def digits() -> tuple[np.ndarray, np.ndarray]:
-    features, target = load_digits(return_X_y=True)
-    return features.astype(np.float32), target
-
-
-@pytest.fixture(scope="module")
-def pipeline(digits: tuple[np.ndarray, np.ndarray]) -> Pipeline:
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(*digits)
 
 
 @pytest.fixture

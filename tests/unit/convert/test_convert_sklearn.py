@@ -9,7 +9,6 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -18,18 +17,6 @@ from sklearn.svm import LinearSVC
 from shipyard.convert import from_estimator, from_sklearn_file, run_onnx
 from shipyard.errors import ConversionFailed, NotFound
 from shipyard.signature import Scores, TensorSpec
-
-
-@pytest.fixture(scope="module")
-def digits() -> tuple[np.ndarray, np.ndarray]:
-    features, target = load_digits(return_X_y=True)
-    return features.astype(np.float32), target
-
-
-@pytest.fixture(scope="module")
-def pipeline(digits: tuple[np.ndarray, np.ndarray]) -> Pipeline:
-    x, y = digits
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
 
 
 def _onnx(converted: Any, x: np.ndarray) -> dict[str, np.ndarray]:
