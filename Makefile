@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 .PHONY: demo test lint format proto bench clean
 
 $(BIN)/.installed: pyproject.toml
+	@echo "== creating $(VENV) and installing shipyard with its development extras (a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --progress-bar on -e '.[dev]'
 	touch $@
 
 demo: $(BIN)/.installed

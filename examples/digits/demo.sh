@@ -3,19 +3,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export SHIPYARD_HOME="${SHIPYARD_HOME:-$PWD/.shipyard}"
-PORT="${PORT:-8000}"
+PORT="${PORT:-8000}"          # HTTP; PORT=9000 GRPC_PORT=9001 make demo when these are taken
+GRPC_PORT="${GRPC_PORT:-8001}"
 BIN=.venv/bin
 OUT=examples/digits/out
 
+echo "== building the demo model (a small MLP on scikit-learn's digits)"
 $BIN/python examples/digits/build.py "$OUT"
+echo "== importing it (an identical model already in the registry is reused, not added again)"
 $BIN/shipyard model import "$OUT/digits.pt" --name digits --input-shape 1,64 \
   --labels "$OUT/labels.txt" --dataset "$OUT/digits-test.npz" --reference "$OUT/digits-test.npz" \
   --description "MLP on scikit-learn digits (demo)"
 $BIN/shipyard model alias digits "$($BIN/shipyard model show digits:latest --json | $BIN/python -c 'import json,sys; print(json.load(sys.stdin)["version"])')" production
 
-$BIN/shipyard serve digits --port "$PORT" --log-level warning &
+echo "== serving it"
+$BIN/shipyard serve digits --port "$PORT" --grpc-port "$GRPC_PORT" --log-level warning &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT INT TERM
+stop() { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; }
+trap stop EXIT
+trap 'echo; echo "stopped"; stop; exit 0' INT TERM  # Ctrl-C is how the demo ends: not an error
 for _ in $(seq 1 120); do
   if $BIN/python -c "import httpx,sys; sys.exit(httpx.get('http://127.0.0.1:$PORT/v2/health/ready').status_code != 200)" 2>/dev/null; then
     break
@@ -32,5 +38,5 @@ echo
 echo "  -> $(curl -s -H 'content-type: application/json' -d @$OUT/seven.json http://127.0.0.1:$PORT/v1/models/digits/predict)"
 echo
 echo "Dashboard: http://127.0.0.1:$PORT/dashboard/digits   Metrics: http://127.0.0.1:$PORT/metrics"
-echo "(SHIPYARD_HOME=$SHIPYARD_HOME; Ctrl-C stops the server)"
-wait $server
+echo "(SHIPYARD_HOME=$SHIPYARD_HOME; gRPC on 127.0.0.1:$GRPC_PORT; Ctrl-C stops the server)"
+wait "$server"

@@ -16,7 +16,7 @@ import numpy as np
 from shipyard.config import Settings
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.registry import DatasetInfo, Registry, VersionRecord
-from shipyard.registry.artifacts import sha256_file
+from shipyard.registry.artifacts import sha256_bytes, sha256_file
 
 if TYPE_CHECKING:
     from shipyard.convert.check import Converted
@@ -101,11 +101,14 @@ def import_file(
     registry: Registry | None = None,
     trusted: bool = False,
     report: Callable[[str], None] | None = None,
+    new_version: bool = False,
 ) -> VersionRecord:
     """The CLI's import: the framework is told by `framework` or guessed from the file suffix.
 
     Pickle-based files (joblib, .pkl, .pickle) run code from the file when loaded, so they are
-    refused unless `trusted`; `report` receives what a trusted file was found to import.
+    refused unless `trusted`; `report` receives what a trusted file was found to import. A model
+    whose bytes and labels are those of the model's current version is that version again: it is
+    returned as it is, unless `new_version` (running the same import twice adds nothing).
     """
     if not path.is_file():
         raise NotFound(f"no such file: {path}")
@@ -133,7 +136,20 @@ def import_file(
             f"cannot tell the framework of {path.name}: pass --framework ({known}) "
             f"or use one of the suffixes {', '.join(FRAMEWORK_BY_SUFFIX)}"
         )
+    if not new_version and registry is not None:
+        current = _current(registry, name)
+        wanted = list(labels) if labels is not None else converted.labels
+        same = current is not None and current.sha256 == sha256_bytes(converted.onnx_bytes)
+        if same and current is not None and current.labels == wanted:
+            return current
     return _register(registry, name, converted, labels, description, dataset)
+
+
+def _current(registry: Registry, name: str) -> VersionRecord | None:
+    try:
+        return registry.version(name)
+    except NotFound:
+        return None
 
 
 def read_labels(path: Path) -> list[str]:

@@ -12,8 +12,8 @@ from rich.table import Table
 from shipyard.cli import optimize as optimizing
 from shipyard.cli import serving_options as opts
 from shipyard.cli.common import console, get_state, when
-from shipyard.errors import InvalidInput
-from shipyard.registry import VersionRecord, parse_ref
+from shipyard.errors import InvalidInput, NotFound
+from shipyard.registry import Registry, VersionRecord, parse_ref
 
 app = typer.Typer(help="Import models and manage their versions.", no_args_is_help=True)
 
@@ -49,11 +49,15 @@ def import_(
         "--trust",
         help="Load a pickle-based file (joblib/pickle): it runs code from the file; only for files you made",
     ),
+    new_version: bool = typer.Option(
+        False, "--new-version", help="Register a new version even when the current one holds the same model."
+    ),
 ) -> None:
     """Convert a model to ONNX, check it numerically, and register it as a new version."""
     from shipyard.importing import import_file, read_labels
 
     st = get_state(ctx)
+    refs_before = _refs(st.registry, name)
     with console.status(f"importing {path.name}..."):
         record = import_file(
             path,
@@ -67,7 +71,32 @@ def import_(
             registry=st.registry,
             trusted=trust,
             report=console.print,
+            new_version=new_version,
         )
+    if record.ref in refs_before:
+        console.print(
+            f"{record.ref} already holds this model (sha256 {record.sha256[:12]}, same labels): nothing new "
+            "registered (--new-version registers it again)"
+        )
+    else:
+        _print_imported(record)
+    if reference is not None:
+        from shipyard.monitor.reference import profile_version
+
+        profile = profile_version(st.registry, record, reference)
+        st.registry.set_reference(name, record.number, profile, reference.name)
+        console.print(f"reference profile: {profile['rows']} rows of {reference.name}")
+
+
+def _refs(registry: Registry, name: str) -> set[str]:
+    """The refs of every version `name` has now (none for a new model)."""
+    try:
+        return {f"{name}:{number}" for number in registry.model(name).versions}
+    except NotFound:
+        return set()
+
+
+def _print_imported(record: VersionRecord) -> None:
     check = record.check
     diff = check.get("max_abs_diff")
     checked = f"max |diff| {diff:.2e}" if diff is not None else check.get("source", "checked")
@@ -75,12 +104,6 @@ def import_(
         f"imported {record.ref} from {record.framework} "
         f"({record.size / 1024:.1f} KiB, sha256 {record.sha256[:12]}, check passed: {checked})"
     )
-    if reference is not None:
-        from shipyard.monitor.reference import profile_version
-
-        profile = profile_version(st.registry, record, reference)
-        st.registry.set_reference(name, record.number, profile, reference.name)
-        console.print(f"reference profile: {profile['rows']} rows of {reference.name}")
 
 
 @app.command("list")
