@@ -75,6 +75,9 @@ def test_a_joblib_file_needs_trust_and_a_skops_file_does_not(
     assert "logreg.joblib imports" in trusted.stdout and "LogisticRegression" in trusted.stdout
     assert "imported digits:1 from sklearn" in trusted.stdout
 
-    safe = shipyard(home, str(tmp_path / "logreg.skops"), "--name", "digits")
+    same = shipyard(home, str(tmp_path / "logreg.skops"), "--name", "digits")
+    assert same.returncode == 0, same.stderr
+    assert "digits:1 already holds this model" in same.stdout  # the same model, saved another way
+    safe = shipyard(home, str(tmp_path / "logreg.skops"), "--name", "digits", "--new-version")
     assert safe.returncode == 0, safe.stderr
     assert "imported digits:2 from sklearn" in safe.stdout
