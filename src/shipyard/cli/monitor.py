@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def status(
                 "-"
                 if v["accuracy"]["value"] is None
                 else f"{v['accuracy']['value']:.3f} ({v['accuracy']['window']})",
-                "-" if v["cost"]["per_1k"] is None else f"{v['cost']['per_1k']:.5f}",
+                _dollars(v["cost"]["per_1k"]),
             )
     console.print(table)
     console.print("* the default version; error rate and latency over the last minute")
@@ -100,7 +101,7 @@ def log(
     for row in rows:
         out.add_row(
             row["time"].astimezone().strftime("%H:%M:%S.%f")[:-3],
-            str(row["request_id"])[:12],
+            str(row["request_id"]),  # whole: it is what feedback names
             str(row["version"]),
             str(row["class"] or "-"),
             "-" if row["confidence"] is None else f"{row['confidence']:.3f}",
@@ -109,6 +110,15 @@ def log(
         )
     console.print(out)
     console.print(f"{table.num_rows} records since {since}; showing the last {len(rows)}")
+
+
+def _dollars(value: float | None) -> str:
+    """Three significant digits, never in exponent form: 0.0000139, not 0.00001 or 1.39e-05."""
+    if value is None:
+        return "-"
+    if value <= 0:
+        return "0"
+    return f"{value:.{max(2, 2 - math.floor(math.log10(value)))}f}"
 
 
 def _num(value: float | None) -> str:

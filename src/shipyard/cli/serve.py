@@ -94,7 +94,7 @@ def serve(
         s = served.serving
         how = f"batch <= {s.max_batch_size}" if s.batching else "no batching"
         console.print(
-            f"serving {name} versions {versions} ({manager.alias} {served.default}; {how}, "
+            f"serving {name} versions {versions} (default {served.default}; {how}, "
             f"{s.instances} instance{'s' if s.instances > 1 else ''}, queue {s.max_queue_size})"
         )
     for ref, why in manager.down().items():

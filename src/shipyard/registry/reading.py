@@ -68,6 +68,7 @@ class ReadingMixin(RegistryBase):
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            os.chmod(tmp, 0o666 & ~_umask())  # as any file the user writes, not mkstemp's 0600
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -126,3 +127,10 @@ def record(name: str, row: VersionRow, aliases: tuple[str, ...]) -> VersionRecor
         report=row.report,
         reference=row.reference,
     )
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: put it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

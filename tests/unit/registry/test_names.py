@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -53,3 +54,17 @@ def test_the_served_alias_setting_is_matched_whole() -> None:
     with pytest.raises(ValidationError):
         Settings(alias="prod\n")
     assert Settings(alias="prod").alias == "prod"
+
+
+def test_an_exported_file_follows_the_users_umask(tmp_path: Path) -> None:
+    import os
+
+    registry = Registry.open(Settings(home=tmp_path / "home"))
+    register_digits(registry)
+    old = os.umask(0o022)
+    try:
+        registry.export("digits", 1, tmp_path / "digits.onnx")
+    finally:
+        os.umask(old)
+        registry.close()
+    assert (tmp_path / "digits.onnx").stat().st_mode & 0o777 == 0o644
