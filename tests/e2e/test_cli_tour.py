@@ -112,7 +112,7 @@ def test_tour(home: Path, demo: Path, tmp_path: Path) -> None:
     server = start_server(home)
     try:
         log = (home / f"server-{server.port}.log").read_text()
-        assert "serving digits versions 1, 2 (production 1; batch <= 64, 2 instances" in log
+        assert "serving digits versions 1, 2 (default 1; batch <= 64, 2 instances" in log
         body = json.loads((demo / "seven.json").read_text())
         doc = httpx.post(f"{server.url}/v1/models/digits/predict", json=body).json()
         assert doc["class"] == "7" and doc["version"] == 1 and doc["confidence"] > 0.5
