@@ -137,29 +137,26 @@ class DataPlane:
         dictionary lookup, so overload cannot make refusals as dear as answers. Requests still sending
         their bodies count apart (up to READING x the limit), so slow senders cannot take the places
         of requests at work. Then body_read(), and release() in every case."""
-        served = self.manager.served(name)
-        self.manager.record(name, version)
-        limit = served.serving.in_flight_limit
-        working, reading = self._working.get(name, 0), self._reading.get(name, 0)
-        if working >= limit or reading >= READING * limit:
-            raise Overloaded(
-                f"{name} is overloaded: {working + reading} requests are in flight; retry later",
-                self._backoff.retry_after(),
-            )
-        self._reading[name] = reading + 1
+        self.manager.record(name, version)  # 404 for a model or version not served here
+        refused = self.overloaded(name)
+        if refused is not None:
+            raise refused
+        self._reading[name] = self._reading.get(name, 0) + 1
 
-    def would_refuse(self, name: str, protocol: str = "rest") -> int | None:
-        """Retry-After for a request of `name` that admit() would refuse as overloaded, else None (also
-        for a model not served: admit() says why). For the transport's refusal before any request
-        object exists; counted as a 503 as admit() would be."""
+    def overloaded(self, name: str) -> Overloaded | None:
+        """The refusal a request of `name` gets now, or None while the model has room (or is not
+        served: admit() says so). Also what the transport asks before a request object exists."""
         served = self.manager.models.get(name)
         if served is None:
             return None
         limit = served.serving.in_flight_limit
-        if self._working.get(name, 0) < limit and self._reading.get(name, 0) < READING * limit:
+        working, reading = self._working.get(name, 0), self._reading.get(name, 0)
+        if working < limit and reading < READING * limit:
             return None
-        self.failed(name, None, protocol, 503, time.perf_counter())
-        return self._backoff.retry_after()
+        return Overloaded(
+            f"{name} is overloaded: {working + reading} requests are in flight; retry later",
+            self._backoff.retry_after(),
+        )
 
     def body_read(self, name: str) -> None:
         """An admitted request's body is in: it is at work now."""
@@ -323,7 +320,7 @@ class DataPlane:
         if self.monitor is None:
             return
         record, label = None, "(unknown)"  # never a name from the URL that is not served: cardinality
-        if name is not None and name in self.manager.names:
+        if name is not None and name in self.manager.models:  # no sorted list per failure
             label = name
             with contextlib.suppress(NotFound):
                 record = self.manager.record(name, version)

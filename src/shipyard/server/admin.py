@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 
 from shipyard.errors import InvalidInput
+from shipyard.server.handlers import read_body
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -35,8 +36,6 @@ class RollbackRequest(BaseModel):
 
 async def admin_body(request: Request, model: type[Body]) -> Body:
     """The request's JSON body as `model` (an empty body means every default); 400 naming the problem."""
-    from shipyard.server.handlers import read_body
-
     raw = await read_body(request, ADMIN_BODY_LIMIT)  # checked while it streams, never buffered whole
     try:
         data = orjson.loads(raw) if raw.strip() else {}

@@ -183,10 +183,11 @@ def overload_refusal(dataplane: DataPlane, auth: Auth) -> Callable[[bytes], tupl
         if parts[1] not in (b"v1", b"v2") or (len(parts) == 7 and parts[4] != b"versions"):
             return None
         name = parts[3].decode("ascii", "replace")
-        retry = dataplane.would_refuse(name, "predict" if parts[-1] == b"predict" else "rest")
-        if retry is None:
+        refused = dataplane.overloaded(name)
+        if refused is None:
             return None
-        message = f"{name} is overloaded: {dataplane.in_flight(name)} requests are in flight; retry later"
-        return orjson.dumps({"error": message}), retry
+        protocol = "predict" if parts[-1] == b"predict" else "rest"
+        dataplane.failed(name, None, protocol, 503, time.perf_counter())
+        return orjson.dumps({"error": refused.message}), refused.retry_after_s
 
     return refuse
