@@ -10,10 +10,15 @@ import json
 import sys
 from pathlib import Path
 
+import joblib
 import numpy as np
+import skops.io
 import torch
 from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 
@@ -28,11 +33,20 @@ class DigitsMLP(nn.Module):
         return self.net(x / 16.0)
 
 
-def train(seed: int = 0, epochs: int = 60) -> tuple[DigitsMLP, np.ndarray, np.ndarray, float]:
-    torch.manual_seed(seed)
+Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def split(seed: int = 0) -> Split:
     X, y = load_digits(return_X_y=True)
-    X = X.astype(np.float32)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=seed)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X.astype(np.float32), y, test_size=0.25, random_state=seed
+    )
+    return X_train, X_test, y_train, y_test
+
+
+def train(data: Split, seed: int = 0, epochs: int = 60) -> tuple[DigitsMLP, float]:
+    torch.manual_seed(seed)
+    X_train, X_test, y_train, y_test = data
     model = DigitsMLP()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     xs, ys = torch.from_numpy(X_train), torch.from_numpy(y_train)
@@ -44,18 +58,33 @@ def train(seed: int = 0, epochs: int = 60) -> tuple[DigitsMLP, np.ndarray, np.nd
     model.eval()
     with torch.no_grad():
         accuracy = float((model(torch.from_numpy(X_test)).argmax(1).numpy() == y_test).mean())
-    return model, X_test, y_test, accuracy
+    return model, accuracy
 
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    model, X_test, y_test, accuracy = train()
+    data = split()
+    X_train, X_test, y_train, y_test = data
+    model, accuracy = train(data)
     torch.jit.save(torch.jit.script(model), out / "digits.pt")
     (out / "labels.txt").write_text("\n".join(str(i) for i in range(10)) + "\n")
+    np.savez(out / "digits-train.npz", X=X_train, y=y_train)
     np.savez(out / "digits-test.npz", X=X_test, y=y_test)
+    logreg = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X_train, y_train)
+    skops.io.dump(logreg, out / "logreg.skops")
+    joblib.dump(logreg, out / "logreg.joblib")
     seven = X_test[np.flatnonzero(y_test == 7)[0]]
     (out / "seven.json").write_text(json.dumps({"input": seven.astype(int).tolist()}))
+    # the same sample as a KServe v2 request, asking for the two most likely classes
+    tensor = {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": seven.astype(int).tolist()}
+    v2 = {
+        "id": "1",
+        "inputs": [tensor],
+        "outputs": [{"name": "logits", "parameters": {"classification": 2}}],
+    }
+    (out / "seven-v2.json").write_text(json.dumps(v2, separators=(",", ":")) + "\n")
     print(f"built {out / 'digits.pt'}: test accuracy {accuracy:.3f}")
+    print(f"built {out / 'logreg.skops'} and .joblib: test accuracy {logreg.score(X_test, y_test):.3f}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ def serve(
     intra_op_threads: int | None = typer.Option(None, help="ORT threads per operator (0: ORT default)."),
     inter_op_threads: int | None = typer.Option(None, help="ORT threads across operators."),
     max_body_mb: float | None = typer.Option(None, help="Largest request body in MiB (default 64)."),
-    log_level: str = typer.Option("info", help="uvicorn log level."),
+    log_level: str = typer.Option(
+        "warning", help="uvicorn log level (info adds its start-up and shutdown lines)."
+    ),
     workers: int = typer.Option(
         1, min=1, help="Server processes sharing the ports, each with its own sessions."
     ),
@@ -78,7 +81,9 @@ def serve(
     }
     given = {k: v for k, v in updates.items() if v is not None}
     settings = opts.validated(Settings, {**st.settings.model_dump(), **given}, "serve options")
-    _port_free(settings.host, settings.port, "--port")
+    # the HTTP port is taken now (refusing connections until the models are loaded), so that the
+    # listening line below is true when it is printed: a client may connect the moment it reads it
+    http_socket = _bind(settings.host, settings.port, "--port")
     if grpc and settings.grpc_port:
         _port_free(settings.host, settings.grpc_port, "--grpc-port")
     spec = ServeSpec(settings=settings, names=names or None, grpc=grpc, workers=workers)
@@ -103,6 +108,7 @@ def serve(
     plural = f" in {workers} worker processes" if workers > 1 else ""
     scheme = "https" if settings.tls_cert else "http"
     where = f"{scheme}://{settings.host}:{settings.port}"
+    http_socket.listen(2048)
     console.print(f"listening on {where}{grpc_text}{plural}  (docs: /docs)")
     admin_tokens = [t for t in assembled.registry.tokens() if "admin" in t.scopes]
     if not is_loopback(settings.host) and not settings.named_admin_tokens and not admin_tokens:
@@ -125,6 +131,7 @@ def serve(
         "ssl_keyfile": settings.tls_key,
     }
     if workers > 1:
+        http_socket.close()  # uvicorn binds it again before starting the workers
         manager.unload_all()  # each worker loads its own sessions
         os.environ[SPEC_ENV] = spec.model_dump_json()
         # every worker writes its metrics to files here, and /metrics in any of them sums them all
@@ -132,23 +139,27 @@ def serve(
         uvicorn.run("shipyard.server.assemble:app_from_env", factory=True, workers=workers, **server_options)
         return
     try:
-        uvicorn.run(assembled.app, **server_options)
+        uvicorn.Server(uvicorn.Config(assembled.app, **server_options)).run(sockets=[http_socket])
+    except KeyboardInterrupt:
+        pass
     finally:
         manager.unload_all()
 
 
-def _port_free(host: str, port: int, flag: str) -> None:
-    """Say so in one line when a port is taken, rather than as a start-up traceback."""
-    import socket
-
+def _bind(host: str, port: int, flag: str) -> socket.socket:
+    """Take the port, or say in one line that it is taken, rather than as a start-up traceback."""
     from shipyard.errors import Unavailable
 
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        # as the server itself binds: a port left in TIME_WAIT by a killed server is free to take
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise Unavailable(
-                f"cannot listen on {host}:{port} ({exc.strerror}): choose another {flag}"
-            ) from None
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # as uvicorn binds: a port left in TIME_WAIT by a killed server is free to take
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(f"cannot listen on {host}:{port} ({exc.strerror}): choose another {flag}") from None
+    return sock
+
+
+def _port_free(host: str, port: int, flag: str) -> None:
+    _bind(host, port, flag).close()
