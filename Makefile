@@ -13,7 +13,9 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	examples/digits/demo.sh
+	@# in a terminal, the demo runs as its own foreground job, so that Ctrl-C reaches the demo (which
+	@# stops the server and exits 0) and not make (which would report the interrupt as a failure)
+	@if [ -t 0 ]; then bash -mc examples/digits/demo.sh; else examples/digits/demo.sh; fi
 
 # Registry tests also run on PostgreSQL when a server answers on 127.0.0.1:5432 (database `test`).
 POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test

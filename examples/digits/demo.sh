@@ -19,7 +19,7 @@ $BIN/shipyard model alias digits "$($BIN/shipyard model show digits:latest --jso
 echo "== serving it"
 $BIN/shipyard serve digits --port "$PORT" --grpc-port "$GRPC_PORT" --log-level warning &
 server=$!
-stop() { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; }
+stop() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
 trap stop EXIT
 trap 'echo; echo "stopped"; stop; exit 0' INT TERM  # Ctrl-C is how the demo ends: not an error
 for _ in $(seq 1 120); do
