@@ -123,6 +123,10 @@ def test_tour(home: Path, demo: Path, tmp_path: Path) -> None:
 
     shipyard(home, "model", "delete", "digits-onnx", "--yes")
     assert "digits-onnx" not in shipyard(home, "model", "list").stdout
+    gone = shipyard(home, "model", "show", "digits-onnx", ok=False).stderr
+    assert gone == "error: no model named 'digits-onnx'\n"
+    out = shipyard(home, "model", "import", str(tmp_path / "digits.onnx"), "--name", "digits-onnx").stdout
+    assert "imported digits-onnx:2 from onnx" in out  # a number is never given twice, even after a delete
 
 
 def test_mistakes_are_one_clear_line(home: Path, demo: Path, tmp_path: Path) -> None:
