@@ -105,7 +105,10 @@ def test_tour(home: Path, demo: Path, tmp_path: Path) -> None:
         assert word in history
 
     out = shipyard(home, "model", "configure", "digits", "--max-batch-size", "64", "--instances", "2").stdout
-    assert "digits is served with instances=2, max_batch_size=64" in out
+    assert out.splitlines() == [
+        "digits is served with instances=2, max_batch_size=64",
+        "running servers pick it up at their next registry check, without a restart",
+    ]
     shipyard(home, "model", "configure", "digits", "--max-batch-size", "0", ok=False)
 
     # serve: the production version answers, as the README's curl line shows
