@@ -36,7 +36,7 @@ ENGINES = [
 ]
 
 
-def _empty_postgres(url: str) -> None:
+def empty_postgres(url: str) -> None:
     """Drop the registry's tables so each test starts from an empty, freshly migrated schema."""
     from sqlalchemy import create_engine, text
 
@@ -52,7 +52,7 @@ def open_registry(settings: Settings, engine: str = "sqlite") -> Registry:
     """A registry on `engine`; PostgreSQL starts from an empty, freshly migrated schema."""
     if engine == "postgresql":
         assert POSTGRES_URL is not None
-        _empty_postgres(POSTGRES_URL)
+        empty_postgres(POSTGRES_URL)
         settings = settings.model_copy(update={"database_url": POSTGRES_URL})
     return Registry.open(settings)
 

@@ -105,7 +105,10 @@ def test_tour(home: Path, demo: Path, tmp_path: Path) -> None:
         assert word in history
 
     out = shipyard(home, "model", "configure", "digits", "--max-batch-size", "64", "--instances", "2").stdout
-    assert "digits is served with instances=2, max_batch_size=64" in out
+    assert out.splitlines() == [
+        "digits is served with instances=2, max_batch_size=64",
+        "running servers pick it up at their next registry check, without a restart",
+    ]
     shipyard(home, "model", "configure", "digits", "--max-batch-size", "0", ok=False)
 
     # serve: the production version answers, as the README's curl line shows
@@ -123,6 +126,10 @@ def test_tour(home: Path, demo: Path, tmp_path: Path) -> None:
 
     shipyard(home, "model", "delete", "digits-onnx", "--yes")
     assert "digits-onnx" not in shipyard(home, "model", "list").stdout
+    gone = shipyard(home, "model", "show", "digits-onnx", ok=False).stderr
+    assert gone == "error: no model named 'digits-onnx'\n"
+    out = shipyard(home, "model", "import", str(tmp_path / "digits.onnx"), "--name", "digits-onnx").stdout
+    assert "imported digits-onnx:2 from onnx" in out  # a number is never given twice, even after a delete
 
 
 def test_mistakes_are_one_clear_line(home: Path, demo: Path, tmp_path: Path) -> None:

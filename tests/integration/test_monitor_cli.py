@@ -58,3 +58,34 @@ def test_reference_status_and_log(tmp_path: Path) -> None:
     unreachable = cli(tmp_path, "monitor", "status", "--server", "http://127.0.0.1:9", ok=False)
     assert unreachable.stderr.startswith("error: cannot reach the server")
     assert "invalid time '5x'" in cli(tmp_path, "monitor", "log", "digits", "--since", "5x", ok=False).stderr
+
+
+def test_status_and_dashboard_rank_drifted_features_by_psi(tmp_path: Path) -> None:
+    registry = Registry.open(Settings(home=tmp_path))
+    register_digits(registry)
+    registry.close()
+    X, _ = digits_data()
+    np.savez(tmp_path / "reference.npz", X=X[:1000])
+    cli(tmp_path, "monitor", "reference", "digits", str(tmp_path / "reference.npz"))
+    server = start_server(tmp_path, "--no-grpc")
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            for start in range(1000, 1400, 50):  # brighter digits: many pixels drift, by different amounts
+                rows = np.clip(X[start : start + 50] + 4, 0, 16)
+                body = {"inputs": [{"name": "input", "shape": [50, 64], "datatype": "FP32",
+                                    "data": rows.ravel().tolist()}]}  # fmt: skip
+                assert client.post("/v2/models/digits/infer", json=body).status_code == 200
+            html = client.get("/dashboard/digits").text
+        doc = json.loads(cli(tmp_path, "monitor", "status", "--server", server.url, "--json").stdout)
+        status = cli(tmp_path, "monitor", "status", "digits", "--server", server.url).stdout
+    finally:
+        stop_server(server)
+    drift = doc[0]["versions"][0]["drift"]
+    psi = {f["name"]: f["psi"] for f in drift["features"]}
+    drifted = drift["drifted"]
+    assert drift["flagged"] and len(drifted) > 5
+    assert drifted == sorted(drifted, key=lambda name: -psi[name])  # the server ranks them
+    top = ", ".join(f"{name} {psi[name]:.2f}" for name in drifted[:5])
+    line = f"by PSI: {top}, +{len(drifted) - 5} more"
+    assert line in html  # the dashboard's drift tile
+    assert f"DRIFT {line}" in status

@@ -17,6 +17,8 @@ from shipyard.registry import Registry, VersionRecord, parse_ref
 
 app = typer.Typer(help="Import models and manage their versions.", no_args_is_help=True)
 
+LIVE = "running servers pick it up at their next registry check, without a restart"
+
 
 def _shape(text: str) -> list[int]:
     try:
@@ -206,7 +208,13 @@ def configure(
     versions: str | None = opts.VERSIONS,
     reset: bool = typer.Option(False, "--reset", help="Forget this model's settings first."),
 ) -> None:
-    """Set how a model is served (batching, instances, queue); stored in the registry."""
+    """Set how a model is served (batching, instances, queue, versions); stored in the registry.
+
+    Running servers apply every one of these settings live, at their next registry check (every
+    second by default, SHIPYARD_WATCH_INTERVAL_S): resident versions are rebuilt with them off the
+    request path and swapped in at once, with no restart and no failed request. A server that does not
+    watch (SHIPYARD_WATCH_INTERVAL_S=0) applies them when the model is loaded again
+    (POST /v2/repository/models/NAME/load)."""
     updates = opts.serving_updates(locals())
     registry = get_state(ctx).registry
     opts.merged({} if reset else registry.model(name).serving, updates)
@@ -215,6 +223,8 @@ def configure(
     result = registry.configure(name, updates) if updates or not reset else {}
     shown = ", ".join(f"{k}={v}" for k, v in sorted(result.items())) or "server defaults"
     console.print(f"{name} is served with {shown}")
+    if updates or reset:
+        console.print(LIVE)
 
 
 @app.command("restore")

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from shipyard.cli.client import call
 from shipyard.cli.common import console, get_state
+from shipyard.monitor.drifted import verdict
 from shipyard.registry import parse_ref
 
 app = typer.Typer(help="Watch models in production: drift, accuracy, latency, cost, the prediction log.")
@@ -134,5 +136,5 @@ def _drift(report: dict[str, Any]) -> str:
     if status == "stopped":
         return "stopped"
     if report.get("flagged"):
-        return "DRIFT: " + ", ".join(report.get("drifted", [])[:3])
+        return escape(f"DRIFT {verdict(report)}")  # feature names such as x[ch0].mean are no markup
     return f"ok ({report['rows']} rows)"

@@ -3,6 +3,7 @@ against its parent, and register it only when the gate passes; or measure any tw
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from shipyard.cli.common import console, get_state
 
@@ -136,7 +138,9 @@ def compare(
     throughput_batches: int = THROUGHPUT_BATCHES,
     as_json: bool = AS_JSON,
 ) -> None:
-    """Measure two versions side by side on the same data: size, latency, throughput, metric."""
+    """Measure two versions side by side on the same data: size, latency, throughput, metric and
+    output difference. When one version's scores are logits and the other's probabilities, the
+    logits go through softmax first, so that the difference compares probabilities with probabilities."""
     from shipyard.optimize import compare
 
     with _progress() as progress:
@@ -156,8 +160,9 @@ def compare(
         console.print(report_table(report))
 
 
-def report_table(report: Report) -> Table:
-    """Parent, candidate and the change between them, one measured figure per row."""
+def report_table(report: Report) -> RenderableType:
+    """Parent, candidate and the change between them, one measured figure per row; below, what the
+    output difference compares when the two give their scores in different kinds."""
     p, c = report.parent, report.candidate
     table = Table("", p.ref, c.ref, "change", title=_title(report), title_justify="left")
     for column in table.columns[1:]:
@@ -166,7 +171,7 @@ def report_table(report: Report) -> Table:
         "file size",
         _bytes(p.contents.size_bytes),
         _bytes(c.contents.size_bytes),
-        f"{report.size_ratio:.2f}x smaller",
+        _times(report.size_ratio, "smaller", "larger", "same size"),
     )
     table.add_row(
         "parameters",
@@ -179,28 +184,29 @@ def report_table(report: Report) -> Table:
         "latency p50, batch 1",
         _ms(p.speed.p50_ms),
         _ms(c.speed.p50_ms),
-        f"{report.latency_speedup:.2f}x faster",
+        _times(report.latency_speedup, "faster", "slower", "same speed"),
     )
     table.add_row(
         "latency p99, batch 1",
         _ms(p.speed.p99_ms),
         _ms(c.speed.p99_ms),
-        f"{p.speed.p99_ms / c.speed.p99_ms:.2f}x faster",
+        _times(p.speed.p99_ms / c.speed.p99_ms, "faster", "slower", "same speed"),
     )
     table.add_row(
         f"samples/s, batch {report.batch}",
         f"{p.speed.samples_per_s:,.0f}",
         f"{c.speed.samples_per_s:,.0f}",
-        f"{report.throughput_speedup:.2f}x",
+        _times(report.throughput_speedup, "faster", "slower", "same speed"),
     )
     table.add_row(report.metric, f"{p.metric:.4f}", f"{c.metric:.4f}", f"{c.metric - p.metric:+.4f}")
     table.add_row(
-        f"|{report.output} diff| max / mean",
+        f"|{'probabilities' if report.softmax_applied_to else report.output} diff| max / mean",
         "",
         f"{report.max_abs_diff:.3g} / {report.mean_abs_diff:.3g}",
         "",
     )
-    return table
+    note = _softmax_note(report)
+    return Group(table, Text(note)) if note else table
 
 
 def describe_lineage(lineage: dict[str, Any]) -> str:
@@ -223,9 +229,32 @@ def describe_report(report: dict[str, Any]) -> str:
     change = report.get("change") or {}
     parent, candidate = report.get("parent") or {}, report.get("candidate") or {}
     return (
-        f"{change.get('size_ratio', 0):.2f}x smaller, {change.get('throughput_speedup', 0):.2f}x samples/s, "
+        f"{_times(change.get('size_ratio', 1.0), 'smaller', 'larger', 'same size')}, "
+        f"{_times(change.get('throughput_speedup', 1.0), 'faster', 'slower', 'same speed')} at batch "
+        f"{report.get('batch', 32)}, "
         f"{report.get('metric')} {parent.get('metric', 0):.4f} -> {candidate.get('metric', 0):.4f} "
         f"on {(report.get('data') or {}).get('name')}"
+    )
+
+
+def _times(ratio: float, better: str, worse: str, same: str) -> str:
+    """A ratio as people say it: 2.00x faster, 1.33x slower (never 0.75x faster); `same` when it
+    rounds to 1.00 either way."""
+    if not ratio > 0 or not math.isfinite(ratio):
+        return ""
+    if f"{ratio:.2f}" == "1.00" or f"{1 / ratio:.2f}" == "1.00":
+        return same
+    return f"{ratio:.2f}x {better}" if ratio > 1 else f"{1 / ratio:.2f}x {worse}"
+
+
+def _softmax_note(report: Report) -> str | None:
+    logits = report.softmax_applied_to
+    if logits is None:
+        return None
+    other = report.candidate.ref if logits == report.parent.ref else report.parent.ref
+    return (
+        f"{logits} gives logits and {other} probabilities: the output difference compares "
+        f"probabilities, softmax applied to {logits}'s logits"
     )
 
 

@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 
 from shipyard.monitor import charts
+from shipyard.monitor.drifted import verdict
 
 REFRESH_S = 3
 
@@ -135,7 +136,7 @@ def _drift_tile(drift: dict[str, Any]) -> str:
     if drift.get("status") == "warming-up":
         return _tile("drift", "-", "", f"{drift.get('rows', 0)} rows so far")
     flagged = bool(drift.get("flagged"))
-    detail = ", ".join(drift.get("drifted", [])[:3]) or "within thresholds"
+    detail = verdict(drift) if flagged else "within thresholds"
     return _tile("drift", "DRIFT" if flagged else "OK", "alert" if flagged else "ok", detail)
 
 

@@ -104,8 +104,9 @@ class DriftReport:
 
     @property
     def drifted(self) -> tuple[str, ...]:
-        """Names of the features whose PSI or KS passed its threshold."""
-        return tuple(f.name for f in self.features if f.drifted)
+        """Names of the features whose PSI or KS passed its threshold, highest PSI first (ties in
+        feature order): the order every view of the report lists them in."""
+        return tuple(f.name for f in sorted((f for f in self.features if f.drifted), key=lambda f: -f.psi))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -29,6 +29,7 @@ from shipyard.optimize.measure import (
     time_runners,
 )
 from shipyard.optimize.metrics import get_metric, targets_for
+from shipyard.protocol.predict import softmax
 from shipyard.registry import DatasetInfo
 from shipyard.signature import Signature
 
@@ -66,6 +67,9 @@ class Report:
     candidate: Side
     max_abs_diff: float
     mean_abs_diff: float
+    softmax_applied_to: str | None = None
+    """The side whose logits went through softmax before the output difference was taken, when the
+    other side's scores are probabilities (a difference between logits and probabilities means nothing)."""
 
     @property
     def drop(self) -> float:
@@ -103,7 +107,11 @@ class Report:
                 "latency_speedup": self.latency_speedup,
                 "throughput_speedup": self.throughput_speedup,
             },
-            "outputs": {"max_abs_diff": self.max_abs_diff, "mean_abs_diff": self.mean_abs_diff},
+            "outputs": {
+                "max_abs_diff": self.max_abs_diff,
+                "mean_abs_diff": self.mean_abs_diff,
+                "softmax_applied_to": self.softmax_applied_to,
+            },
         }
 
 
@@ -141,7 +149,12 @@ def compare_models(
             f"{candidate.ref} gives outputs of shape {list(outputs[1].shape)}, "
             f"{parent.ref} of shape {list(outputs[0].shape)}"
         )
-    diff = np.abs(outputs[0].astype(np.float64) - outputs[1].astype(np.float64))
+    scores = [_score_kind(m, name) for m, name in ((parent, output), (candidate, candidate_output))]
+    softmax_side = scores.index("logits") if set(scores) == {"logits", "probabilities"} else None
+    compared = [out.astype(np.float64) for out in outputs]
+    if softmax_side is not None:
+        compared[softmax_side] = softmax(compared[softmax_side])
+    diff = np.abs(compared[0] - compared[1])
     sides = [
         Side(m.ref, contents(m.onnx_bytes), speed, chosen.compute(out, targets))
         for m, speed, out in zip((parent, candidate), speeds, outputs, strict=True)
@@ -158,7 +171,14 @@ def compare_models(
         candidate=sides[1],
         max_abs_diff=float(diff.max()) if diff.size else 0.0,
         mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
+        softmax_applied_to=None if softmax_side is None else (parent, candidate)[softmax_side].ref,
     )
+
+
+def _score_kind(model: Model, output: str) -> str | None:
+    """'logits' or 'probabilities' when `output` holds the model's class scores, else None."""
+    scores = model.signature.scores
+    return scores.kind if scores is not None and scores.output == output else None
 
 
 def _same_inputs(parent: Model, candidate: Model) -> None:

@@ -63,7 +63,7 @@ class RegistryBase:
     def _model_row(self, session: Session, name: str) -> ModelRow:
         model = session.scalar(
             select(ModelRow)
-            .where(ModelRow.name == name)
+            .where(ModelRow.name == name, ModelRow.deleted_at.is_(None))
             .options(selectinload(ModelRow.versions), selectinload(ModelRow.aliases))
         )
         if model is None:

@@ -21,6 +21,7 @@ class ReadingMixin(RegistryBase):
         with self._session() as session:
             rows = session.scalars(
                 select(ModelRow)
+                .where(ModelRow.deleted_at.is_(None))
                 .options(selectinload(ModelRow.versions), selectinload(ModelRow.aliases))
                 .order_by(ModelRow.name)
             )

@@ -71,6 +71,8 @@ class Registry(AliasesMixin, TokensMixin):
                     if model is None:
                         model = ModelRow(name=name, last_version=0, created_at=utcnow())
                         session.add(model)
+                    elif model.deleted_at is not None:  # deleted before: numbering goes on from there
+                        model.deleted_at, model.created_at = None, utcnow()
                     model.last_version += 1
                     session.flush()
                     row = VersionRow(
@@ -134,7 +136,8 @@ class Registry(AliasesMixin, TokensMixin):
             self._event(session, name, kind, version, reason=reason, actor=actor)
 
     def delete(self, name: str, version: int | None = None) -> list[int]:
-        """Delete one version (and aliases pointing at it) or the whole model; returns the numbers."""
+        """Delete one version (and aliases pointing at it) or the whole model; returns the numbers.
+        A deleted model's name may be imported again: its versions go on from the last number given."""
         with self._writing() as session:
             model = self._locked_model(session, name)
             if version is None:
@@ -145,8 +148,10 @@ class Registry(AliasesMixin, TokensMixin):
                     raise NotFound(f"model {name!r} has no version {version}")
             shas = {v.sha256 for v in doomed}
             numbers = [v.number for v in doomed]
-            if version is None:
-                session.delete(model)
+            if version is None:  # the row stays, hidden, so that no version number is given twice
+                model.versions.clear()
+                model.aliases.clear()
+                model.serving, model.deleted_at = None, utcnow()
                 self._event(session, name, "deleted", None, detail="model and all versions")
             else:
                 for alias in [a for a in model.aliases if a.version == version]:

@@ -43,6 +43,9 @@ class ModelRow(Base):
     # Serving settings that override the server's defaults for this model (max_batch_size, ...).
     serving: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when the whole model was deleted: the row stays (hidden) to keep last_version, and a later
+    # import of the same name revives it with the next number.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     versions: Mapped[list[VersionRow]] = relationship(
         back_populates="model", cascade="all, delete-orphan", order_by="VersionRow.number"
     )

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -67,6 +68,21 @@ def build_version(
         raise Unavailable(f"{record.ref} failed its warm-up request: {reason}") from exc
     batcher = Batcher(record.ref, runner.run, batch_settings(serving, record.signature), observer)
     return LoadedVersion(record, runner, batcher, max(rss_bytes() - before, record.size))
+
+
+def with_batcher(old: LoadedVersion, settings: BatchSettings) -> LoadedVersion:
+    """`old`'s runner behind a new batcher (still to be started): new batching settings need no
+    new session. The two share the runner until the old batcher has drained."""
+    batcher = Batcher(old.batcher.name, old.runner.run, settings, old.batcher.observer)
+    return LoadedVersion(old.record, old.runner, batcher, old.memory_bytes)
+
+
+async def retire(version: LoadedVersion, *, keep_runner: bool) -> None:
+    """Let the requests queued on `version` finish, then stop its batcher and, unless a version that
+    stays shares it, unload its runner."""
+    await version.batcher.aclose()
+    if not keep_runner:
+        await asyncio.to_thread(version.runner.unload)
 
 
 def warmup_inputs(signature: Signature) -> dict[str, np.ndarray]:

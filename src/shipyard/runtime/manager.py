@@ -7,7 +7,8 @@ builds a runner and warms it up with one request, so a version is READY only onc
 With a memory budget, versions are resident only while they fit: a request for one that is not loads
 it (and waits, with any other request for it, on that one load), and the least recently used idle
 version is unloaded to make room. Every request holds its version (`use()`) so that a version with
-requests in flight is never unloaded under them.
+requests in flight is never unloaded under them. What the registry asks of a running server (new
+versions, a moved alias, changed settings) is followed in runtime/follow.py.
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ from shipyard.registry import ModelSummary, Registry, VersionRecord
 from shipyard.registry.store import PRODUCTION
 from shipyard.runtime.batcher import BatchObserver
 from shipyard.runtime.budget import MemoryBudget
-from shipyard.runtime.loading import LoadedVersion, build_version
+from shipyard.runtime.follow import Follower
+from shipyard.runtime.loading import LoadedVersion, batch_settings, build_version, retire, with_batcher
 from shipyard.runtime.memory import MB, release_free_memory
 from shipyard.runtime.served import ServedModel, gauges, read_served, state_of
 from shipyard.runtime.session import RunnerOptions
 
 log = logging.getLogger(__name__)
-
-FULL_READ_S = 30.0
 
 
 class ModelManager:
@@ -64,8 +64,7 @@ class ModelManager:
         self._load_lock = asyncio.Lock()  # one load at a time: its memory growth is its own
         self._started = False
         self._watch_interval_s = watch_interval_s
-        self._summaries: dict[str, ModelSummary] = {}  # as the watch last read them
-        self._full_read = time.monotonic()
+        self._follower = Follower(self)
         self._watcher: asyncio.Task[None] | None = None
 
     # -- start-up and shutdown ---------------------------------------------------------------------
@@ -77,8 +76,8 @@ class ModelManager:
         if not wanted:
             raise NotFound("no models are registered: import one with `shipyard model import`")
         for name in wanted:
-            self._models[name] = served = self._read(name)
-            for number in self._eager(served):
+            self._models[name] = served = self.read(name)
+            for number in self.eager(served):
                 record = served.records[number]
                 if not self._fits(record):
                     log.info("%s waits for its first request (memory budget)", record.ref)
@@ -98,7 +97,9 @@ class ModelManager:
             await version.batcher.start()
         self._started = True
         if self._watch_interval_s > 0:
-            self._watcher = asyncio.create_task(self._watch(), name="registry-watch")
+            self._watcher = asyncio.create_task(
+                self._follower.watch(self._watch_interval_s), name="registry-watch"
+            )
 
     async def aclose(self) -> None:
         """Stop following the registry, finish queued requests, then stop the batchers."""
@@ -155,7 +156,7 @@ class ModelManager:
         number = self._number(served, version)
         loaded = served.versions.get(number)
         while loaded is None:  # not resident: load it, or wait for the load under way
-            await self._load(served, number)
+            await self.load_version(served, number)
             loaded = served.versions.get(number)
         loaded.in_flight += 1
         loaded.last_used = time.monotonic()
@@ -185,7 +186,7 @@ class ModelManager:
 
     # -- loading and unloading -------------------------------------------------------------------
 
-    async def _load(self, served: ServedModel, number: int) -> None:
+    async def load_version(self, served: ServedModel, number: int) -> None:
         """Load one version of `served`, or join the load of it already under way."""
         if (served.name, number) in self._failed:
             raise Unavailable(f"{served.name}:{number} failed to load: {self._failed[served.name, number]}")
@@ -277,77 +278,75 @@ class ModelManager:
             self._resident.pop(id(version), None)
         await asyncio.to_thread(release_free_memory)
 
-    # -- following the registry ------------------------------------------------------------------
+    # -- following the registry (runtime/follow.py) ------------------------------------------
 
-    def _read(self, name: str, summary: ModelSummary | None = None) -> ServedModel:
-        """A model as the registry describes it now (blocking reads): policy, default, records."""
-        return read_served(self._registry, name, self._serving, self.alias, summary)
+    async def refresh(self, names: Iterable[str] | None = None) -> list[str]:
+        """Bring the server in line with the registry now (what the watch does every interval)."""
+        return await self._follower.refresh(names)
 
-    def _read_if_changed(self, name: str, full: bool) -> ServedModel | None:
-        """_read(), or None when the model's summary (versions, aliases, settings) is as last time: a
-        cheap query every second, the full read (every version's manifest) only on a change, and every
-        FULL_READ_S anyway for what the summary does not show (a new reference profile)."""
-        summary = self._registry.model(name)
-        if not full and self._summaries.get(name) == summary:
-            return None
-        self._summaries[name] = summary
-        return self._read(name, summary)
-
-    def _eager(self, served: ServedModel) -> list[int]:
+    def eager(self, served: ServedModel) -> list[int]:
         """Versions loaded ahead of requests: all the policy serves, or only the default within a budget."""
         others = sorted(n for n in served.records if n != served.default)
         return [served.default] if self._budget is not None else [served.default, *others]
 
-    async def refresh(self, names: Iterable[str] | None = None) -> list[str]:
-        """Follow the registry: load what the policy now serves, then move each model's default to its
-        alias. Loading and warm-up happen off the loop; the switch is one assignment, so a request sees
-        the old default or the new one, never neither, and the old version's in-flight requests finish
-        on its own batcher before it unloads."""
-        changes = []
-        full = names is not None or time.monotonic() - self._full_read >= FULL_READ_S
-        if full:
-            self._full_read = time.monotonic()
-        for name in list(names or self._models):
-            try:
-                now = await asyncio.to_thread(self._read_if_changed, name, full)
-            except NotFound:
-                continue  # deleted from the registry: keep serving what is loaded
-            served = self._models.get(name)
-            if served is None or now is None:
-                continue
-            for number, record in now.records.items():  # keep unchanged records: the monitor's key
-                known = served.records.get(number)
-                if known is None or known.reference != record.reference or known.aliases != record.aliases:
-                    served.records[number] = record
-                    if number in served.versions:
-                        served.versions[number].record = record
-            for number in self._eager(now):
-                if number in served.versions or (name, number) in self._failed:
-                    continue
-                if self._budget is not None and number == served.default:
-                    continue  # unloaded for the budget: it loads again on its next request
-                with contextlib.suppress(ShipyardError):  # recorded in the history; the rest serve on
-                    await self._load(served, number)
-                    changes.append(f"{name}: loaded version {number}")
-            if now.default != served.default and now.default in served.versions:
-                changes.append(f"{name}: default version {served.default} -> {now.default}")
-                served.default = now.default
-            leaving = set(served.records) - set(now.records) - {served.default}
-            for number in sorted(leaving):
-                del served.records[number]
-                if number in served.versions:
-                    await self.drain(served, [served.versions[number]])
-                    changes.append(f"{name}: unloaded version {number}")
-        return changes
+    @property
+    def budgeted(self) -> bool:
+        """Whether versions are resident only while they fit a memory budget."""
+        return self._budget is not None
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._watch_interval_s)  # a polling period, not a synchronisation
+    def failed(self, name: str, number: int) -> bool:
+        """Whether the version failed to load here (and is not tried again until asked for)."""
+        return (name, number) in self._failed
+
+    async def reconfigure(self, served: ServedModel, serving: ModelServing) -> None:
+        """Serve `served` with `serving` from now on, without a restart and without failing a request.
+
+        Each resident version whose batching changes gets a new batcher on the same runner, or, when
+        its instances change (threads and sessions), a new runner loaded and warmed up off the loop.
+        Then, in one step, the settings and every new version take over, and the old versions drain
+        (their queued requests finish) before they go. When a rebuild fails nothing changes."""
+        async with self._load_lock:  # loads wait: one started now would build with the old settings
+            if serving == served.serving:
+                return  # another refresh got here first
+            pairs: list[tuple[LoadedVersion, LoadedVersion]] = []  # (old, new)
             try:
-                for change in await self.refresh():
-                    log.info("registry watch: %s", change)
-            except Exception:
-                log.exception("registry watch failed; trying again")
+                for old in list(served.versions.values()):
+                    settings = batch_settings(serving, old.signature)
+                    if settings == old.batcher.settings:
+                        continue
+                    if settings.instances == old.batcher.settings.instances:
+                        new = with_batcher(old, settings)
+                    else:
+                        await self._room_beside(old)
+                        new = await asyncio.to_thread(self._build, old.record, serving)
+                        new.memory_bytes = self._cost(new)
+                    pairs.append((old, new))
+                    await new.batcher.start()
+            except BaseException:
+                for old, new in pairs:
+                    await retire(new, keep_runner=new.runner is old.runner)
+                raise
+            live = self._models.get(served.name) is served  # not replaced or unloaded meanwhile
+            if live:
+                served.serving = serving
+            swapped = {id(new) for old, new in pairs if live and served.versions.get(old.number) is old}
+            for old, new in pairs:
+                if id(new) in swapped:
+                    new.last_used = old.last_used
+                    served.versions[old.number] = new
+                    self._resident.pop(id(old), None)
+                    self._resident[id(new)] = (served, new)
+                    if self._budget is not None and new.runner is not old.runner:
+                        self._budget.learn(new.record, new.memory_bytes)
+        for old, new in pairs:  # outside the lock: draining waits for the queued requests
+            await retire(old if id(new) in swapped else new, keep_runner=new.runner is old.runner)
+        await asyncio.to_thread(release_free_memory)
+
+    async def _room_beside(self, old: LoadedVersion) -> None:
+        """Within a budget, room for a second copy of `old` (never made by unloading `old` itself)."""
+        if self._budget is not None:
+            idle = self._idle
+            await self._budget.make_room(old.record, self._resident_bytes, lambda _: idle(old), self.drain)
 
     # -- what the changes asked of this server (runtime/changes.py) build on -------------------
 
@@ -355,9 +354,10 @@ class ModelManager:
     def registry(self) -> Registry:
         return self._registry
 
-    def read(self, name: str) -> ServedModel:
-        """The model as the registry describes it now (blocking), to stage beside the served one."""
-        return self._read(name)
+    def read(self, name: str, summary: ModelSummary | None = None) -> ServedModel:
+        """The model as the registry describes it now (blocking reads; `summary` when just read):
+        the server's settings under the model's own, its default version, the records its policy keeps."""
+        return read_served(self._registry, name, self._serving, self.alias, summary)
 
     def retry(self, name: str, numbers: Iterable[int]) -> None:
         """Versions asked for again after a failed load: the next load tries them again."""
@@ -367,8 +367,8 @@ class ModelManager:
     async def stage(self, served: ServedModel, numbers: Iterable[int] | None = None) -> None:
         """Load `numbers` of `served` (its eager versions when None); on failure nothing stays."""
         try:
-            for number in self._eager(served) if numbers is None else numbers:
-                await self._load(served, number)
+            for number in self.eager(served) if numbers is None else numbers:
+                await self.load_version(served, number)
         except BaseException:
             await self.drain(served, list(served.versions.values()))
             raise

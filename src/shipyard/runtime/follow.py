@@ -1,0 +1,116 @@
+"""Following the registry: how a running server keeps up with deploys, new versions and settings.
+
+Every interval (SHIPYARD_WATCH_INTERVAL_S, a second by default) the watch reads each served model's
+summary, one cheap query; when it changed, it reads the model whole and brings the server in line,
+all off the request path:
+
+    serving settings   (`shipyard model configure`) the resident versions are rebuilt with them and
+                       swapped in at once; the old ones drain (ModelManager.reconfigure)
+    versions           the ones the policy now serves are loaded and warmed up, those it no longer
+                       serves drained and unloaded
+    default            moves to the version the alias names, once that version is resident
+
+Each switch is one assignment on the event loop, so a request sees the old state or the new one,
+never neither, and requests already queued finish where they were queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from shipyard.errors import NotFound, ShipyardError
+from shipyard.runtime.served import ServedModel
+
+if TYPE_CHECKING:
+    from shipyard.registry import ModelSummary
+    from shipyard.runtime.manager import ModelManager
+
+log = logging.getLogger(__name__)
+
+FULL_READ_S = 30.0
+
+
+class Follower:
+    def __init__(self, manager: ModelManager) -> None:
+        self._manager = manager
+        self._summaries: dict[str, ModelSummary] = {}  # as the watch last read them
+        self._full_read = time.monotonic()
+
+    async def watch(self, interval_s: float) -> None:
+        """Refresh every `interval_s` until cancelled; a failed round is logged and tried again."""
+        while True:
+            await asyncio.sleep(interval_s)  # a polling period, not a synchronisation
+            try:
+                for change in await self.refresh():
+                    log.info("registry watch: %s", change)
+            except Exception:
+                log.exception("registry watch failed; trying again")
+
+    async def refresh(self, names: Iterable[str] | None = None) -> list[str]:
+        """Bring the named models (every served one when None) in line with the registry; returns
+        what changed, one line each. Naming models reads them whole, changed or not."""
+        changes: list[str] = []
+        full = names is not None or time.monotonic() - self._full_read >= FULL_READ_S
+        if full:
+            self._full_read = time.monotonic()
+        for name in list(names or self._manager.models):
+            try:
+                now = await asyncio.to_thread(self._read_if_changed, name, full)
+            except NotFound:
+                continue  # deleted from the registry: keep serving what is loaded
+            except ShipyardError as exc:  # e.g. settings no server could use: the others follow on
+                log.error("%s: the registry's description cannot be followed: %s", name, exc.message)
+                continue
+            served = self._manager.models.get(name)
+            if served is not None and now is not None:
+                await self._follow(served, now, changes)
+        return changes
+
+    def _read_if_changed(self, name: str, full: bool) -> ServedModel | None:
+        """The model read whole, or None when its summary (versions, aliases, settings) is as last
+        time: a cheap query every second, the full read (every version's manifest) only on a change,
+        and every FULL_READ_S anyway for what the summary does not show (a new reference profile)."""
+        summary = self._manager.registry.model(name)
+        if not full and self._summaries.get(name) == summary:
+            return None
+        self._summaries[name] = summary
+        return self._manager.read(name, summary)
+
+    async def _follow(self, served: ServedModel, now: ServedModel, changes: list[str]) -> None:
+        manager, name = self._manager, served.name
+        if now.serving != served.serving:  # first, so that versions loaded next get the new settings
+            before, after = served.serving.model_dump(), now.serving.model_dump()
+            changed = ", ".join(f"{k}={after[k]}" for k in after if after[k] != before[k])
+            try:
+                await manager.reconfigure(served, now.serving)
+                changes.append(f"{name}: now served with {changed}")
+            except ShipyardError as exc:
+                log.error("%s: still served as before, %s failed: %s", name, changed, exc.message)
+        for number, record in now.records.items():  # keep unchanged records: the monitor's key
+            known = served.records.get(number)
+            if known is None or known.reference != record.reference or known.aliases != record.aliases:
+                served.records[number] = record
+                if number in served.versions:
+                    served.versions[number].record = record
+        for number in manager.eager(now):
+            if number in served.versions or manager.failed(name, number):
+                continue
+            if manager.budgeted and number == served.default:
+                continue  # unloaded for the budget: it loads again on its next request
+            with contextlib.suppress(ShipyardError):  # recorded in the history; the rest serve on
+                await manager.load_version(served, number)
+                changes.append(f"{name}: loaded version {number}")
+        if now.default != served.default and now.default in served.versions:
+            changes.append(f"{name}: default version {served.default} -> {now.default}")
+            served.default = now.default
+        leaving = set(served.records) - set(now.records) - {served.default}
+        for number in sorted(leaving):
+            del served.records[number]
+            if number in served.versions:
+                await manager.drain(served, [served.versions[number]])
+                changes.append(f"{name}: unloaded version {number}")
