@@ -156,6 +156,7 @@ def normalize(line: str, ports: dict[str, str]) -> str:
     for pattern, mask in MASKS:
         line = pattern.sub(mask, line)
     if TIMED.search(line):
+        line = re.sub(r"\d[\d.,]*x (faster|slower)|same speed", "<ratio>", line)
         line = NUMBER.sub("<n>", line)
     line = re.sub(r"([━─═])\1+", r"\1", line)  # table rules as wide as their columns
     return re.sub(r"\s+", " ", line).strip()

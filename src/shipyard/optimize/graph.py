@@ -38,7 +38,16 @@ def stored_tensors(model: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorPro
 
 
 def parameter_count(model: onnx.ModelProto) -> int:
-    return sum(int(np.prod(tensor.dims, dtype=np.int64)) for _, tensor in stored_tensors(model))
+    """Stored tensors, and the float attributes of ONNX-ML operators, where converted scikit-learn
+    models keep their coefficients, intercepts, scales and tree thresholds."""
+    tensors = sum(int(np.prod(tensor.dims, dtype=np.int64)) for _, tensor in stored_tensors(model))
+    ml = sum(
+        len(attr.floats)
+        for node in model.graph.node
+        if node.domain == "ai.onnx.ml"
+        for attr in node.attribute
+    )
+    return tensors + ml
 
 
 def weight_names(model: onnx.ModelProto) -> list[str]:
