@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 import orjson
 import typer
@@ -39,7 +40,9 @@ def import_(
     input_shape: str | None = typer.Option(None, help="TorchScript input shape, batch first: 1,64."),
     dataset: Path | None = typer.Option(None, help="Data the version was trained/evaluated on."),
     description: str = typer.Option("", help="Free text stored with the version."),
-    framework: str | None = typer.Option(None, help="onnx, torchscript or sklearn (default: suffix)."),
+    framework: Literal["onnx", "torchscript", "sklearn"] | None = typer.Option(
+        None, help="onnx, torchscript or sklearn (default: suffix)."
+    ),
     tolerance: float = typer.Option(1e-4, help="Largest allowed |source - onnx| in the check."),
     reference: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="Reference rows live inputs are compared with (drift)."
