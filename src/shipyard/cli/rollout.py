@@ -16,16 +16,26 @@ from shipyard.errors import InvalidInput
 from shipyard.registry import parse_ref
 
 SERVER = typer.Option(
-    None, "--server", help="A running server's URL (http://host:8000): it loads, then switches, then answers."
+    None,
+    "--server",
+    metavar="URL",
+    help="A running server (http://host:8000) to do it: it loads the version, switches, then answers. "
+    "Without one, through the registry, which the servers follow.",
 )
-TOKEN = typer.Option(None, "--token", help="Its admin token (env SHIPYARD_ADMIN_TOKEN).")
-REASON = typer.Option("", help="Why; kept in the model's history.")
+TOKEN = typer.Option(
+    None, "--token", metavar="TOKEN", help="An admin token of the --server (env SHIPYARD_ADMIN_TOKEN)."
+)
+REASON = typer.Option("", metavar="TEXT", help="Why; kept in the model's history.")
 
 
 def deploy(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., help="NAME:VERSION (or NAME for its latest version)."),
-    force: bool = typer.Option(False, "--force", help="Deploy even when the inputs differ."),
+    ref: str = typer.Argument(
+        ..., metavar="NAME[:VERSION]", help="The version to deploy (NAME: the model's latest version)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Deploy even when its inputs differ from the production version's."
+    ),
     reason: str = REASON,
     server: str | None = SERVER,
     token: str | None = TOKEN,
@@ -47,7 +57,7 @@ def deploy(
 
 def rollback(
     ctx: typer.Context,
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., metavar="NAME", help="The model."),
     reason: str = REASON,
     server: str | None = SERVER,
     token: str | None = TOKEN,
