@@ -1,4 +1,4 @@
-"""Every `--help` of the CLI as a user reads it.
+"""Every `--help` of the CLI as a user reads it, and the server the CLI talks to when none is named.
 
 Each command and group is found by walking the command tree (so a new one is checked without being
 listed here) and its help rendered as a wide terminal shows it: every argument and option described,
@@ -7,8 +7,13 @@ every value a placeholder in one style, switches shown as switches.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import typer
@@ -85,6 +90,45 @@ def test_defaults_and_environment_variables_are_shown() -> None:
     assert "[env var: SHIPYARD_PORT] [default: 8000]" in serve
     assert "[default: 32]" in serve and "--grpc" in serve and "--no-grpc" in serve
     assert "[env var: SHIPYARD_HOME] [default: ~/.shipyard]" in _help(())
+    assert "[env var: SHIPYARD_SERVER]" in _help(("deploy",))
+    status = _help(("monitor", "status"))
+    assert "[env var: SHIPYARD_SERVER] [default: http://127.0.0.1:8000]" in status
     imported = _help(("model", "import"))
     assert "Usage: shipyard model import [OPTIONS] FILE" in imported
     assert "--framework            FRAMEWORK  What the file holds: onnx, torchscript or sklearn." in imported
+
+
+def _shipyard(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shipyard", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},  # tests/conftest.py leaves SHIPYARD_SERVER unset
+    )
+
+
+@pytest.fixture
+def closed_url() -> Iterator[str]:
+    """A loopback port bound but not listening: a connection to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_shipyard_server_is_the_server_when_no_server_is_given(tmp_path: Path, closed_url: str) -> None:
+    status = _shipyard(tmp_path, "monitor", "status", SHIPYARD_SERVER=closed_url)
+    assert status.returncode == 1
+    assert status.stderr.startswith(f"error: cannot reach the server at {closed_url}")
+
+    deploy = _shipyard(tmp_path, "deploy", "digits:2", SHIPYARD_SERVER=closed_url)
+    assert deploy.returncode == 1
+    assert deploy.stderr.startswith(f"error: cannot reach the server at {closed_url}")
+    registry = _shipyard(tmp_path, "deploy", "digits:2")  # without it: the registry
+    assert registry.returncode == 1 and registry.stderr == "error: no model named 'digits'\n"
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        named = f"http://127.0.0.1:{other.getsockname()[1]}"
+        given = _shipyard(tmp_path, "monitor", "status", "--server", named, SHIPYARD_SERVER=closed_url)
+    assert given.stderr.startswith(f"error: cannot reach the server at {named}")

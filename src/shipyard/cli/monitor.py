@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from shipyard.cli.client import call
+from shipyard.cli.client import SERVER_ENV, call
 from shipyard.cli.common import console, get_state
 from shipyard.cli.help import Group
 from shipyard.registry import parse_ref
@@ -21,7 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-SERVER = typer.Option("http://127.0.0.1:8000", "--server", metavar="URL", help="The running server to ask.")
+SERVER = typer.Option(
+    "http://127.0.0.1:8000", "--server", metavar="URL", envvar=SERVER_ENV, help="The running server to ask."
+)
 JSON_OUT = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
@@ -61,7 +63,10 @@ def status(
     server: str = SERVER,
     as_json: bool = JSON_OUT,
 ) -> None:
-    """How each version is doing on a running server: traffic, errors, latency, drift, accuracy, cost."""
+    """How each version is doing on a running server: traffic, errors, latency, drift, accuracy, cost.
+
+    A server that asks for a token is given SHIPYARD_TOKEN's (else SHIPYARD_ADMIN_TOKEN's).
+    """
     names = [name] if name else [m["name"] for m in call("GET", server, "/v1/models")["models"]]
     snapshots = [call("GET", server, f"/v1/models/{n}/monitor") for n in names]
     if as_json:

@@ -1,16 +1,16 @@
 """`shipyard deploy` and `shipyard rollback`: move the production alias, with checks and a reason.
 
 Through the registry (the default), every server following it loads the new version, warms it up, then
-switches (SHIPYARD_WATCH_INTERVAL_S, default 1 s). With `--server URL`, one running server does it
-first and answers only once it serves the new version, so a version that cannot load moves nothing;
-the registry then carries the change to the other servers.
+switches (SHIPYARD_WATCH_INTERVAL_S, default 1 s). With `--server URL` (or SHIPYARD_SERVER set), one
+running server does it first and answers only once it serves the new version, so a version that cannot
+load moves nothing; the registry then carries the change to the other servers.
 """
 
 from __future__ import annotations
 
 import typer
 
-from shipyard.cli.client import call
+from shipyard.cli.client import SERVER_ENV, TOKEN_ENVS, call
 from shipyard.cli.common import console, get_state
 from shipyard.errors import InvalidInput
 from shipyard.registry import parse_ref
@@ -19,11 +19,12 @@ SERVER = typer.Option(
     None,
     "--server",
     metavar="URL",
+    envvar=SERVER_ENV,
     help="A running server (http://host:8000) to do it: it loads the version, switches, then answers. "
     "Without one, through the registry, which the servers follow.",
 )
 TOKEN = typer.Option(
-    None, "--token", metavar="TOKEN", help="An admin token of the --server (env SHIPYARD_ADMIN_TOKEN)."
+    None, "--token", metavar="TOKEN", envvar=list(TOKEN_ENVS), help="An admin token of the --server."
 )
 REASON = typer.Option("", metavar="TEXT", help="Why; kept in the model's history.")
 
