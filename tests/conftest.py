@@ -20,6 +20,11 @@ DIGITS_SIGNATURE = Signature(
 )
 LABELS = [str(i) for i in range(10)]
 
+# The CLI under test talks to the server these name when no --server is given: one set in a developer's
+# shell must not take the tests' deploys and rollbacks there.
+for _name in ("SHIPYARD_SERVER", "SHIPYARD_TOKEN"):
+    os.environ.pop(_name, None)
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:

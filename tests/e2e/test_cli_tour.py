@@ -67,7 +67,7 @@ def test_tour(home: Path, demo: Path, tmp_path: Path) -> None:
         "--dataset",
         str(demo / "digits-test.npz"),
     ).stdout
-    assert "imported digits:1 from pytorch" in out and "check passed" in out
+    assert "imported digits:1 from torchscript" in out and "check passed" in out
 
     # scikit-learn from a joblib file, and ONNX as it is (exported from the registry)
     X, y = load_digits(return_X_y=True)
@@ -91,7 +91,7 @@ def test_tour(home: Path, demo: Path, tmp_path: Path) -> None:
     assert manifest["signature"]["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}]
     assert manifest["signature"]["scores"] == {"output": "logits", "kind": "logits"}
     assert manifest["labels"] == [str(i) for i in range(10)]
-    assert manifest["framework"] == "pytorch" and manifest["check"]["passed"]
+    assert manifest["framework"] == "torchscript" and manifest["check"]["passed"]
     assert manifest["check"]["max_abs_diff"] < 1e-4
     assert manifest["dataset"]["name"] == "digits-test.npz" and len(manifest["dataset"]["sha256"]) == 64
     assert "sha256" in shipyard(home, "model", "show", "digits").stdout

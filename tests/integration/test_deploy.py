@@ -171,7 +171,7 @@ def test_deploy_and_rollback_through_a_running_server(home: Path) -> None:
             capture_output=True,
             text=True,
             timeout=60,
-            env={k: v for k, v in os.environ.items() if k != "SHIPYARD_ADMIN_TOKEN"},
+            env={k: v for k, v in os.environ.items() if k not in {"SHIPYARD_ADMIN_TOKEN", "SHIPYARD_TOKEN"}},
         )
         assert denied.returncode == 1 and denied.stderr.startswith(
             "error: this endpoint needs an admin token"
@@ -186,6 +186,17 @@ def test_deploy_and_rollback_through_a_running_server(home: Path) -> None:
         assert wait_for_version(server, 1, timeout=0.5) < 0.5
         events = [(e.kind, e.version, e.actor, e.reason) for e in registry.history("digits")[-2:]]
         assert events == [("deploy", 2, "token:ci", "canary ok"), ("rollback", 1, "token:ci", "")]
+        # SHIPYARD_SERVER and SHIPYARD_TOKEN stand for --server and --token
+        by_env = subprocess.run(
+            shipyard_command(home, "deploy", "digits:2"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "SHIPYARD_SERVER": server.url, "SHIPYARD_TOKEN": "t0k"},
+        )
+        assert "deployed digits:2 to production (was 1)" in by_env.stdout, by_env.stderr
+        assert wait_for_version(server, 2, timeout=0.5) < 0.5
+        assert registry.history("digits")[-1].actor == "token:ci"
         gone = subprocess.run(
             shipyard_command(home, "deploy", "digits:9", "--server", server.url, "--token", "t0k"),
             capture_output=True,

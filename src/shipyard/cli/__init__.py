@@ -9,10 +9,12 @@ import typer
 
 from shipyard.cli import model, monitor, optimize, registry, rollout, serve, token
 from shipyard.cli.common import state
+from shipyard.cli.help import Group
 from shipyard.config import Settings
 from shipyard.errors import InvalidInput, ShipyardError
 
 app = typer.Typer(
+    cls=Group,
     help="Take a trained model to a fast, versioned, monitored production endpoint.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -31,9 +33,22 @@ app.command("optimize")(optimize.optimize)
 @app.callback()
 def _root(
     ctx: typer.Context,
-    home: str | None = typer.Option(None, "--home", help="Registry folder (env SHIPYARD_HOME)."),
+    home: str | None = typer.Option(
+        None,
+        "--home",
+        metavar="DIR",
+        envvar="SHIPYARD_HOME",
+        show_default=str(Settings.model_fields["home"].default),
+        help="Folder of the registry (its database unless --database-url, its artifacts) and of the "
+        "prediction logs.",
+    ),
     database_url: str | None = typer.Option(
-        None, "--database-url", help="Registry database URL (env SHIPYARD_DATABASE_URL)."
+        None,
+        "--database-url",
+        metavar="URL",
+        envvar="SHIPYARD_DATABASE_URL",
+        show_default="SQLite in the --home folder",
+        help="Registry database as a SQLAlchemy URL, e.g. postgresql+psycopg://host/db.",
     ),
 ) -> None:
     from pydantic import ValidationError

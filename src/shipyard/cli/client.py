@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+SERVER_ENV = "SHIPYARD_SERVER"
+"""The server `--server` names when not given."""
+TOKEN_ENVS = ("SHIPYARD_TOKEN", "SHIPYARD_ADMIN_TOKEN")
+"""Where a call finds its token when none is given, in this order: SHIPYARD_TOKEN for the CLI alone
+(a scoped token, say), SHIPYARD_ADMIN_TOKEN when it is the server's own."""
+
 
 def call(
     method: str, server: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
@@ -13,7 +19,7 @@ def call(
 
     from shipyard.errors import Unavailable, error_for_status
 
-    token = token or os.environ.get("SHIPYARD_ADMIN_TOKEN")
+    token = token or next((os.environ[v] for v in TOKEN_ENVS if os.environ.get(v)), None)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         # a deploy loads and warms up the version before it answers: allow for a large one

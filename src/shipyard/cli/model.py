@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 import orjson
 import typer
@@ -12,10 +13,14 @@ from rich.table import Table
 from shipyard.cli import optimize as optimizing
 from shipyard.cli import serving_options as opts
 from shipyard.cli.common import console, get_state, when
+from shipyard.cli.help import Group
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.registry import Registry, VersionRecord, parse_ref
 
-app = typer.Typer(help="Import models and manage their versions.", no_args_is_help=True)
+app = typer.Typer(cls=Group, help="Import models and manage their versions.", no_args_is_help=True)
+
+NAME = typer.Argument(..., metavar="NAME", help="The model.")
+VERSION = typer.Argument(..., metavar="VERSION", help="A version number of it.")
 
 LIVE = "running servers pick it up at their next registry check, without a restart"
 
@@ -34,25 +39,51 @@ def _shape(text: str) -> list[int]:
 def import_(
     ctx: typer.Context,
     path: Path = typer.Argument(
-        ..., help="Model file: .onnx, TorchScript .pt, sklearn .skops (or .joblib/.pkl with --trust)."
+        ...,
+        metavar="FILE",
+        help="The model: .onnx, TorchScript .pt/.pth, scikit-learn .skops (.joblib/.pkl with --trust).",
     ),
-    name: str = typer.Option(..., "--name", "-n", help="Model name in the registry."),
-    labels: Path | None = typer.Option(None, help="Class labels: one per line, or a JSON list."),
-    input_shape: str | None = typer.Option(None, help="TorchScript input shape, batch first: 1,64."),
-    dataset: Path | None = typer.Option(None, help="Data the version was trained/evaluated on."),
-    description: str = typer.Option("", help="Free text stored with the version."),
-    framework: str | None = typer.Option(None, help="onnx, torchscript or sklearn (default: suffix)."),
-    tolerance: float = typer.Option(1e-4, help="Largest allowed |source - onnx| in the check."),
+    name: str = typer.Option(
+        ..., "--name", "-n", metavar="NAME", help="Model to register it as (a new one, or a new version)."
+    ),
+    labels: Path | None = typer.Option(
+        None, metavar="FILE", help="Class labels, one per line or a JSON list: /predict answers with them."
+    ),
+    input_shape: str | None = typer.Option(
+        None,
+        metavar="SHAPE",
+        help="TorchScript (needed there): the input's shape, batch axis first, e.g. 1,64; -1: any size.",
+    ),
+    dataset: Path | None = typer.Option(
+        None,
+        metavar="FILE",
+        help="Data it was trained or evaluated on: recorded by name, size and sha256; the rows of an "
+        ".npz, .npy or .csv feed the check.",
+    ),
+    description: str = typer.Option("", metavar="TEXT", help="Free text stored with the version."),
+    framework: Literal["onnx", "torchscript", "sklearn"] | None = typer.Option(
+        None,
+        metavar="FRAMEWORK",
+        show_default="from the file's suffix",
+        help="What the file holds: onnx, torchscript or sklearn.",
+    ),
+    tolerance: float = typer.Option(
+        1e-4, metavar="NUMBER", help="Largest |source - ONNX| output difference the check accepts."
+    ),
     reference: Path | None = typer.Option(
-        None, exists=True, dir_okay=False, help="Reference rows live inputs are compared with (drift)."
+        None,
+        exists=True,
+        dir_okay=False,
+        metavar="FILE",
+        help="Rows live inputs are compared with to spot drift (as `monitor reference` stores them).",
     ),
     trust: bool = typer.Option(
         False,
         "--trust",
-        help="Load a pickle-based file (joblib/pickle): it runs code from the file; only for files you made",
+        help="Load a pickle-based file (.joblib, .pkl): that runs code from it, so only for files you made.",
     ),
     new_version: bool = typer.Option(
-        False, "--new-version", help="Register a new version even when the current one holds the same model."
+        False, "--new-version", help="Register a new version even when the current one holds this model."
     ),
 ) -> None:
     """Convert a model to ONNX, check it numerically, and register it as a new version."""
@@ -131,8 +162,12 @@ def _numbers(numbers: tuple[int, ...]) -> str:
 @app.command("show")
 def show(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME:ALIAS."),
-    as_json: bool = typer.Option(False, "--json", help="Print the version's manifest as JSON."),
+    ref: str = typer.Argument(
+        ...,
+        metavar="NAME[:VERSION]",
+        help="A version: NAME (its default version), NAME:3, NAME:production or NAME:latest.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON instead of a table."),
 ) -> None:
     """A version's manifest: signature, labels, source, check, dataset, hashes."""
     name, version = parse_ref(ref)
@@ -184,9 +219,9 @@ def _print_version(r: VersionRecord) -> None:
 @app.command("alias")
 def alias(
     ctx: typer.Context,
-    name: str = typer.Argument(...),
-    version: int = typer.Argument(...),
-    alias_name: str = typer.Argument(..., metavar="ALIAS", help="e.g. production, staging"),
+    name: str = NAME,
+    version: int = VERSION,
+    alias_name: str = typer.Argument(..., metavar="ALIAS", help="The alias, e.g. production or staging."),
 ) -> None:
     """Point an alias such as `production` at a version."""
     before = get_state(ctx).registry.set_alias(name, version, alias_name)
@@ -197,7 +232,7 @@ def alias(
 @app.command("configure")
 def configure(
     ctx: typer.Context,
-    name: str = typer.Argument(...),
+    name: str = NAME,
     batching: bool | None = opts.BATCHING,
     max_batch_size: int | None = opts.MAX_BATCH_SIZE,
     max_queue_delay_us: int | None = opts.MAX_QUEUE_DELAY_US,
@@ -206,15 +241,19 @@ def configure(
     max_in_flight: int | None = opts.MAX_IN_FLIGHT,
     timeout_s: float | None = opts.TIMEOUT_S,
     versions: str | None = opts.VERSIONS,
-    reset: bool = typer.Option(False, "--reset", help="Forget this model's settings first."),
+    reset: bool = typer.Option(
+        False, "--reset", help="Forget the model's settings first: back to the server's defaults."
+    ),
 ) -> None:
     """Set how a model is served (batching, instances, queue, versions); stored in the registry.
 
-    Running servers apply every one of these settings live, at their next registry check (every
-    second by default, SHIPYARD_WATCH_INTERVAL_S): resident versions are rebuilt with them off the
-    request path and swapped in at once, with no restart and no failed request. A server that does not
-    watch (SHIPYARD_WATCH_INTERVAL_S=0) applies them when the model is loaded again
-    (POST /v2/repository/models/NAME/load)."""
+    An option not given keeps the model's value; one never set is the server's (`shipyard serve
+    --help` shows its defaults). Running servers apply every setting live, at their next registry
+    check (every second by default, SHIPYARD_WATCH_INTERVAL_S): resident versions are rebuilt off
+    the request path and swapped in at once, with no restart and no failed request. A server that
+    does not watch (SHIPYARD_WATCH_INTERVAL_S=0) applies them when the model is loaded again
+    (POST /v2/repository/models/NAME/load).
+    """
     updates = opts.serving_updates(locals())
     registry = get_state(ctx).registry
     opts.merged({} if reset else registry.model(name).serving, updates)
@@ -228,7 +267,7 @@ def configure(
 
 
 @app.command("restore")
-def restore(ctx: typer.Context, name: str = typer.Argument(...), version: int = typer.Argument(...)) -> None:
+def restore(ctx: typer.Context, name: str = NAME, version: int = VERSION) -> None:
     """Make an earlier version the production one again."""
     before = get_state(ctx).registry.restore(name, version)
     was = f" (was {before})" if before is not None else ""
@@ -236,7 +275,7 @@ def restore(ctx: typer.Context, name: str = typer.Argument(...), version: int = 
 
 
 @app.command("history")
-def history(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+def history(ctx: typer.Context, name: str = NAME) -> None:
     """Every change to a model, oldest first."""
     table = Table("time", "event", "version", "from", "detail", "actor", "reason")
     for e in get_state(ctx).registry.history(name):
@@ -255,8 +294,12 @@ def history(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 @app.command("export")
 def export(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., help="NAME or NAME:VERSION."),
-    path: Path = typer.Argument(..., help="File (or folder) to write the .onnx to."),
+    ref: str = typer.Argument(
+        ..., metavar="NAME[:VERSION]", help="The version to write (NAME: its default version)."
+    ),
+    path: Path = typer.Argument(
+        ..., metavar="PATH", help="The .onnx file to write, or a folder to write NAME-VERSION.onnx in."
+    ),
 ) -> None:
     """Write a version's ONNX file back out (verified against its hash)."""
     name, version = parse_ref(ref)
@@ -267,8 +310,12 @@ def export(
 @app.command("delete")
 def delete(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., help="NAME (every version) or NAME:VERSION."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    ref: str = typer.Argument(
+        ..., metavar="NAME[:VERSION]", help="NAME:VERSION deletes that version; NAME, every version."
+    ),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Do not ask first (needed when not run from a terminal)."
+    ),
 ) -> None:
     """Delete a version, or a whole model; artifacts no other version uses are removed."""
     name, version = parse_ref(ref)

@@ -11,23 +11,36 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from shipyard.cli.client import call
+from shipyard.cli.client import SERVER_ENV, call
 from shipyard.cli.common import console, get_state
+from shipyard.cli.help import Group
 from shipyard.monitor.drifted import verdict
 from shipyard.registry import parse_ref
 
-app = typer.Typer(help="Watch models in production: drift, accuracy, latency, cost, the prediction log.")
+app = typer.Typer(
+    cls=Group,
+    help="Watch models in production: drift, accuracy, latency, cost, the prediction log.",
+    no_args_is_help=True,
+)
 
-SERVER = typer.Option("http://127.0.0.1:8000", "--server", help="The server to ask.")
+SERVER = typer.Option(
+    "http://127.0.0.1:8000", "--server", metavar="URL", envvar=SERVER_ENV, help="The running server to ask."
+)
 JSON_OUT = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
 @app.command("reference")
 def reference(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., help="NAME[:VERSION] (default: the production version)."),
+    ref: str = typer.Argument(
+        ..., metavar="NAME[:VERSION]", help="The version (NAME alone: its default version)."
+    ),
     path: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="Reference rows: .npz, .csv, .parquet."
+        ...,
+        exists=True,
+        dir_okay=False,
+        metavar="FILE",
+        help="Reference rows, e.g. training data: .npz, .csv or .parquet.",
     ),
 ) -> None:
     """Store the statistics live inputs of a version are compared with (drift)."""
@@ -46,11 +59,16 @@ def reference(
 
 @app.command("status")
 def status(
-    name: str | None = typer.Argument(None, help="A model (default: every model the server serves)."),
+    name: str | None = typer.Argument(
+        None, metavar="NAME", help="The model (none: every model the server serves)."
+    ),
     server: str = SERVER,
     as_json: bool = JSON_OUT,
 ) -> None:
-    """How each version is doing on a running server: traffic, errors, latency, drift, accuracy, cost."""
+    """How each version is doing on a running server: traffic, errors, latency, drift, accuracy, cost.
+
+    A server that asks for a token is given SHIPYARD_TOKEN's (else SHIPYARD_ADMIN_TOKEN's).
+    """
     names = [name] if name else [m["name"] for m in call("GET", server, "/v1/models")["models"]]
     snapshots = [call("GET", server, f"/v1/models/{n}/monitor") for n in names]
     if as_json:
@@ -85,9 +103,13 @@ def status(
 @app.command("log")
 def log(
     ctx: typer.Context,
-    name: str = typer.Argument(...),
-    since: str = typer.Option("1h", help="How far back: 30m, 1h, 2d, or an ISO time."),
-    limit: int = typer.Option(20, min=1, help="Most records shown (the newest)."),
+    name: str = typer.Argument(..., metavar="NAME", help="The model."),
+    since: str = typer.Option(
+        "1h",
+        metavar="DURATION",
+        help="How far back: 30m, 1h, 2d, or an ISO time (2025-01-31T12:00:00Z; UTC without a zone).",
+    ),
+    limit: int = typer.Option(20, min=1, metavar="N", help="Most records shown (the newest)."),
     as_json: bool = JSON_OUT,
 ) -> None:
     """The logged predictions of a model (files written by the servers, read here)."""

@@ -25,60 +25,99 @@ if TYPE_CHECKING:
 EVAL = typer.Option(
     ...,
     "--eval",
+    metavar="PATH",
     help="Evaluation data: .npz (X, y), CSV or Parquet with a label column, or a folder of class folders.",
 )
-METRIC = typer.Option("accuracy", "--metric", help="accuracy, top-5 or mse.")
+METRIC = typer.Option(
+    "accuracy", "--metric", metavar="METRIC", help="What is compared: accuracy, top-5 or mse."
+)
 LABEL_COLUMN = typer.Option(
     None,
     "--label-column",
-    help="The label column of a CSV or Parquet file (default: label, y, target or class).",
+    metavar="COLUMN",
+    show_default="label, y, target or class",
+    help="The label column of a CSV or Parquet file.",
 )
-THREADS = typer.Option(0, "--threads", help="ONNX Runtime threads for both models (0: one per core).")
-LATENCY_RUNS = typer.Option(400, "--latency-runs", help="Batch-1 runs per model for the latency percentiles.")
-THROUGHPUT_BATCHES = typer.Option(40, "--throughput-batches", help="Batches of 32 per model for samples/s.")
+THREADS = typer.Option(
+    0, "--threads", metavar="N", help="ONNX Runtime threads for each model while measuring; 0: one per core."
+)
+LATENCY_RUNS = typer.Option(
+    400, "--latency-runs", metavar="N", help="Batch-1 runs per model for the latency percentiles."
+)
+THROUGHPUT_BATCHES = typer.Option(
+    40, "--throughput-batches", metavar="N", help="Batches of 32 per model for samples/s."
+)
 AS_JSON = typer.Option(False, "--json", help="Print the report as JSON instead of a table.")
 
 
 def optimize(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., help="NAME or NAME:VERSION to optimize."),
+    ref: str = typer.Argument(
+        ..., metavar="NAME[:VERSION]", help="The version to optimize (NAME alone: its default version)."
+    ),
     method: str = typer.Option(
-        ..., "--method", "-m", help="dynamic-int8, static-int8, fp16, prune or distill."
+        ...,
+        "--method",
+        "-m",
+        metavar="METHOD",
+        help="How: dynamic-int8, static-int8, fp16, prune or distill.",
     ),
     eval_path: Path = EVAL,
     max_drop: float = typer.Option(
-        0.01, "--max-accuracy-drop", help="Largest allowed metric drop (0.01: one point of accuracy)."
+        0.01,
+        "--max-accuracy-drop",
+        metavar="NUMBER",
+        help="Largest metric drop the gate accepts (0.01: one point of accuracy).",
     ),
     metric: str = METRIC,
     calibration: Path | None = typer.Option(
-        None, help="static-int8: calibration inputs (default: a sample of --eval)."
+        None,
+        metavar="PATH",
+        show_default="a sample of --eval",
+        help="static-int8: the inputs activation ranges are calibrated on.",
     ),
-    calibration_rows: int = typer.Option(256, help="static-int8: rows of calibration data used."),
+    calibration_rows: int = typer.Option(
+        256, metavar="N", help="static-int8: rows of calibration data used."
+    ),
     reduce_range: bool = typer.Option(
         True, "--reduce-range/--full-range", help="int8: 7-bit weights, safe on CPUs without VNNI."
     ),
-    sparsity: float = typer.Option(0.5, help="prune: fraction of each weight matrix set to zero."),
-    torch_model: Path | None = typer.Option(
-        None, help="prune: the version's TorchScript source, to fine-tune after pruning."
+    sparsity: float = typer.Option(
+        0.5, metavar="FRACTION", help="prune: fraction of each weight matrix set to zero."
     ),
-    train: Path | None = typer.Option(None, help="prune (fine-tune) and distill: training data."),
+    torch_model: Path | None = typer.Option(
+        None, metavar="FILE", help="prune: the version's TorchScript source, to fine-tune after pruning."
+    ),
+    train: Path | None = typer.Option(
+        None, metavar="PATH", help="prune (to fine-tune) and distill: training data, as --eval takes."
+    ),
     student: Path | None = typer.Option(
-        None, help="distill: a TorchScript student to train (default: the teacher at --width)."
+        None,
+        metavar="FILE",
+        show_default="the teacher at --width",
+        help="distill: a TorchScript student to train.",
     ),
     width: float = typer.Option(
-        0.25, help="distill: the student's hidden widths as a fraction of the teacher's."
+        0.25, metavar="FRACTION", help="distill: the student's hidden widths as a fraction of the teacher's."
     ),
     epochs: int | None = typer.Option(
-        None, help="distill (default 60) and fine-tune (default 5): training epochs."
+        None,
+        metavar="N",
+        show_default="60 to distill, 5 to fine-tune",
+        help="distill and prune's fine-tuning: training epochs.",
     ),
-    temperature: float = typer.Option(4.0, help="distill: softmax temperature of the soft labels."),
-    learning_rate: float | None = typer.Option(None, help="distill and fine-tune: Adam's learning rate."),
+    temperature: float = typer.Option(
+        4.0, metavar="NUMBER", help="distill: softmax temperature of the soft labels."
+    ),
+    learning_rate: float | None = typer.Option(
+        None, metavar="NUMBER", show_default="0.003", help="distill and fine-tune: Adam's learning rate."
+    ),
     label_column: str | None = LABEL_COLUMN,
     threads: int = THREADS,
     latency_runs: int = LATENCY_RUNS,
     throughput_batches: int = THROUGHPUT_BATCHES,
     force: bool = typer.Option(False, "--force", help="Register even when the gate fails (marked failing)."),
-    description: str = typer.Option("", help="Free text stored with the new version."),
+    description: str = typer.Option("", metavar="TEXT", help="Free text stored with the new version."),
     as_json: bool = AS_JSON,
 ) -> None:
     """Optimize a version, measure it against its parent, and register it if the metric holds."""
@@ -128,8 +167,8 @@ def optimize(
 
 def compare(
     ctx: typer.Context,
-    first: str = typer.Argument(..., help="NAME:VERSION measured as the reference."),
-    second: str = typer.Argument(..., help="NAME:VERSION measured against it."),
+    first: str = typer.Argument(..., metavar="NAME[:VERSION]", help="The version measured as the reference."),
+    second: str = typer.Argument(..., metavar="NAME[:VERSION]", help="The version measured against it."),
     eval_path: Path = EVAL,
     metric: str = METRIC,
     label_column: str | None = LABEL_COLUMN,

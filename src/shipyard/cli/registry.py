@@ -8,8 +8,9 @@ from __future__ import annotations
 import typer
 
 from shipyard.cli.common import console, get_state
+from shipyard.cli.help import Group
 
-app = typer.Typer(help="Look after the registry itself.", no_args_is_help=True)
+app = typer.Typer(cls=Group, help="Look after the registry itself.", no_args_is_help=True)
 
 
 @app.command("check")

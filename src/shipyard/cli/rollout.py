@@ -1,31 +1,42 @@
 """`shipyard deploy` and `shipyard rollback`: move the production alias, with checks and a reason.
 
 Through the registry (the default), every server following it loads the new version, warms it up, then
-switches (SHIPYARD_WATCH_INTERVAL_S, default 1 s). With `--server URL`, one running server does it
-first and answers only once it serves the new version, so a version that cannot load moves nothing;
-the registry then carries the change to the other servers.
+switches (SHIPYARD_WATCH_INTERVAL_S, default 1 s). With `--server URL` (or SHIPYARD_SERVER set), one
+running server does it first and answers only once it serves the new version, so a version that cannot
+load moves nothing; the registry then carries the change to the other servers.
 """
 
 from __future__ import annotations
 
 import typer
 
-from shipyard.cli.client import call
+from shipyard.cli.client import SERVER_ENV, TOKEN_ENVS, call
 from shipyard.cli.common import console, get_state
 from shipyard.errors import InvalidInput
 from shipyard.registry import parse_ref
 
 SERVER = typer.Option(
-    None, "--server", help="A running server's URL (http://host:8000): it loads, then switches, then answers."
+    None,
+    "--server",
+    metavar="URL",
+    envvar=SERVER_ENV,
+    help="A running server (http://host:8000) to do it: it loads the version, switches, then answers. "
+    "Without one, through the registry, which the servers follow.",
 )
-TOKEN = typer.Option(None, "--token", help="Its admin token (env SHIPYARD_ADMIN_TOKEN).")
-REASON = typer.Option("", help="Why; kept in the model's history.")
+TOKEN = typer.Option(
+    None, "--token", metavar="TOKEN", envvar=list(TOKEN_ENVS), help="An admin token of the --server."
+)
+REASON = typer.Option("", metavar="TEXT", help="Why; kept in the model's history.")
 
 
 def deploy(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., help="NAME:VERSION (or NAME for its latest version)."),
-    force: bool = typer.Option(False, "--force", help="Deploy even when the inputs differ."),
+    ref: str = typer.Argument(
+        ..., metavar="NAME[:VERSION]", help="The version to deploy (NAME: the model's latest version)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Deploy even when its inputs differ from the production version's."
+    ),
     reason: str = REASON,
     server: str | None = SERVER,
     token: str | None = TOKEN,
@@ -47,7 +58,7 @@ def deploy(
 
 def rollback(
     ctx: typer.Context,
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., metavar="NAME", help="The model."),
     reason: str = REASON,
     server: str | None = SERVER,
     token: str | None = TOKEN,

@@ -13,46 +13,91 @@ from shipyard.cli.common import console, get_state
 from shipyard.config import Settings
 
 
+def _setting(field: str, metavar: str, text: str, unset: str | None = None, **kwargs: Any) -> Any:
+    """A server setting as an option: none unless given (on the command line or in SHIPYARD_<FIELD>),
+    so that Settings decides; the default shown is Settings' own (`unset` says what none means)."""
+    default = Settings.model_fields[field].default
+    return typer.Option(
+        None,
+        metavar=metavar,
+        envvar=f"SHIPYARD_{field.upper()}",
+        show_default=unset or False if default is None else str(default),
+        help=text,
+        **kwargs,
+    )
+
+
+HOST = _setting("host", "HOST", "Address to listen on; 0.0.0.0 for every interface.")
+PORT = _setting("port", "PORT", "HTTP port.")
+GRPC_PORT = _setting("grpc_port", "PORT", "gRPC port (with --grpc).")
+INTRA_OP_THREADS = _setting(
+    "intra_op_threads", "N", "ONNX Runtime threads inside one operator; 0: ONNX Runtime decides."
+)
+INTER_OP_THREADS = _setting(
+    "inter_op_threads", "N", "ONNX Runtime threads across operators; 0: ONNX Runtime decides."
+)
+ALIAS = _setting(
+    "alias", "ALIAS", "Answer with the version this alias names (a model without it: its newest)."
+)
+MEMORY_BUDGET = _setting(
+    "memory_budget_mb",
+    "MB",
+    "Memory the loaded versions may use: the least recently used idle one unloads to make room, and one "
+    "not resident loads on its next request.",
+    unset="no limit",
+    min=1,
+)
+TLS_CERT = _setting("tls_cert", "FILE", "PEM certificate: serve HTTPS, and gRPC over TLS.")
+TLS_KEY = _setting("tls_key", "FILE", "PEM private key of --tls-cert.")
+
+
 def serve(
     ctx: typer.Context,
-    names: list[str] | None = typer.Argument(None, help="Models to serve (all registered when none)."),
-    host: str | None = typer.Option(None, help="Address to bind (default 127.0.0.1)."),
-    port: int | None = typer.Option(None, help="HTTP port (default 8000)."),
-    grpc_port: int | None = typer.Option(None, help="gRPC port (default 8001)."),
-    grpc: bool = typer.Option(True, "--grpc/--no-grpc", help="Serve KServe v2 over gRPC too."),
-    intra_op_threads: int | None = typer.Option(None, help="ORT threads per operator (0: ORT default)."),
-    inter_op_threads: int | None = typer.Option(None, help="ORT threads across operators."),
-    max_body_mb: float | None = typer.Option(None, help="Largest request body in MiB (default 64)."),
+    names: list[str] | None = typer.Argument(
+        None, metavar="NAME", help="Models to serve, any number (none: every registered model)."
+    ),
+    host: str | None = HOST,
+    port: int | None = PORT,
+    grpc_port: int | None = GRPC_PORT,
+    grpc: bool = typer.Option(True, "--grpc/--no-grpc", help="Serve KServe v2 over gRPC as well."),
+    intra_op_threads: int | None = INTRA_OP_THREADS,
+    inter_op_threads: int | None = INTER_OP_THREADS,
+    max_body_mb: float | None = typer.Option(
+        None,
+        metavar="MB",
+        show_default="64",
+        help="Largest request body, in MiB; a larger one gets 413 before it is read whole "
+        "(SHIPYARD_MAX_BODY_BYTES sets the default in bytes).",
+    ),
     log_level: str = typer.Option(
-        "warning", help="uvicorn log level (info adds its start-up and shutdown lines)."
+        "warning",
+        metavar="LEVEL",
+        help="Server log level: critical, error, warning, info (adds uvicorn's start and stop lines), "
+        "debug or trace.",
     ),
     workers: int = typer.Option(
-        1, min=1, help="Server processes sharing the ports, each with its own sessions."
+        1, min=1, metavar="N", help="Server processes sharing the ports, each with its own sessions."
     ),
-    batching: bool | None = opts.BATCHING,
-    max_batch_size: int | None = opts.MAX_BATCH_SIZE,
-    max_queue_delay_us: int | None = opts.MAX_QUEUE_DELAY_US,
-    max_queue_size: int | None = opts.MAX_QUEUE_SIZE,
-    instances: int | None = opts.INSTANCES,
-    max_in_flight: int | None = opts.MAX_IN_FLIGHT,
-    timeout_s: float | None = opts.TIMEOUT_S,
-    versions: str | None = opts.VERSIONS,
-    alias: str | None = typer.Option(
-        None, help="Answer with the version this alias names (default production; else the newest)."
+    batching: bool | None = opts.SERVE_BATCHING,
+    max_batch_size: int | None = opts.SERVE_MAX_BATCH_SIZE,
+    max_queue_delay_us: int | None = opts.SERVE_MAX_QUEUE_DELAY_US,
+    max_queue_size: int | None = opts.SERVE_MAX_QUEUE_SIZE,
+    instances: int | None = opts.SERVE_INSTANCES,
+    max_in_flight: int | None = opts.SERVE_MAX_IN_FLIGHT,
+    timeout_s: float | None = opts.SERVE_TIMEOUT_S,
+    versions: str | None = opts.SERVE_VERSIONS,
+    alias: str | None = ALIAS,
+    memory_budget: int | None = MEMORY_BUDGET,
+    tls_cert: Path | None = TLS_CERT,
+    tls_key: Path | None = TLS_KEY,
+    access_log: bool = typer.Option(
+        False, "--access-log/--no-access-log", help="Log every request, as uvicorn does."
     ),
-    memory_budget: int | None = typer.Option(
-        None,
-        min=1,
-        help="MB the loaded versions may use: the least recently used idle one unloads to make room, "
-        "and one not resident loads on its next request.",
-    ),
-    tls_cert: Path | None = typer.Option(None, help="PEM certificate: serve HTTPS and gRPC over TLS."),
-    tls_key: Path | None = typer.Option(None, help="PEM private key of --tls-cert."),
-    access_log: bool = typer.Option(False, "--access-log/--no-access-log", help="Log every request."),
 ) -> None:
     """Serve models over KServe v2 REST and gRPC, and the friendly /predict API.
 
-    Serving options set the defaults; a model's own settings (`shipyard model configure`) win.
+    The serving options (--batching to --versions) are the defaults: a model's own settings (`shipyard
+    model configure`) win; SHIPYARD_SERVING__MAX_BATCH_SIZE=64 and the like set them too.
     """
     import os
     import tempfile

@@ -15,19 +15,68 @@ if TYPE_CHECKING:
 
 Model = TypeVar("Model", bound=BaseModel)
 
-BATCHING = typer.Option(None, "--batching/--no-batching", help="Coalesce concurrent requests.")
-MAX_BATCH_SIZE = typer.Option(None, help="Most rows in one ORT run (default 32).")
-MAX_QUEUE_DELAY_US = typer.Option(None, help="Extra wait for a fuller batch, in µs (default 0).")
-MAX_QUEUE_SIZE = typer.Option(None, help="Queued requests before 503 + Retry-After (default 512).")
-INSTANCES = typer.Option(None, help="Runs of one model version in flight at once (default 1).")
-MAX_IN_FLIGHT = typer.Option(
-    None,
-    min=1,
-    help="Requests of a model admitted at once; past it 503 + Retry-After before the body is read "
-    "(default 2 x instances x max batch size, at least 32).",
-)
-VERSIONS = typer.Option(None, help="Versions kept loaded: 'all', 'latest N' or 'specific 1,3'.")
-TIMEOUT_S = typer.Option(None, help="Drop a request with no answer after this many seconds.")
+# Each serving option: its placeholder, its help, and the server's default where ModelServing's field
+# default says too little. `serve` shows the default; `model configure` leaves unset what is not given.
+_OPTIONS: dict[str, tuple[str | None, str, str | None]] = {
+    "batching": (None, "Coalesce concurrent requests into one run.", "batching"),
+    "max_batch_size": ("N", "Most rows in one run.", None),
+    "max_queue_delay_us": (
+        "MICROSECONDS",
+        "Extra wait for a fuller batch once the queue is drained; 0 never waits.",
+        None,
+    ),
+    "max_queue_size": ("N", "Requests waiting beyond this get 503 with Retry-After.", None),
+    "instances": ("N", "Runs of one model version in flight at once.", None),
+    "max_in_flight": (
+        "N",
+        "Requests of a model admitted at once (being read, queued or running); past it a request gets "
+        "503 with Retry-After before its body is read.",
+        "2 x instances x max batch size, at least 32",
+    ),
+    "timeout_s": ("SECONDS", "Drop a request that has had no answer after this long.", "no limit"),
+    "versions": (
+        "POLICY",
+        "Versions kept loaded: all, 'latest N' or 'specific 1,3' (the default version always is).",
+        None,
+    ),
+}
+
+
+def _option(field: str, *, serve: bool) -> Any:
+    from shipyard.config import ModelServing
+
+    metavar, text, default = _OPTIONS[field]
+    decls = ["--batching/--no-batching"] if field == "batching" else []
+    shown = default or str(ModelServing.model_fields[field].default)
+    return typer.Option(
+        None,
+        *decls,
+        metavar=metavar,
+        min=1 if field == "max_in_flight" else None,
+        show_default=shown if serve else False,
+        help=text,
+    )
+
+
+# as `model configure` declares them: a model's own value, none when not given
+BATCHING = _option("batching", serve=False)
+MAX_BATCH_SIZE = _option("max_batch_size", serve=False)
+MAX_QUEUE_DELAY_US = _option("max_queue_delay_us", serve=False)
+MAX_QUEUE_SIZE = _option("max_queue_size", serve=False)
+INSTANCES = _option("instances", serve=False)
+MAX_IN_FLIGHT = _option("max_in_flight", serve=False)
+VERSIONS = _option("versions", serve=False)
+TIMEOUT_S = _option("timeout_s", serve=False)
+
+# as `serve` declares them: the server's defaults, shown
+SERVE_BATCHING = _option("batching", serve=True)
+SERVE_MAX_BATCH_SIZE = _option("max_batch_size", serve=True)
+SERVE_MAX_QUEUE_DELAY_US = _option("max_queue_delay_us", serve=True)
+SERVE_MAX_QUEUE_SIZE = _option("max_queue_size", serve=True)
+SERVE_INSTANCES = _option("instances", serve=True)
+SERVE_MAX_IN_FLIGHT = _option("max_in_flight", serve=True)
+SERVE_VERSIONS = _option("versions", serve=True)
+SERVE_TIMEOUT_S = _option("timeout_s", serve=True)
 
 
 def serving_updates(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,24 +6,41 @@ import typer
 from rich.table import Table
 
 from shipyard.cli.common import console, get_state, when
+from shipyard.cli.help import Group
 from shipyard.registry import TokenRecord
 from shipyard.registry.tokens import SCOPES
 
 SCOPE_HELP = f"What it may do: {', '.join(SCOPES)}; repeatable."
 
-app = typer.Typer(help="Scoped API tokens for servers to check.", no_args_is_help=True)
+app = typer.Typer(cls=Group, help="Scoped API tokens for servers to check.", no_args_is_help=True)
+
+NAME = typer.Argument(..., metavar="NAME", help="The token's name.")
 
 
 @app.command("create")
 def create(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="A name to list and revoke it by (the model-name rule)."),
-    scopes: list[str] = typer.Option(..., "--scope", help=SCOPE_HELP),
-    models: list[str] | None = typer.Option(
-        None, "--model", help="A model it may be used on; repeatable (default: every model)."
+    name: str = typer.Argument(
+        ..., metavar="NAME", help="A name to list and revoke it by: letters, digits, ., - and _."
     ),
-    rate: float | None = typer.Option(None, "--rate", help="Requests per second (default: unlimited)."),
-    burst: int | None = typer.Option(None, "--burst", help="Requests at once above the rate (needs --rate)."),
+    scopes: list[str] = typer.Option(..., "--scope", metavar="SCOPE", help=SCOPE_HELP),
+    models: list[str] | None = typer.Option(
+        None,
+        "--model",
+        metavar="NAME",
+        show_default="every model",
+        help="A model it may be used on; repeatable.",
+    ),
+    rate: float | None = typer.Option(
+        None, "--rate", metavar="NUMBER", show_default="no limit", help="Requests per second it may make."
+    ),
+    burst: int | None = typer.Option(
+        None,
+        "--burst",
+        metavar="N",
+        show_default="the rate, rounded up",
+        help="Requests it may make at once, after a quiet spell (with --rate).",
+    ),
 ) -> None:
     """Make a token and print its secret, once."""
     record, secret = get_state(ctx).registry.create_token(
@@ -48,7 +65,7 @@ def list_(ctx: typer.Context) -> None:
 
 
 @app.command("revoke")
-def revoke(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+def revoke(ctx: typer.Context, name: str = NAME) -> None:
     """Revoke a token: servers refuse it from their next look-up on."""
     record = get_state(ctx).registry.revoke_token(name)
     console.print(f"revoked token {record.name}")

@@ -21,7 +21,8 @@ from shipyard.signature import ScoreKind, Scores, Signature, TensorSpec
 
 Array = npt.NDArray[Any]
 Arrays = Mapping[str, Array] | Sequence[Array]
-Framework = Literal["onnx", "pytorch", "sklearn"]
+# What a version was converted from: "pytorch" for a module given in Python, "torchscript" for a file
+Framework = Literal["onnx", "pytorch", "torchscript", "sklearn"]
 
 GENERATED = "generated"
 USER_DATA = "user data"

@@ -5,6 +5,7 @@ torch is an optional extra, so it is imported only inside the functions here.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
 from collections.abc import Sequence
@@ -115,7 +116,8 @@ def from_torchscript(
     tolerance: float = 1e-4,
 ) -> Converted:
     """Load a TorchScript file and convert it like a module; the first axis of `input_shape` is
-    the batch axis and stays dynamic, and -1 dims stand for any size."""
+    the batch axis and stays dynamic, and -1 dims stand for any size. The version it makes is
+    recorded as from torchscript (`--framework torchscript`), a module given in Python as pytorch."""
     _require_torch()
     import torch
 
@@ -134,7 +136,8 @@ def from_torchscript(
     example_shape = [_EXAMPLE_DIM if d == -1 else d for d in shape]
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(example_shape, generator=generator)
-    return from_module(module, example, sample=sample, tolerance=tolerance)
+    converted = from_module(module, example, sample=sample, tolerance=tolerance)
+    return dataclasses.replace(converted, framework="torchscript")
 
 
 def _not_torchscript(path: Path, exc: Exception) -> str:

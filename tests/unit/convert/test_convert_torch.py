@@ -125,6 +125,7 @@ def test_a_torchscript_file_converts(digits: np.ndarray, tmp_path: Path) -> None
 
     converted = from_torchscript(path, (-1, 64))
 
+    assert converted.framework == "torchscript"  # as `model import --framework torchscript` names it
     assert converted.signature.inputs == (TensorSpec("input", "FP32", (-1, 64)),)
     assert converted.check.passed
     (logits,) = run_onnx(converted.onnx_bytes, {"input": digits[:37]})
