@@ -177,9 +177,11 @@ def compare(
     throughput_batches: int = THROUGHPUT_BATCHES,
     as_json: bool = AS_JSON,
 ) -> None:
-    """Measure two versions side by side on the same data: size, latency, throughput, metric and
-    output difference. When one version's scores are logits and the other's probabilities, the
-    logits go through softmax first, so that the difference compares probabilities with probabilities."""
+    """Measure two versions side by side on the same data: size, speed, metric, output difference.
+
+    When one version's scores are logits and the other's probabilities, the logits go through
+    softmax first, so that the difference compares probabilities with probabilities.
+    """
     from shipyard.optimize import compare
 
     with _progress() as progress:
