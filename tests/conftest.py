@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,40 @@ def open_registry(settings: Settings, engine: str = "sqlite") -> Registry:
         empty_postgres(POSTGRES_URL)
         settings = settings.model_copy(update={"database_url": POSTGRES_URL})
     return Registry.open(settings)
+
+
+def registry_on_every_engine() -> Any:
+    """The `registry` fixture of the registry's own tests, once per engine:
+    `registry = registry_on_every_engine()` in a test module."""
+
+    @pytest.fixture(params=ENGINES, name="registry")
+    def fixture(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Registry]:
+        reg = open_registry(settings, request.param)
+        yield reg
+        reg.close()
+
+    return fixture
+
+
+def migrated_down_and_up(registry: Registry, revision: str) -> Registry:
+    """Close `registry`, take its database down to `revision` and back to head, and reopen it."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from shipyard.registry.artifacts import ArtifactStore
+    from shipyard.registry.migrate import alembic_config
+
+    registry.close()
+    engine = create_engine(registry.url)
+    config = alembic_config()
+    try:
+        for target, step in ((revision, command.downgrade), ("head", command.upgrade)):
+            with engine.begin() as conn:
+                config.attributes["connection"] = conn
+                step(config, target)
+    finally:
+        engine.dispose()
+    return Registry(registry.url, ArtifactStore(registry.artifacts.root))
 
 
 @pytest.fixture

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from shipyard.config import Settings
 from shipyard.errors import CorruptArtifact, InvalidInput, NotFound
 from shipyard.registry import DatasetInfo, Registry, parse_ref
 from shipyard.registry.artifacts import ArtifactStore, sha256_bytes
-from tests.conftest import ENGINES, open_registry, register_digits
+from tests.conftest import register_digits, registry_on_every_engine
 from tests.models import digits_linear
 
-
-@pytest.fixture(params=ENGINES)
-def registry(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Registry]:
-    reg = open_registry(settings, request.param)
-    yield reg
-    reg.close()
+registry = registry_on_every_engine()
 
 
 def test_versions_are_numbered_and_identical_bytes_are_stored_once(registry: Registry) -> None:

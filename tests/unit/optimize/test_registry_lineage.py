@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 
-from shipyard.config import Settings
 from shipyard.registry import Registry
 from shipyard.registry.artifacts import ArtifactStore
 from shipyard.registry.migrate import alembic_config
-from tests.conftest import ENGINES, open_registry, register_digits
+from tests.conftest import register_digits, registry_on_every_engine
 
-
-@pytest.fixture(params=ENGINES)
-def registry(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Registry]:
-    reg = open_registry(settings, request.param)
-    yield reg
-    reg.close()
+registry = registry_on_every_engine()
 
 
 def test_lineage_and_report_round_trip(registry: Registry) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,17 @@ from shipyard.errors import NotFound
 from shipyard.registry import Registry
 from shipyard.registry.artifacts import ArtifactStore
 from shipyard.registry.migrate import alembic_config
-from tests.conftest import ENGINES, POSTGRES_URL, empty_postgres, open_registry, register_digits
+from tests.conftest import (
+    ENGINES,
+    POSTGRES_URL,
+    empty_postgres,
+    migrated_down_and_up,
+    open_registry,
+    register_digits,
+    registry_on_every_engine,
+)
 
-
-@pytest.fixture(params=ENGINES)
-def registry(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Registry]:
-    reg = open_registry(settings, request.param)
-    yield reg
-    reg.close()
+registry = registry_on_every_engine()
 
 
 def test_an_import_after_a_whole_model_delete_goes_on_numbering(registry: Registry) -> None:
@@ -108,17 +110,7 @@ def test_going_down_from_0007_drops_the_deleted_models_only(settings: Settings) 
     register_digits(registry)
     register_digits(registry, name="other")
     registry.delete("digits")
-    registry.close()
-    engine = create_engine(registry.url)
-    config = alembic_config()
-    try:
-        for target, step in (("0006", command.downgrade), ("head", command.upgrade)):
-            with engine.begin() as conn:
-                config.attributes["connection"] = conn
-                step(config, target)
-    finally:
-        engine.dispose()
-    again = Registry(registry.url, ArtifactStore(registry.artifacts.root))
+    again = migrated_down_and_up(registry, "0006")
     try:
         assert [m.name for m in again.models()] == ["other"]
         assert register_digits(again).number == 1  # the schema before 0007 could not remember it

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,9 @@ from pydantic import ValidationError
 from shipyard.config import ModelServing, Settings
 from shipyard.errors import InvalidInput
 from shipyard.registry import Registry
-from tests.conftest import ENGINES, open_registry, register_digits
+from tests.conftest import register_digits, registry_on_every_engine
 
-
-@pytest.fixture(params=ENGINES)
-def registry(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Registry]:
-    reg = open_registry(settings, request.param)
-    yield reg
-    reg.close()
+registry = registry_on_every_engine()
 
 
 @pytest.mark.parametrize("name", ["digits\n", "digits\r\n", "\ndigits", "digits\n\n", ""])

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from shipyard.config import Settings
 from shipyard.errors import Conflict, InvalidInput, NotFound
 from shipyard.registry import ArtifactStore, Registry, TokenRecord
 from shipyard.registry.tokens import SCOPES, hash_token
-from tests.conftest import ENGINES, open_registry
+from tests.conftest import migrated_down_and_up, registry_on_every_engine
 
-
-@pytest.fixture(params=ENGINES)
-def registry(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Registry]:
-    reg = open_registry(settings, request.param)
-    yield reg
-    reg.close()
+registry = registry_on_every_engine()
 
 
 def stored_rows(registry: Registry) -> list[str]:
@@ -120,22 +113,8 @@ def test_one_of_two_racing_creates_of_a_name_wins(registry: Registry) -> None:
 
 
 def test_the_tokens_migration_goes_down_and_up_again(registry: Registry) -> None:
-    from alembic import command
-
-    from shipyard.registry.migrate import alembic_config
-
     registry.create_token("ci", ["predict"])
-    registry.close()
-    engine = create_engine(registry.url)
-    config = alembic_config()
-    try:
-        for target, step in (("0005", command.downgrade), ("head", command.upgrade)):
-            with engine.begin() as conn:
-                config.attributes["connection"] = conn
-                step(config, target)
-    finally:
-        engine.dispose()
-    again = Registry(registry.url, ArtifactStore(registry.artifacts.root))
+    again = migrated_down_and_up(registry, "0005")
     try:
         assert again.tokens() == []
         again.create_token("ci", ["predict"])
