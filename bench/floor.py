@@ -1,0 +1,189 @@
+"""The floor: shipyard beside the least a Python server can do per request, in one run. wrk (`-t1`, the
+other core stays with the server) drives, one after another: the bare ASGI handler
+(bench/bare_server.py), the hand-written FastAPI server (bench/naive_server.py) and shipyard with
+monitoring on (its default, drift reference included) and off, each with the v2 JSON body and the
+binary tensor extension, at 64 connections and at 1. ONNX Runtime gets one intra-op thread
+everywhere for the digits MLP; for the compute-bound CNN shipyard also runs with its own thread
+choice, against in-process ONNX Runtime at batch 32 on every core.
+
+    python bench/floor.py [--quick]
+
+Writes bench/results/floor.json (floor-quick.json with --quick); a full run also rewrites the
+"The floor" section of bench/BENCHMARKS.md. `make bench` runs it as a scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import loadgen
+import models
+import report
+import wrk
+from servers import cpu_s, free_port, server
+
+BENCH = Path(__file__).parent
+PYTHON = sys.executable
+CONNECTIONS = (64, 1)
+ONE_THREAD = ["--intra-op-threads", "1", "--inter-op-threads", "1"]
+
+
+def systems(name: str, onnx_file: Path, home: Path) -> list[tuple[str, list[str], dict[str, str]]]:
+    """(label, command without its port, environment) of every server measured for `name`."""
+    env = {"MODEL": str(onnx_file), "INTRA_OP_THREADS": "1"}
+    serve = [PYTHON, "-m", "shipyard", "--home", str(home), "serve", name, "--no-grpc"]
+    off = {"SHIPYARD_MONITOR__ENABLED": "false"}
+    found = [
+        ("bare handler", [PYTHON, str(BENCH / "bare_server.py")], env),
+        ("FastAPI by hand", [PYTHON, str(BENCH / "naive_server.py")], env),
+        ("shipyard", [*serve, *ONE_THREAD], {}),
+        ("shipyard, monitoring off", [*serve, *ONE_THREAD], off),
+    ]
+    if name == "cnn":
+        found.append(("shipyard, its own threads", serve, {}))
+    return found
+
+
+def command_for(command: list[str], port: int) -> list[str]:
+    return [*command, "--port", str(port)] if "shipyard" in command else [*command, str(port)]
+
+
+async def measure_server(name: str, command: list[str], env: dict[str, str], seconds: float) -> list[dict]:
+    rows = []
+    port = free_port()
+    bodies = {
+        "JSON": loadgen.json_body(models.sample(name)),
+        "binary": loadgen.binary_body(models.sample(name)),
+    }
+    with server(command_for(command, port), env, port) as process:
+        url = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
+        for body_kind, (body, headers) in bodies.items():
+            if body_kind == "binary" and "naive_server.py" in command[1]:
+                continue  # the hand-written server speaks JSON only
+            for c in CONNECTIONS:
+                await wrk.run(url, body, headers, c, min(seconds, 1.0), 10)  # warm-up
+                before = cpu_s(process.pid)
+                r = await wrk.run(url, body, headers, c, seconds, 10)
+                used = cpu_s(process.pid) - before
+                rows.append(
+                    {
+                        "body": body_kind,
+                        "connections": c,
+                        "requests_per_s": r.ok_per_s,
+                        "p50_ms": r.p50_ms,
+                        "p99_ms": r.p99_ms,
+                        "errors": r.requests - r.statuses.get(200, 0) + r.socket_errors,
+                        "server_cpu_ms_per_request": 1000 * used / max(r.statuses.get(200, 0), 1),
+                    }
+                )
+    return rows
+
+
+async def measure(home: Path, files: dict[str, Path], seconds: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"machine": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                       "cpus": os.cpu_count(), "seconds": seconds}}  # fmt: skip
+    for name, onnx_file in files.items():
+        threads = os.cpu_count() or 1
+        batch32 = loadgen.in_process(str(onnx_file), models.sample(name, 32), seconds, threads)
+        batch1 = loadgen.in_process(str(onnx_file), models.sample(name), seconds, 1)
+        model: dict[str, Any] = {
+            "in_process": {
+                "batch1_one_thread_per_s": batch1.samples_per_s,
+                "batch32_all_cores_per_s": batch32.samples_per_s,
+                "threads": threads,
+            },
+            "systems": {},
+        }
+        for label, command, env in systems(name, onnx_file, home):
+            model["systems"][label] = await measure_server(name, command, env, seconds)
+            best = max(model["systems"][label], key=lambda r: r["requests_per_s"])
+            print(
+                f"{name} {label}: best {best['requests_per_s']:,.0f}/s ({best['body']}, c={best['connections']})"
+            )
+        out[name] = model
+    return out
+
+
+def cell(rows: list[dict], body: str, connections: int) -> dict | None:
+    return next((r for r in rows if r["body"] == body and r["connections"] == connections), None)
+
+
+def section(results: dict[str, Any]) -> list[str]:
+    """The "The floor" section of BENCHMARKS.md."""
+    m = results["machine"]
+    lines = [
+        "## The floor",
+        "",
+        f"Measured {m['date']} by `bench/floor.py` on {m['cpus']} cores: wrk `-t1` POSTing one sample per "
+        f"request for {m['seconds']:g} s per cell, the servers one after another in this one run. The bare "
+        "handler is a raw ASGI callable on uvicorn (uvloop, httptools) running ONNX Runtime on the event loop "
+        "with orjson, and nothing else: the floor of per-request cost. shipyard runs with its defaults "
+        "(batching, monitoring with a drift reference) unless the row says otherwise.",
+        "",
+    ]
+    for name in (n for n in results if n != "machine"):
+        data = results[name]
+        bare = data["systems"]["bare handler"]
+        lines += [
+            f"### {name}",
+            "",
+            "| system | body | c=64 requests/s | vs bare | c=64 p99 ms | c=1 requests/s | c=1 p50 ms | "
+            "p50 - bare's | server CPU ms/request (c=64) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for label, rows in data["systems"].items():
+            for body in ("JSON", "binary"):
+                hi, lo = cell(rows, body, 64), cell(rows, body, 1)
+                if hi is None or lo is None:
+                    continue
+                floor_hi, floor_lo = cell(bare, body, 64), cell(bare, body, 1)
+                ratio = hi["requests_per_s"] / floor_hi["requests_per_s"] if floor_hi else float("nan")
+                delta = lo["p50_ms"] - floor_lo["p50_ms"] if floor_lo else float("nan")
+                lines.append(
+                    f"| {label} | {body} | {hi['requests_per_s']:,.0f} | {ratio:.0%} | {hi['p99_ms']:.2f} | "
+                    f"{lo['requests_per_s']:,.0f} | {lo['p50_ms']:.3f} | {delta:+.3f} | "
+                    f"{hi['server_cpu_ms_per_request']:.3f} |"
+                )
+        ip = data["in_process"]
+        lines += [
+            "",
+            f"In-process ONNX Runtime: batch 1 on one thread {ip['batch1_one_thread_per_s']:,.0f} samples/s; "
+            f"batch 32 on {ip['threads']} threads {ip['batch32_all_cores_per_s']:,.0f} samples/s.",
+            "",
+        ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 s per cell")
+    parser.add_argument("--model", action="append", choices=["digits", "cnn"], help="default: both")
+    args = parser.parse_args()
+    if not wrk.available():
+        sys.exit("the floor scenario needs wrk (Debian: apt-get install wrk)")
+    home = BENCH / ".work" / "floor-home"
+    shutil.rmtree(home, ignore_errors=True)
+    names = tuple(args.model or ("digits", "cnn"))
+    files = models.build(home, names)
+    results = asyncio.run(measure(home, files, 1.0 if args.quick else 5.0))
+    out = BENCH / "results" / ("floor-quick.json" if args.quick else "floor.json")
+    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    print("\n".join(section(results)))
+    if not args.quick:
+        report.replace_section(BENCH / "BENCHMARKS.md", section(results))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
