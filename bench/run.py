@@ -20,6 +20,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import floor
 import loadgen
 import models
 import overload
@@ -214,6 +215,8 @@ def main() -> None:
     if not QUICK:
         report.write(results, BENCH / "BENCHMARKS.md", BENCH / "results" / "throughput.png")
     print(f"wrote {out}")
+    if wrk.available():
+        floor.run(QUICK)  # its own section of BENCHMARKS.md, and bench/results/floor.json
 
 
 if __name__ == "__main__":
