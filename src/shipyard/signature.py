@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from shipyard.datatypes import v2_datatype
 from shipyard.errors import InvalidInput
-from shipyard.protocol.datatypes import v2_datatype
 
 ScoreKind = Literal["probabilities", "logits"]
 

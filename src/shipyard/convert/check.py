@@ -15,8 +15,8 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
+from shipyard.datatypes import ONNX_TO_V2, numpy_dtype
 from shipyard.errors import ConversionFailed
-from shipyard.protocol.datatypes import ONNX_TO_V2, numpy_dtype
 from shipyard.signature import ScoreKind, Scores, Signature, TensorSpec
 
 Array = npt.NDArray[Any]

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from shipyard.datatypes import numpy_dtype
 from shipyard.errors import InvalidInput, NotFound
-from shipyard.protocol.datatypes import numpy_dtype
 from shipyard.registry import DatasetInfo
 from shipyard.registry.artifacts import sha256_file
 from shipyard.signature import Signature, TensorSpec

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from shipyard.datatypes import numpy_dtype
 from shipyard.errors import InvalidInput
-from shipyard.protocol.datatypes import numpy_dtype
 from shipyard.signature import TensorSpec
 
 Array = npt.NDArray[Any]

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from shipyard.datatypes import numpy_dtype
 from shipyard.errors import InvalidInput
-from shipyard.protocol.datatypes import numpy_dtype
 from shipyard.protocol.v2 import loads
 from shipyard.signature import Signature, TensorSpec, format_shape
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from shipyard.datatypes import numpy_dtype, v2_datatype
 from shipyard.errors import InvalidInput
-from shipyard.protocol.datatypes import numpy_dtype, v2_datatype
 from shipyard.signature import format_shape
 
 HEADER_LENGTH = "inference-header-content-length"

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from shipyard.config import ModelServing
+from shipyard.datatypes import numpy_dtype
 from shipyard.errors import ShipyardError, Unavailable
-from shipyard.protocol.datatypes import numpy_dtype
 from shipyard.registry import Registry, VersionRecord
 from shipyard.runtime.batcher import Batcher, BatchObserver, BatchSettings
 from shipyard.runtime.memory import release_free_memory, rss_bytes

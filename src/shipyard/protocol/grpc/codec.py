@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from shipyard.datatypes import v2_datatype
 from shipyard.errors import InvalidInput
-from shipyard.protocol.datatypes import v2_datatype
 from shipyard.protocol.grpc import messages as pb
 from shipyard.protocol.v2 import (
     InferenceRequest,
