@@ -6,17 +6,17 @@ this path, so a model imported either way gets the same checks and the same mani
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shipyard import datasets
 from shipyard.config import Settings
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.registry import DatasetInfo, Registry, VersionRecord
-from shipyard.registry.artifacts import sha256_bytes, sha256_file
+from shipyard.registry.artifacts import sha256_bytes
 
 if TYPE_CHECKING:
     from shipyard.convert.check import Converted
@@ -176,50 +176,10 @@ def read_labels(path: Path) -> list[str]:
     return labels
 
 
-def load_sample(path: Path, rows: int = 64) -> np.ndarray | None:
-    """Up to `rows` input rows from a dataset file, for the numerical check; None when unreadable.
-
-    .npz (array X, else the first one), .npy and numeric .csv are understood. A CSV's last column is
-    taken as the label when the file has a header naming it 'label', 'y' or 'target'.
-    """
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                key = "X" if "X" in data.files else data.files[0]
-                array = data[key]
-        elif suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-        elif suffix == ".csv":
-            array = _csv_features(path)
-        else:
-            return None
-    except (OSError, ValueError, IndexError):
-        raise InvalidInput(f"cannot read sample inputs from {path}") from None
-    return np.asarray(array[:rows])
-
-
-def _csv_features(path: Path) -> np.ndarray:
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    header = rows[0] if rows and not _numeric(rows[0]) else None
-    body = rows[1:] if header else rows
-    drop = header is not None and header[-1].strip().lower() in {"label", "y", "target"}
-    return np.asarray([[float(v) for v in (r[:-1] if drop else r)] for r in body if r], dtype=np.float32)
-
-
-def _numeric(row: list[str]) -> bool:
-    try:
-        [float(v) for v in row]
-    except ValueError:
-        return False
-    return True
-
-
 def dataset_info(path: Path) -> DatasetInfo:
     if not path.is_file():
         raise NotFound(f"no such dataset file: {path}")
-    return DatasetInfo(name=path.name, size=path.stat().st_size, sha256=sha256_file(path))
+    return datasets.dataset_info(path)
 
 
 def _sample(sample: np.ndarray | None, dataset: str | Path | None) -> np.ndarray | None:
@@ -228,7 +188,7 @@ def _sample(sample: np.ndarray | None, dataset: str | Path | None) -> np.ndarray
     path = Path(dataset)
     if not path.is_file():
         raise NotFound(f"no such dataset file: {path}")
-    return load_sample(path)
+    return datasets.sample_rows(path)
 
 
 def _register(

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from shipyard.datasets import load_data
 from shipyard.monitor.profile import build_profile
-from shipyard.optimize.data import load_data
 from shipyard.registry import Registry, VersionRecord
 from shipyard.runtime.session import Runner, RunnerOptions
 

@@ -7,7 +7,7 @@ data and registered only when its metric stays within the user's bound.
     outcome.report.size_ratio, outcome.verdict.passed, outcome.record
 """
 
-from shipyard.optimize.data import Dataset, load_data
+from shipyard.datasets import Dataset, load_data
 from shipyard.optimize.gate import Verdict, judge
 from shipyard.optimize.measure import Timing
 from shipyard.optimize.methods import METHODS, Candidate, Options

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from shipyard.datasets import load_data
 from shipyard.errors import InvalidInput
-from shipyard.optimize.data import load_data
 from shipyard.optimize.measure import Progress, Timing, load_runner, predict
 from shipyard.optimize.methods import Candidate, Options, Source, finish
 from shipyard.optimize.training import (

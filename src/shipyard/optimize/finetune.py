@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from shipyard.datasets import load_data
 from shipyard.errors import InvalidInput
-from shipyard.optimize.data import load_data
 from shipyard.optimize.measure import Progress, load_runner, predict
 from shipyard.optimize.methods import CHECK_ROWS, Candidate, Options, Source, finish
 from shipyard.optimize.metrics import get_metric, targets_for

@@ -14,8 +14,8 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 
+from shipyard.datasets import Dataset
 from shipyard.optimize import graph
-from shipyard.optimize.data import Dataset
 from shipyard.runtime.session import Runner, RunnerOptions
 from shipyard.signature import Signature
 

@@ -16,9 +16,9 @@ from typing import Any
 import onnx
 
 from shipyard.convert.check import signature_of
+from shipyard.datasets import Dataset
 from shipyard.errors import InvalidInput
 from shipyard.optimize import graph
-from shipyard.optimize.data import Dataset
 from shipyard.optimize.measure import Progress
 from shipyard.signature import Signature
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.optimize.data import Dataset, load_data
+from shipyard.datasets import Dataset, load_data
 from shipyard.optimize.gate import Verdict, judge
 from shipyard.optimize.measure import Progress, Timing, no_progress
 from shipyard.optimize.methods import Candidate, Options, Source, get_method

@@ -10,7 +10,7 @@ from typing import Any
 
 import onnx
 
-from shipyard.optimize.data import load_data
+from shipyard.datasets import load_data
 from shipyard.optimize.measure import Progress
 from shipyard.optimize.methods import Candidate, Options, Source, finish, load_model
 from shipyard.optimize.quantize_dynamic import quiet_quantizer

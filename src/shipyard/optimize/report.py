@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from shipyard.datasets import Dataset
 from shipyard.errors import InvalidInput
-from shipyard.optimize.data import Dataset
 from shipyard.optimize.measure import (
     Contents,
     Progress,

@@ -1,8 +1,10 @@
-"""Evaluation, calibration and training data from files, shaped the way the model's signature says.
+"""Data from files, shaped the way the model's signature says (`load_data`), or as the rows a file
+holds before any signature is known (`sample_rows`, for the numerical check of an import).
 
-One loader for every use, so a model is measured, calibrated and distilled on inputs built the same
-way. Formats: .npz (X and y, or one array per input name), .npy (inputs only), CSV and Parquet with a
-label column, and a folder of images with one sub-folder per class.
+One reader for every use, so a model is checked, measured, calibrated and distilled on inputs built
+the same way. Formats: .npz (X and y, or one array per input name), .npy (inputs only), CSV (with a
+header; a numeric one without is all features) and Parquet with a label column, and a folder of images
+with one sub-folder per class.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def load_data(
     if not path.exists():
         raise NotFound(f"no such data file or folder: {path}")
     if path.is_dir():
-        from shipyard.optimize.images import load_folder
+        from shipyard.datasets.images import load_folder
 
         images, names, classes = load_folder(path, _single_input(signature, path))
         return Dataset(images, names, folder_info(path), classes)
@@ -96,6 +98,30 @@ def load_data(
     if data.rows == 0:
         raise InvalidInput(f"{path.name} holds no rows")
     return data
+
+
+def sample_rows(path: Path, rows: int = 64) -> Array | None:
+    """Up to `rows` input rows of a data file, without a label column; None for a kind of file that
+    holds no rows (an image folder, an unknown suffix): the check then generates its inputs."""
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"cannot read {path.name}: {exc}") from None
+        key = next((k for k in X_KEYS if k in arrays), None)
+        key = key or next((k for k in arrays if k not in Y_KEYS), None)
+        if key is None:
+            raise InvalidInput(f"{path.name} holds no input array (X, or one not named like a target)")
+        return np.asarray(arrays[key][:rows])
+    if suffix == ".npy":
+        return _array(path)[:rows]
+    if suffix in (".csv", ".parquet", ".pq"):
+        columns = _csv_columns(path) if suffix == ".csv" else _parquet_columns(path)
+        features, _y = _split_label(columns, None, path, need_labels=False)
+        return features[:rows].astype(np.float32)
+    return None
 
 
 def dataset_info(path: Path) -> DatasetInfo:
@@ -145,14 +171,25 @@ def _npz(path: Path, signature: Signature) -> tuple[dict[str, Array], Array | No
 
 
 def _csv_columns(path: Path) -> dict[str, list[str]]:
+    """Columns by header name; a file whose first row is all numbers has no header (columns 0, 1, ...)."""
     with path.open(newline="", encoding="utf-8") as f:
         rows = [row for row in csv.reader(f) if row]
+    if rows and _numeric(rows[0]):
+        rows.insert(0, [str(i) for i in range(len(rows[0]))])
     if len(rows) < 2:
         raise InvalidInput(f"{path.name} needs a header row naming its columns and at least one data row")
     header, body = rows[0], rows[1:]
     if any(len(row) != len(header) for row in body):
         raise InvalidInput(f"{path.name}: every row must have the header's {len(header)} columns")
     return {name.strip(): [row[i] for row in body] for i, name in enumerate(header)}
+
+
+def _numeric(row: list[str]) -> bool:
+    try:
+        [float(v) for v in row]
+    except ValueError:
+        return False
+    return True
 
 
 def _parquet_columns(path: Path) -> dict[str, list[Any]]:
