@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shipyard.names import ALIAS
+
 # Version policies (runtime/policy.py): all | latest N | specific 1,3
 POLICY_PATTERN = r"all|latest [1-9][0-9]*|specific [0-9]+(,[0-9]+)*"
 
@@ -154,7 +156,7 @@ class Settings(BaseSettings):
     )
     alias: str = Field(
         default="production",
-        pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$",
+        pattern=f"^{ALIAS.pattern}$",
         description="The alias whose version a model answers with by default (else its newest version).",
     )
     memory_budget_mb: int | None = Field(

@@ -20,7 +20,9 @@ and to a one-line message by the CLI::
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
+from typing import Any
 
 
 class ShipyardError(Exception):
@@ -102,6 +104,12 @@ _BY_STATUS: dict[int, type[ShipyardError]] = {
 def error_for_status(status: int, message: str) -> ShipyardError:
     """The error a server's answer stands for (a client's view of the same tree); 500 when unknown."""
     return _BY_STATUS.get(status, ShipyardError)(message)
+
+
+def validation_problems(errors: Iterable[Mapping[str, Any]], empty: str = "") -> str:
+    """pydantic's errors (`exc.errors()`) as one line, each as `field.path: message`, so that every
+    layer (the CLI's settings and options, the HTTP API's bodies) words a bad field the same way."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or empty}: {e['msg']}" for e in errors)
 
 
 __all__ = [

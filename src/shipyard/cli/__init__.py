@@ -11,7 +11,7 @@ from shipyard.cli import model, monitor, optimize, registry, rollout, serve, tok
 from shipyard.cli.common import state
 from shipyard.cli.help import Group
 from shipyard.config import Settings
-from shipyard.errors import InvalidInput, ShipyardError
+from shipyard.errors import InvalidInput, ShipyardError, validation_problems
 
 app = typer.Typer(
     cls=Group,
@@ -57,7 +57,7 @@ def _root(
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:  # SHIPYARD_* variables: one line naming each bad one
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = validation_problems(exc.errors())
         raise InvalidInput(f"bad settings: {problems}") from None
     ctx.obj = state(settings)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from pydantic import BaseModel
 
-from shipyard.errors import InvalidInput
+from shipyard.errors import InvalidInput, validation_problems
 
 if TYPE_CHECKING:
     from shipyard.config import ModelServing
@@ -100,5 +100,5 @@ def validated(model: type[Model], values: Mapping[str, Any], what: str) -> Model
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = validation_problems(exc.errors())
         raise InvalidInput(f"bad {what}: {problems}") from None

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shipyard.errors import InvalidInput
+from shipyard.names import NAME
 
 if TYPE_CHECKING:
     from shipyard.monitor.predlog import PredictionRecord
@@ -68,7 +69,6 @@ _DICTIONARY_COLUMNS = ["model", "version", "protocol", "class", "status"]
 _TIME = SCHEMA.get_field_index("time")
 _SIZED = [SCHEMA.get_field_index(name) for name in ("request_id", "input", "output")]  # the big ones
 
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # the registry's rule; no path tricks
 _STAMP = "%Y%m%dT%H%M%S%fZ"
 FILE_NAME = re.compile(r"^(\d{8}T\d{12}Z)-(\d{8}T\d{12}Z)-(\d{6,})-([0-9a-f]+)\.parquet$")
 TEMP_SUFFIX = ".tmp"
@@ -77,7 +77,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def model_dir(root: str | os.PathLike[str], model: str) -> Path:
     """The folder of one model's files; refuses names that could point outside `root`."""
-    if not MODEL_NAME.fullmatch(model):
+    if not NAME.fullmatch(model):
         raise InvalidInput(f"bad model name {model!r}: letters, digits, '_', '.', '-' (128 at most)")
     return Path(root) / model
 

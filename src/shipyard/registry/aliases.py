@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shipyard.errors import Conflict, NotFound
-from shipyard.registry.names import check_alias
+from shipyard.names import check_alias
 from shipyard.registry.reading import ReadingMixin, aliases_of, record
 from shipyard.registry.records import VersionRecord
 from shipyard.registry.tables import AliasRow, EventRow, ModelRow, VersionRow, utcnow

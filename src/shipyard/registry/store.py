@@ -15,10 +15,10 @@ from sqlalchemy.exc import IntegrityError
 
 from shipyard.config import Settings
 from shipyard.errors import Conflict, InvalidInput, NotFound
+from shipyard.names import check_name
 from shipyard.registry import tempfiles
 from shipyard.registry.aliases import ALIAS_CHANGES, PRODUCTION, AliasesMixin, input_difference
 from shipyard.registry.artifacts import ArtifactStore
-from shipyard.registry.names import check_name
 from shipyard.registry.reading import record
 from shipyard.registry.records import DatasetInfo, VersionRecord
 from shipyard.registry.tables import ModelRow, VersionRow, utcnow

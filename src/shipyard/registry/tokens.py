@@ -15,8 +15,8 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
 
 from shipyard.errors import Conflict, InvalidInput, NotFound
+from shipyard.names import check_name
 from shipyard.registry.base import RegistryBase
-from shipyard.registry.names import check_name
 from shipyard.registry.records import TokenRecord
 from shipyard.registry.tables import TokenRow, utcnow
 

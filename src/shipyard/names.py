@@ -1,4 +1,5 @@
-"""The rules for the names users give: models, aliases and tokens.
+"""The rules for the names users give: models, aliases and tokens (one home: the registry, the
+settings and the prediction log's file names all check with these).
 
 Checked with `fullmatch`: `re.match(r"^...$")` also accepts a trailing newline ("digits\\n"), which
 would make a second model that prints like the first.
