@@ -1,6 +1,6 @@
 """The one error hierarchy of shipyard.
 
-Raised anywhere, mapped to an HTTP status (and later a gRPC code) in exactly one place per transport,
+Raised anywhere, mapped to an HTTP status and a gRPC code in exactly one place per transport,
 and to a one-line message by the CLI::
 
     ShipyardError (500)

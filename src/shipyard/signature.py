@@ -50,9 +50,6 @@ class Signature:
     outputs: tuple[TensorSpec, ...]
     scores: Scores | None = field(default=None)
 
-    def input(self, name: str) -> TensorSpec | None:
-        return next((spec for spec in self.inputs if spec.name == name), None)
-
     def output(self, name: str) -> TensorSpec | None:
         return next((spec for spec in self.outputs if spec.name == name), None)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,6 @@ class InferenceRequest:
     id: str | None = None
     outputs: list[RequestedOutput] | None = None
     binary_output: bool = False
-    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -104,7 +103,6 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
         id=request_id,
         outputs=_decode_outputs(doc.get("outputs")),
         binary_output=binary_output,
-        parameters=params,
     )
 
 

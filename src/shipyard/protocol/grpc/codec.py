@@ -68,9 +68,7 @@ def decode_infer(message: Any) -> tuple[InferenceRequest, bool]:
             if not isinstance(k, int) or isinstance(k, bool) or k < 0:
                 raise InvalidInput(f"output {out.name!r}: 'classification' must be a positive integer")
             outputs.append(RequestedOutput(out.name, None, k))
-    parameters = {key: parameter_value(value) for key, value in message.parameters.items()}
-    request = InferenceRequest(inputs, message.id or None, outputs, False, parameters)
-    return request, bool(raw)
+    return InferenceRequest(inputs, message.id or None, outputs, False), bool(raw)
 
 
 def _decode_input(tensor: Any, raw: bytes | None, budget: int) -> np.ndarray:
