@@ -365,12 +365,14 @@ class ModelManager:
             self._failed.pop((name, number), None)
 
     async def stage(self, served: ServedModel, numbers: Iterable[int] | None = None) -> None:
-        """Load `numbers` of `served` (its eager versions when None); on failure nothing stays."""
+        """Load `numbers` of `served` (its eager versions when None); on failure what this loaded goes,
+        and the versions that were resident before stay (a failed deploy leaves the default serving)."""
+        before = set(served.versions)
         try:
             for number in self.eager(served) if numbers is None else numbers:
                 await self.load_version(served, number)
         except BaseException:
-            await self.drain(served, list(served.versions.values()))
+            await self.drain(served, [v for n, v in served.versions.items() if n not in before])
             raise
 
     def swap(self, name: str, fresh: ServedModel | None) -> ServedModel | None:
