@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 import time
 import uuid
@@ -29,9 +28,9 @@ from shipyard.monitor.logread import find_predictions
 from shipyard.monitor.metrics import Metrics
 from shipyard.monitor.predlog import PredictionLog, Sink
 from shipyard.monitor.recent import RecentPrediction, RecentPredictions
-from shipyard.monitor.version import VersionMonitor, class_scores, confidences
+from shipyard.monitor.version import VersionMonitor
 from shipyard.registry import VersionRecord
-from shipyard.signature import ScoreKind
+from shipyard.scoring import Prediction, Scored, is_class_scores, predictions
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +116,14 @@ class Monitor:
         inputs: Mapping[str, np.ndarray],
         scores: np.ndarray | None,
         request_id: str | None = None,
+        *,
+        scored: Scored | None = None,
     ) -> list[str]:
         """Count an answer and log its predictions; returns each row's prediction id, which feedback
         refers to: `request_id` (new_request_id() when None) for one row, `<id>-<row>` for more.
-        Confidence and drift are the batcher's business (batch_done), once per batch."""
+        `scored`: the scores already read for the answer (the friendly API reads them), one row per
+        prediction: the log takes their classes instead of reading the scores again. Confidence
+        and drift are the batcher's business (batch_done), once per batch."""
         seconds = time.perf_counter() - started
         if request_id is None:
             request_id = new_request_id()
@@ -132,7 +135,7 @@ class Monitor:
         ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
         if scores is not None and not monitor.batched:
             scores = scores[None]
-        predicted = _predicted(scores, rows, monitor.kind, record.labels)
+        predicted = _predicted(scores, rows, monitor, record.labels, scored)
         log = self.log
         for i, prediction_id in enumerate(ids):
             class_, confidence = predicted[i]
@@ -274,26 +277,15 @@ def _shorten(ids: list[str], shown: int = 5) -> str:
 
 
 def _predicted(
-    scores: np.ndarray | None, rows: int, kind: ScoreKind | None, labels: Sequence[str] | None
-) -> list[tuple[str | None, float | None]]:
-    """(class, confidence) per row; for the usual single row, in plain Python (numpy's per-call cost
-    is most of the work on a 10-class row)."""
-    if scores is None or len(scores) != rows or not class_scores(scores):
+    scores: np.ndarray | None,
+    rows: int,
+    monitor: VersionMonitor,
+    labels: Sequence[str] | None,
+    scored: Scored | None,
+) -> list[Prediction]:
+    """(class, confidence) of each row, when the answer holds a row of class scores for each."""
+    if scores is None or len(scores) != rows or not is_class_scores(scores):
         return [(None, None)] * rows
-    if rows == 1:
-        values = scores.reshape(-1).tolist()
-        if not values or not all(math.isfinite(v) for v in values):
-            return [(None, None)]
-        best = max(range(len(values)), key=values.__getitem__)
-        top = values[best]
-        confidence = 1.0 / sum(math.exp(v - top) for v in values) if kind == "logits" else top
-        return [(_label(best, labels), confidence)]
-    best_rows, conf = confidences(scores, kind)
-    return [
-        (_label(b, labels), c if math.isfinite(c) else None)
-        for b, c in zip(best_rows.tolist(), conf.tolist(), strict=True)
-    ]
-
-
-def _label(index: int, labels: Sequence[str] | None) -> str:
-    return labels[index] if labels and index < len(labels) else str(index)
+    if scored is not None and len(scored.predicted) == rows:
+        return scored.labelled(labels)
+    return predictions(scores, monitor.kind or "probabilities", labels)

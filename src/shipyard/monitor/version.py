@@ -23,10 +23,10 @@ from shipyard.monitor.accuracy import FeedbackWindow
 from shipyard.monitor.drift import DriftMonitor, Thresholds
 from shipyard.monitor.feedback import class_names
 from shipyard.monitor.metrics import CONFIDENCE_BUCKETS, Metrics
-from shipyard.monitor.profile import Profile, read_scores
+from shipyard.monitor.profile import Profile
 from shipyard.monitor.series import Series, quantile
 from shipyard.registry import VersionRecord
-from shipyard.signature import ScoreKind
+from shipyard.scoring import Scored, is_class_scores, read
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,6 @@ FEEDBACK = {True: "new", False: "replaced"}
 
 Pending = tuple[dict[str, np.ndarray], np.ndarray | None]
 """A batch waiting for flush(): its inputs and its class scores (None when it has none)."""
-
-
-def confidences(scores: np.ndarray, kind: ScoreKind | None) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted class index, confidence) per row, read as the reference profile reads them."""
-    return read_scores(scores.reshape(len(scores), -1), kind or "probabilities")
 
 
 @dataclass
@@ -145,7 +140,7 @@ class VersionMonitor:
         if not self.batched:  # one sample without a batch axis: give it one
             inputs = {k: v[None] for k, v in inputs.items()}
             scores = None if scores is None else scores[None]
-        if scores is not None and not class_scores(scores):
+        if scores is not None and not is_class_scores(scores):
             scores = None
         if scores is None and self.drift is None:
             return
@@ -186,15 +181,17 @@ class VersionMonitor:
             log.exception("%s: drift: batches of %d rows could not be joined", self.record.ref, rows)
             self._problem(rows, "batches could not be joined (an unexpected error, logged)")
             return
+        scored = None
         if scores is not None:
-            try:
-                self._count_confidence(scores)
+            try:  # read once: the histogram's confidences, and the drift window's when it reads alike
+                scored = read(scores.reshape(len(scores), -1), self.kind or "probabilities")
+                self._count_confidence(scored)
             except Exception:
                 log.exception("%s: confidences of %d rows could not be read", self.record.ref, rows)
         drift = self.drift
         if drift is None:
             return
-        problem = _observe(drift, inputs, scores if drift.profile.score_kind else None)
+        problem = _observe(drift, inputs, _for_drift(drift, scores, scored))
         if problem is None:
             return
         if scores is not None and drift.profile.score_kind and _observe(drift, inputs, None) is None:
@@ -202,9 +199,8 @@ class VersionMonitor:
         else:
             self._problem(rows, problem)
 
-    def _count_confidence(self, scores: np.ndarray) -> None:
-        _, confidence = confidences(scores, self.kind)
-        confidence = confidence[np.isfinite(confidence)]
+    def _count_confidence(self, scored: Scored) -> None:
+        confidence = scored.confidence[np.isfinite(scored.confidence)]
         observe = self.children.confidence.observe
         for value in confidence.tolist():
             observe(value)
@@ -339,9 +335,17 @@ class VersionMonitor:
         }
 
 
-def class_scores(scores: np.ndarray) -> bool:
-    """Whether a batch of outputs reads as class scores: floats, at least two per sample."""
-    return scores.dtype.kind == "f" and scores.ndim >= 2 and scores[:1].size >= 2
+def _for_drift(
+    drift: DriftMonitor, scores: np.ndarray | None, scored: Scored | None
+) -> np.ndarray | Scored | None:
+    """What the drift window takes of a group's scores: none when the profile has none; the read
+    confidences when the profile reads them alike; else the raw scores, for it to read its way."""
+    kind = drift.profile.score_kind
+    if kind is None or scores is None:
+        return None
+    if scored is not None and scored.kind == kind and scores.ndim == 2:
+        return scored
+    return scores
 
 
 def _rows(inputs: dict[str, np.ndarray]) -> int:
@@ -349,7 +353,9 @@ def _rows(inputs: dict[str, np.ndarray]) -> int:
     return len(first) if first is not None and first.ndim else 1
 
 
-def _observe(drift: DriftMonitor, inputs: dict[str, np.ndarray], scores: np.ndarray | None) -> str | None:
+def _observe(
+    drift: DriftMonitor, inputs: dict[str, np.ndarray], scores: np.ndarray | Scored | None
+) -> str | None:
     """Add a batch to the drift window; None when done, else why not (nothing was added)."""
     try:
         drift.observe(inputs, scores)
