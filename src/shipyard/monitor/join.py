@@ -34,7 +34,7 @@ class FeedbackJoin:
         """Label the predictions of `model` by prediction id; `monitor_of` gives the monitor of the
         version that answered (None: one this server does not serve, a 404)."""
         items = list(items)
-        found = self.find(model, [request_id for request_id, _ in items])
+        found = self._find(model, [request_id for request_id, _ in items])
         unknown = [request_id for request_id in dict.fromkeys(i for i, _ in items) if request_id not in found]
         if unknown:
             raise NotFound(f"no prediction of {model!r} has the id {_shorten(unknown)}: nothing was recorded")
@@ -57,7 +57,7 @@ class FeedbackJoin:
             monitor.label(request_id, truth, predicted)
         return {"accepted": len(judged)}
 
-    def find(self, model: str, ids: list[str]) -> dict[str, RecentPrediction]:
+    def _find(self, model: str, ids: list[str]) -> dict[str, RecentPrediction]:
         """The predictions of `model` with these ids: from memory, then from the log's files."""
         found: dict[str, RecentPrediction] = {}
         missing = []

@@ -183,12 +183,9 @@ class ModelManager:
         served = self.served(name)
         return route(name, version, served.default, served.records) in served.versions
 
-    def ready(self, name: str | None = None) -> bool:
-        if not self._started:
-            return False
-        if name is None:
-            return bool(self._models)
-        return name in self._models and self.resident(name)
+    def ready(self) -> bool:
+        """Started, and serving at least one model."""
+        return self._started and bool(self._models)
 
     def state(self, name: str, number: int) -> tuple[str, str]:
         """(READY | LOADING | UNAVAILABLE, why not ready) of one version on this server."""
