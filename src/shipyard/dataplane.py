@@ -21,7 +21,7 @@ from shipyard.monitor.live import Monitor
 from shipyard.protocol import predict as friendly
 from shipyard.protocol.v2 import InferenceRequest, InferenceResponse, OutputTensor, classify
 from shipyard.registry import VersionRecord
-from shipyard.runtime.changes import Changes
+from shipyard.rollout.changes import Changes
 from shipyard.runtime.manager import ModelManager
 from shipyard.signature import TensorSpec, check_inputs
 

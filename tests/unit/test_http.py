@@ -343,6 +343,7 @@ def test_a_deploy_that_cannot_load_changes_nothing(registry: Registry) -> None:
     manager.load()
     client = ASGIClient(create_app(DataPlane(manager)))
     client.run(manager.start())
+    serving = manager.served("digits").versions[1]
     try:
         refused = client.post("/v2/repository/models/digits/deploy", json={"version": 2})
         assert refused.status_code == 503
@@ -350,6 +351,7 @@ def test_a_deploy_that_cannot_load_changes_nothing(registry: Registry) -> None:
         assert "cannot load the model" in refused.json()["error"]
         assert registry.model("digits").aliases["production"] == 1
         assert registry.history("digits")[-1].kind == "load-failed"
+        assert manager.served("digits").versions[1] is serving  # still resident: never drained
         X, _ = digits_data()
         assert (
             client.post("/v2/models/digits/infer", json=digits_request(X[:1])).json()["model_version"] == "1"

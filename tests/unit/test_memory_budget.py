@@ -69,7 +69,7 @@ def test_a_budget_for_two_of_three_models_unloads_the_least_recently_used(three_
             for name in ["m0", "m1", "m2", "m0", "m2", "m1"]:
                 await ask(manager, name, X)
                 seen.append(states(manager))
-                assert sum(manager.memory().values()) <= BUDGET_MB * 1024 * 1024
+                assert manager.residency.resident_bytes() <= BUDGET_MB * MB
         finally:
             await manager.aclose()
             manager.unload_all()

@@ -7,7 +7,8 @@ import orjson
 import pytest
 
 from shipyard.errors import InvalidInput
-from shipyard.protocol.predict import decode_predict, predictions, softmax
+from shipyard.protocol.predict import decode_predict, predictions
+from shipyard.scoring import softmax
 from tests.conftest import DIGITS_SIGNATURE
 
 

@@ -3,9 +3,10 @@
 joblib writes numpy arrays as raw bytes in the middle of the pickle stream (after each
 `NumpyArrayWrapper`), and a plain pickle disassembler stops at the first array: whatever the file
 references after it goes unseen. This module walks the opcodes with `pickletools.genops` (which
-only parses), follows the stack far enough to read each wrapper's shape and dtype, skips the array
-bytes exactly as `joblib.load` reads them, and returns the opcodes as pickle streams a scanner can
-read end to end. Nothing from the file is imported or called; anything it cannot follow is refused.
+only parses), follows the stack far enough to read each wrapper's shape and dtype (pickle_ops.py),
+skips the array bytes exactly as `joblib.load` reads them, and returns the opcodes as pickle streams
+a scanner can read end to end. Nothing from the file is imported or called; anything it cannot
+follow is refused.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import math
 import pickletools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
 import numpy as np
+
+from shipyard.convert.pickle_ops import UNKNOWN, Global, Machine, Made, Unscannable
 
 _CHUNK = 1 << 20
 _WRAPPER_NAMES = frozenset({"NumpyArrayWrapper", "NDArrayWrapper", "ZNDArrayWrapper"})
@@ -38,31 +40,6 @@ _PREFIXES = {
     "xz": b"\xfd\x37\x7a\x58\x5a",
     "lz4": b"\x04\x22\x4d\x18",
 }
-
-
-class Unscannable(Exception):
-    """The file cannot be read as a pickle the scan can follow; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Global:
-    module: str
-    name: str
-
-
-class _Made:
-    """An object the pickle would build (`func(*args)`), kept as a description only."""
-
-    __slots__ = ("args", "func", "state")
-
-    def __init__(self, func: Any, args: Any) -> None:
-        self.func = func
-        self.args = args
-        self.state: Any = None
-
-
-_MARK = object()
-_UNKNOWN = object()
 
 
 def _decompressors() -> dict[str, Callable[[IO[bytes]], IO[bytes]]]:
@@ -146,159 +123,39 @@ def pickle_streams(stream: IO[bytes]) -> list[bytes]:
 
 
 def _walk(rec: _Recorder, nested: list[bytes], *, arrays: bool) -> None:
-    stack: list[Any] = []
-    memo: dict[int, Any] = {}
+    """Follow one pickle to its STOP, stepping over the arrays joblib writes after each wrapper."""
 
-    def pop_mark() -> list[Any]:
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i] is _MARK:
-                items = stack[i + 1 :]
-                del stack[i:]
-                return items
-        raise Unscannable("a pickle opcode needs a mark the stream never set")
+    def on_build(machine: Machine, state: Any) -> bool:
+        wrapper = _wrapper_class(machine.stack[-1])
+        if wrapper is None:
+            return False
+        if not arrays:
+            raise Unscannable("an object array holds a joblib array, which joblib never writes")
+        _skip_array(rec, wrapper, state, nested)
+        machine.stack[-1] = UNKNOWN  # joblib.load puts the array in the wrapper's place
+        return True
 
+    machine = Machine(on_build)
     # genops needs only read, readline and tell, which the recorder has
     for op, arg, _ in pickletools.genops(cast(IO[bytes], rec)):
-        name = op.name
-        if name in _LITERALS:
-            stack.append(arg)
-        elif name in _CONSTANTS:
-            stack.append(_CONSTANTS[name]())
-        elif name == "MARK":
-            stack.append(_MARK)
-        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            n = int(name[-1])
-            items = stack[-n:]
-            del stack[-n:]
-            stack.append(tuple(items))
-        elif name == "TUPLE":
-            stack.append(tuple(pop_mark()))
-        elif name == "LIST":
-            stack.append(pop_mark())
-        elif name == "DICT":
-            items = pop_mark()
-            stack.append(_dict(items[0::2], items[1::2]))
-        elif name in ("FROZENSET", "POP_MARK"):
-            pop_mark()
-            if name == "FROZENSET":
-                stack.append(_UNKNOWN)
-        elif name == "ADDITEMS":
-            pop_mark()
-        elif name == "APPEND":
-            item = stack.pop()
-            if isinstance(stack[-1], list):
-                stack[-1].append(item)
-        elif name == "APPENDS":
-            items = pop_mark()
-            if isinstance(stack[-1], list):
-                stack[-1].extend(items)
-        elif name in ("SETITEM", "SETITEMS"):
-            items = [stack.pop(-2), stack.pop()] if name == "SETITEM" else pop_mark()
-            if isinstance(stack[-1], dict):
-                stack[-1].update(_dict(items[0::2], items[1::2]))
-        elif name == "POP":
-            stack.pop()
-        elif name == "DUP":
-            stack.append(stack[-1])
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[_memo_key(arg)] = stack[-1]
-        elif name == "MEMOIZE":
-            memo[len(memo)] = stack[-1]
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            if _memo_key(arg) not in memo:
-                raise Unscannable(f"a pickle opcode reads memo {arg}, which was never stored")
-            stack.append(memo[_memo_key(arg)])
-        elif name == "GLOBAL":
-            module, _, attr = str(arg).partition(" ")
-            stack.append(_Global(module, attr))
-        elif name == "STACK_GLOBAL":
-            attr, module = stack.pop(), stack.pop()
-            ok = isinstance(module, str) and isinstance(attr, str)
-            stack.append(_Global(module, attr) if ok else _UNKNOWN)
-        elif name == "INST":
-            module, _, attr = str(arg).partition(" ")
-            stack.append(_Made(_Global(module, attr), tuple(pop_mark())))
-        elif name == "OBJ":
-            items = pop_mark()
-            if not items:
-                raise Unscannable("an OBJ opcode with nothing to call")
-            stack.append(_Made(items[0], tuple(items[1:])))
-        elif name in ("REDUCE", "NEWOBJ"):
-            args = stack.pop()
-            stack.append(_Made(stack.pop(), args))
-        elif name == "NEWOBJ_EX":
-            del stack[-2:]  # args and kwargs: never a joblib array wrapper's
-            stack.append(_Made(stack.pop(), _UNKNOWN))
-        elif name == "BUILD":
-            state = stack.pop()
-            wrapper = _wrapper_class(stack[-1])
-            if wrapper is not None:
-                if not arrays:
-                    raise Unscannable("an object array holds a joblib array, which joblib never writes")
-                _skip_array(rec, wrapper, state, nested)
-                stack[-1] = _UNKNOWN  # joblib.load puts the array in the wrapper's place
-            elif isinstance(stack[-1], _Made):
-                stack[-1].state = state
-        elif name in ("EXT1", "EXT2", "EXT4", "NEXT_BUFFER", "PERSID"):
-            stack.append(_UNKNOWN)
-        elif name == "BINPERSID":
-            stack[-1] = _UNKNOWN
-        elif name in ("PROTO", "FRAME", "READONLY_BUFFER", "STOP"):
-            pass
-        else:
-            raise Unscannable(f"it uses the pickle opcode {name}, which the scan does not follow")
+        machine.step(op.name, arg)
 
 
-_LITERALS = frozenset(
-    {
-        *("INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT"),
-        *("STRING", "BINSTRING", "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"),
-        *("BYTEARRAY8", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"),
-    }
-)
-_CONSTANTS: dict[str, Callable[[], Any]] = {
-    "NONE": lambda: None,
-    "NEWTRUE": lambda: True,
-    "NEWFALSE": lambda: False,
-    "EMPTY_TUPLE": tuple,
-    "EMPTY_LIST": list,
-    "EMPTY_DICT": dict,
-    "EMPTY_SET": lambda: _UNKNOWN,
-}
-
-
-def _memo_key(arg: Any) -> int:
-    if type(arg) is not int:
-        raise Unscannable(f"a pickle memo key is {arg!r}, not a number")
-    return arg
-
-
-def _dict(keys: list[Any], values: list[Any]) -> dict[Any, Any]:
-    """Keys that are not hashable here (a list, say) cannot be a wrapper's field names: drop them."""
-    out: dict[Any, Any] = {}
-    for key, value in zip(keys, values, strict=True):
-        try:
-            out[key] = value
-        except TypeError:
-            continue
-    return out
-
-
-def _wrapper_class(value: Any) -> _Global | None:
+def _wrapper_class(value: Any) -> Global | None:
     """The class of a joblib array wrapper this value would be, if it is one."""
-    if not isinstance(value, _Made):
+    if not isinstance(value, Made):
         return None
     cls = value.func
     # protocols 0 and 1 build objects with copyreg._reconstructor(cls, object, None)
     if cls in _RECONSTRUCTORS and isinstance(value.args, tuple) and value.args:
         cls = value.args[0]
-    return cls if isinstance(cls, _Global) and cls.name in _WRAPPER_NAMES else None
+    return cls if isinstance(cls, Global) and cls.name in _WRAPPER_NAMES else None
 
 
-_RECONSTRUCTORS = (_Global("copy_reg", "_reconstructor"), _Global("copyreg", "_reconstructor"))
+_RECONSTRUCTORS = (Global("copy_reg", "_reconstructor"), Global("copyreg", "_reconstructor"))
 
 
-def _skip_array(rec: _Recorder, wrapper: _Global, state: Any, nested: list[bytes]) -> None:
+def _skip_array(rec: _Recorder, wrapper: Global, state: Any, nested: list[bytes]) -> None:
     """Step over one array exactly as NumpyArrayWrapper.read_array reads it."""
     if (wrapper.module, wrapper.name) != _WRAPPER:
         raise Unscannable(
@@ -330,8 +187,8 @@ def _dtype_size(dtype: Any) -> tuple[int, bool]:
     the item size (-1 when the code fixes it) and 8th the flags; only the code is parsed by numpy.
     """
     ok = (
-        isinstance(dtype, _Made)
-        and dtype.func == _Global("numpy", "dtype")
+        isinstance(dtype, Made)
+        and dtype.func == Global("numpy", "dtype")
         and isinstance(dtype.args, tuple)
         and bool(dtype.args)
         and isinstance(dtype.args[0], str)

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.convert.check import first_line
-from shipyard.convert.joblib_stream import Unscannable, open_pickle, pickle_streams
+from shipyard.convert.joblib_stream import open_pickle, pickle_streams
+from shipyard.convert.pickle_ops import Unscannable
 from shipyard.errors import ConversionFailed
 
 Report = Callable[[str], None]

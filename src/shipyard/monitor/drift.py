@@ -40,10 +40,12 @@ from typing import Any
 
 import numpy as np
 
+from shipyard import scoring
 from shipyard.errors import InvalidInput
 from shipyard.monitor.features import feature_matrix
-from shipyard.monitor.profile import Marginal, Profile, bin_shares, ecdf, read_scores
+from shipyard.monitor.profile import Marginal, Profile, bin_shares, ecdf
 from shipyard.monitor.window import CAPACITY, SlidingWindow, Snapshot
+from shipyard.scoring import Scored
 
 EPSILON = 1e-4
 
@@ -237,11 +239,16 @@ class DriftMonitor:
         )
 
     def observe(
-        self, inputs: Mapping[str, np.ndarray], scores: np.ndarray | None = None, *, now: float | None = None
+        self,
+        inputs: Mapping[str, np.ndarray],
+        scores: np.ndarray | Scored | None = None,
+        *,
+        now: float | None = None,
     ) -> None:
-        """Add one batch: the inputs the model ran on and, for a classifier, its scores [rows, classes]
-        (None when the request did not ask for them: the inputs still count). Raises InvalidInput,
-        having added nothing, for inputs or scores the profile does not describe."""
+        """Add one batch: the inputs the model ran on and, for a classifier, its scores [rows, classes],
+        raw or already read the profile's way (scoring.read with its score_kind); None when the request
+        did not ask for them: the inputs still count. Raises InvalidInput, having added nothing, for
+        inputs or scores the profile does not describe."""
         names, values = feature_matrix(inputs)
         if names != self.profile.features:
             raise InvalidInput(
@@ -252,14 +259,16 @@ class DriftMonitor:
         if kind is None or classes is None or scores is None:
             self.window.observe(values, now=now)
             return
-        if np.ndim(scores) != 2 or np.shape(scores)[1] != len(classes):
-            raise InvalidInput(
-                f"scores of shape {list(np.shape(scores))}; the profile has {len(classes)} classes"
-            )
-        if len(scores) != len(values):
-            raise InvalidInput(f"{len(scores)} rows of scores for {len(values)} rows of inputs")
-        predicted, confidence = read_scores(scores, kind)
-        self.window.observe(values, predicted, confidence, now=now)
+        shape = np.shape(scores.probabilities if isinstance(scores, Scored) else scores)
+        if len(shape) != 2 or shape[1] != len(classes):
+            raise InvalidInput(f"scores of shape {list(shape)}; the profile has {len(classes)} classes")
+        if shape[0] != len(values):
+            raise InvalidInput(f"{shape[0]} rows of scores for {len(values)} rows of inputs")
+        if not isinstance(scores, Scored):
+            scores = scoring.read(scores, kind)
+        elif scores.kind != kind:
+            raise InvalidInput(f"scores read as {scores.kind}; the profile reads them as {kind}")
+        self.window.observe(values, scores.predicted, scores.confidence, now=now)
 
     def report(self, *, now: float | None = None) -> DriftReport:
         return score_window(self.profile, self.window.snapshot(now=now), self.thresholds)

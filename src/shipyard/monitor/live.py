@@ -4,14 +4,14 @@ the reference profile, accuracy from feedback and cost; plus the prediction log.
 The request path calls `answered()` / `failed()` (and each batcher calls its version's `batch_done()`):
 counters, histograms, a ring buffer copy for drift and a non-blocking offer to the log, a few tens of
 microseconds in all. Everything that costs more (drift scores, quantiles, gauges) runs in `tick()`,
-once a second, or when a page or `monitor status` asks.
+once a second, or when a page or `monitor status` asks. This module holds the versions' monitors
+(monitor/version.py) and the request taps; feedback is joined in monitor/join.py and the tick's
+gauges set in monitor/gauges.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import threading
 import time
 import uuid
@@ -21,17 +21,17 @@ from typing import Any
 import numpy as np
 
 from shipyard.config import MonitorSettings
-from shipyard.errors import InvalidInput, NotFound
 from shipyard.monitor.drift import DriftReport
-from shipyard.monitor.feedback import Label, read_label
+from shipyard.monitor.feedback import Label
+from shipyard.monitor.gauges import Gauges
+from shipyard.monitor.join import FeedbackJoin
 from shipyard.monitor.logfiles import ParquetSink
-from shipyard.monitor.logread import find_predictions
 from shipyard.monitor.metrics import Metrics
 from shipyard.monitor.predlog import PredictionLog, Sink
-from shipyard.monitor.recent import RecentPrediction, RecentPredictions
-from shipyard.monitor.version import VersionMonitor, class_scores, confidences
+from shipyard.monitor.recent import RecentPredictions
+from shipyard.monitor.version import VersionMonitor
 from shipyard.registry import VersionRecord
-from shipyard.signature import ScoreKind
+from shipyard.scoring import Prediction, Scored, is_class_scores, predictions
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,11 @@ class Monitor:
             if settings.log and log_to is not None
             else None
         )
-        self._log_root = log_to.root if self.log is not None and isinstance(log_to, ParquetSink) else None
+        log_root = log_to.root if self.log is not None and isinstance(log_to, ParquetSink) else None
+        self._join = FeedbackJoin(self.recent, log_root)
+        self._gauges = Gauges(self.metrics)
         self._versions: dict[tuple[str, int], VersionMonitor] = {}
         self._making = threading.Lock()  # feedback may make a version's monitor from a worker thread
-        self._logged: dict[str, int] = {}
-        self._ticked: set[tuple[str, int]] = set()
 
     def version(self, record: VersionRecord) -> VersionMonitor:
         """The monitor of a version (made on first use, kept across unloads and reloads; a new
@@ -117,10 +117,14 @@ class Monitor:
         inputs: Mapping[str, np.ndarray],
         scores: np.ndarray | None,
         request_id: str | None = None,
+        *,
+        scored: Scored | None = None,
     ) -> list[str]:
         """Count an answer and log its predictions; returns each row's prediction id, which feedback
         refers to: `request_id` (new_request_id() when None) for one row, `<id>-<row>` for more.
-        Confidence and drift are the batcher's business (batch_done), once per batch."""
+        `scored`: the scores already read for the answer (the friendly API reads them), one row per
+        prediction: the log takes their classes instead of reading the scores again. Confidence
+        and drift are the batcher's business (batch_done), once per batch."""
         seconds = time.perf_counter() - started
         if request_id is None:
             request_id = new_request_id()
@@ -132,7 +136,7 @@ class Monitor:
         ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
         if scores is not None and not monitor.batched:
             scores = scores[None]
-        predicted = _predicted(scores, rows, monitor.kind, record.labels)
+        predicted = _predicted(scores, rows, monitor, record.labels, scored)
         log = self.log
         for i, prediction_id in enumerate(ids):
             class_, confidence = predicted[i]
@@ -166,61 +170,26 @@ class Monitor:
         items: Iterable[tuple[str, Label]],
         records: Mapping[int, VersionRecord] | None = None,
     ) -> dict[str, Any]:
-        """Join labels to the predictions of `model` by prediction id; all or nothing.
+        """Join labels to the predictions of `model` by prediction id; all or nothing, and it may block
+        (monitor/join.py). `records` (version number -> record) lets a version that this process has
+        not watched yet be judged; without it such a prediction is a 404."""
 
-        Each id is looked up in memory, then in the prediction log's files (newest first, bounded:
-        logread.find_predictions), so this may block: call it from a worker thread. An id unknown, or
-        answered by another model, is a 404; a label the answering version cannot have is a 400;
-        either way nothing is recorded. `records` (version number -> record) lets a version that this
-        process has not watched yet be judged; without it such a prediction is a 404 too."""
-        items = list(items)
-        found = self._find(model, [request_id for request_id, _ in items])
-        unknown = [request_id for request_id in dict.fromkeys(i for i, _ in items) if request_id not in found]
-        if unknown:
-            raise NotFound(f"no prediction of {model!r} has the id {_shorten(unknown)}: nothing was recorded")
-        judged = []
-        for i, (request_id, label) in enumerate(items):
-            prediction = found[request_id]
-            monitor = self._versions.get((model, prediction.version))
-            if monitor is None and records is not None and prediction.version in records:
-                monitor = self._make(records[prediction.version])
-            if monitor is None:
-                raise NotFound(
-                    f"prediction {request_id!r} was answered by {model}:{prediction.version}, which this "
-                    "server does not serve: nothing was recorded"
-                )
-            try:
-                truth = read_label(label, monitor.classes)
-            except InvalidInput as exc:
-                where = f"feedback item {i}" if len(items) > 1 else "feedback"
-                raise InvalidInput(f"{where}: {exc.message}; nothing was recorded") from None
-            judged.append((monitor, request_id, truth, prediction.class_))
-        for monitor, request_id, truth, predicted in judged:
-            monitor.label(request_id, truth, predicted)
-        return {"accepted": len(judged)}
+        def monitor_of(number: int) -> VersionMonitor | None:
+            monitor = self._versions.get((model, number))
+            if monitor is None and records is not None and number in records:
+                monitor = self._make(records[number])
+            return monitor
 
-    def _find(self, model: str, ids: list[str]) -> dict[str, RecentPrediction]:
-        """The predictions of `model` with these ids: from memory, then from the log's files."""
-        found: dict[str, RecentPrediction] = {}
-        missing = []
-        for request_id in ids:
-            hit = self.recent.lookup(request_id)
-            if hit is not None and hit.model == model:
-                found[request_id] = hit
-            else:
-                missing.append(request_id)
-        if missing and self._log_root is not None:
-            found.update(find_predictions(self._log_root, model, missing))
-        return found
+        return self._join.join(model, items, monitor_of)
 
     def drift_reports(self) -> dict[tuple[str, int], DriftReport]:
         """Every watched version's drift scores now: milliseconds each, so callers run it in a thread
         (the windows are thread-safe)."""
         reports = {}
         for key, monitor in list(self._versions.items()):
-            monitor.flush()
-            if monitor.drift is not None:
-                reports[key] = monitor.drift.report()
+            report = monitor.watch.drift_scores()
+            if report is not None:
+                reports[key] = report
         return reports
 
     def tick(
@@ -228,72 +197,26 @@ class Monitor:
         states: Mapping[tuple[str, int], tuple[bool, int, int, int]],
         reports: Mapping[tuple[str, int], DriftReport] | None = None,
     ) -> None:
-        """Once a second, on the event loop: gauges. `states` maps (model, version) -> (resident,
-        memory bytes, queued, in flight) for every version served; versions gone since the last tick
-        lose their series, so no gauge reports a version that left. `reports`: drift_reports()."""
-        m = self.metrics
-        for key in self._ticked - set(states):
-            for gauge in (m.loaded, m.memory, m.queue_depth, m.in_flight):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(key[0], str(key[1]))
-        self._ticked = set(states)
-        for (model, number), (resident, memory, queued, in_flight) in states.items():
-            labels = (model, str(number))
-            m.loaded.labels(*labels).set(1 if resident else 0)
-            m.memory.labels(*labels).set(memory)
-            m.queue_depth.labels(*labels).set(queued)
-            m.in_flight.labels(*labels).set(in_flight)
-        for (model, number), monitor in list(self._versions.items()):
-            labels = (model, str(number))
-            accuracy, cost = monitor.feedback.figures(), monitor.cost_per_1k()
-            if accuracy.value is not None:
-                m.accuracy.labels(*labels).set(accuracy.value)
-            if accuracy.labelled:
-                m.feedback_labelled.labels(*labels, "correct").set(accuracy.correct)
-                m.feedback_labelled.labels(*labels, "wrong").set(accuracy.wrong)
-            if cost is not None:
-                m.cost.labels(*labels).set(cost)
-        for (model, number), report in (reports or {}).items():
-            labels = (model, str(number))
-            m.drifting.labels(*labels).set(1 if report.flagged else 0)
-            for feature in report.features:
-                m.drift.labels(*labels, feature.name, "psi").set(feature.psi)
-                m.drift.labels(*labels, feature.name, "ks").set(feature.ks)
+        """Once a second, on the event loop: the gauges (monitor/gauges.py). `states` maps (model,
+        version) -> (resident, memory bytes, queued, in flight) for every version served; `reports`:
+        drift_reports()."""
+        self._gauges.states(states)
+        self._gauges.quality(dict(self._versions))
+        self._gauges.drift(reports or {})
         if self.log is not None:
-            counters = self.log.counters()
-            for outcome in ("written", "dropped_full", "sampled_out", "rate_limited"):
-                now = getattr(counters, outcome)
-                m.log_records.labels(outcome).inc(now - self._logged.get(outcome, 0))
-                self._logged[outcome] = now
-
-
-def _shorten(ids: list[str], shown: int = 5) -> str:
-    """A few of the ids, each cut short: enough to find them, never a wall of text sent back."""
-    more = f" ... ({len(ids)} in all)" if len(ids) > shown else ""
-    return ", ".join(repr(i[:64]) for i in ids[:shown]) + more
+            self._gauges.log(self.log.counters())
 
 
 def _predicted(
-    scores: np.ndarray | None, rows: int, kind: ScoreKind | None, labels: Sequence[str] | None
-) -> list[tuple[str | None, float | None]]:
-    """(class, confidence) per row; for the usual single row, in plain Python (numpy's per-call cost
-    is most of the work on a 10-class row)."""
-    if scores is None or len(scores) != rows or not class_scores(scores):
+    scores: np.ndarray | None,
+    rows: int,
+    monitor: VersionMonitor,
+    labels: Sequence[str] | None,
+    scored: Scored | None,
+) -> list[Prediction]:
+    """(class, confidence) of each row, when the answer holds a row of class scores for each."""
+    if scores is None or len(scores) != rows or not is_class_scores(scores):
         return [(None, None)] * rows
-    if rows == 1:
-        values = scores.reshape(-1).tolist()
-        if not values or not all(math.isfinite(v) for v in values):
-            return [(None, None)]
-        best = max(range(len(values)), key=values.__getitem__)
-        top = values[best]
-        confidence = 1.0 / sum(math.exp(v - top) for v in values) if kind == "logits" else top
-        return [(_label(best, labels), confidence)]
-    best_rows, conf = confidences(scores, kind)
-    return [
-        (_label(b, labels), c if math.isfinite(c) else None)
-        for b, c in zip(best_rows.tolist(), conf.tolist(), strict=True)
-    ]
-
-
-def _label(index: int, labels: Sequence[str] | None) -> str:
-    return labels[index] if labels and index < len(labels) else str(index)
+    if scored is not None and len(scored.predicted) == rows:
+        return scored.labelled(labels)
+    return predictions(scores, monitor.kind or "probabilities", labels)

@@ -27,9 +27,9 @@ from typing import Any, get_args
 
 import numpy as np
 
+from shipyard import scoring
 from shipyard.errors import InvalidInput
 from shipyard.monitor.features import feature_matrix
-from shipyard.protocol.predict import softmax
 from shipyard.signature import ScoreKind
 
 FORMAT = 1
@@ -190,11 +190,13 @@ def build_profile(
     if scores is None:
         return Profile(len(values), names, marginals)
     kind = score_kind or infer_score_kind(scores)
-    predicted, confidence = read_scores(scores, kind)
-    if len(predicted) != len(values):
-        raise InvalidInput(f"{len(predicted)} rows of scores for {len(values)} rows of inputs")
-    classes = np.round(np.bincount(predicted, minlength=scores.shape[1]) / len(predicted), _SHARE_DIGITS)
-    return Profile(len(values), names, marginals, kind, classes, Marginal.fit(confidence, bins, grid))
+    scored = scoring.read(_scores_2d(scores), kind)
+    rows = len(scored.predicted)
+    if rows != len(values):
+        raise InvalidInput(f"{rows} rows of scores for {len(values)} rows of inputs")
+    classes = np.round(np.bincount(scored.predicted, minlength=scores.shape[1]) / rows, _SHARE_DIGITS)
+    confidence = Marginal.fit(scored.confidence, bins, grid)
+    return Profile(len(values), names, marginals, kind, classes, confidence)
 
 
 def infer_score_kind(scores: np.ndarray) -> ScoreKind:
@@ -203,14 +205,6 @@ def infer_score_kind(scores: np.ndarray) -> ScoreKind:
     if s.size and s.min() >= 0 and s.max() <= 1 and np.allclose(s.sum(axis=1), 1.0, atol=1e-3):
         return "probabilities"
     return "logits"
-
-
-def read_scores(scores: np.ndarray, kind: ScoreKind) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted class and confidence (the top probability) of each row of class scores."""
-    s = _scores_2d(scores)
-    probs = softmax(s) if kind == "logits" else s
-    predicted = probs.argmax(axis=1)
-    return predicted, probs[np.arange(len(probs)), predicted]
 
 
 def _scores_2d(scores: np.ndarray) -> np.ndarray:
@@ -229,5 +223,4 @@ __all__ = [
     "build_profile",
     "ecdf",
     "infer_score_kind",
-    "read_scores",
 ]

@@ -18,7 +18,6 @@ from shipyard.errors import InvalidInput
 from shipyard.optimize.measure import Progress, Timing, load_runner, predict
 from shipyard.optimize.methods import Candidate, Options, Source, finish
 from shipyard.optimize.training import (
-    Loss,
     distillation_loss,
     export,
     fit,
@@ -32,11 +31,13 @@ STAGE = "training the student"
 EPOCHS = 60
 LEARNING_RATE = 3e-3
 
+Forward = Callable[[Any], Any]
+"""What training calls on a batch (torch tensors in and out)."""
+
 
 def run(source: Source, options: Options, progress: Progress) -> Candidate:
     require_torch("distill")
     import onnx
-    import torch
 
     if options.train is None:
         raise InvalidInput(
@@ -44,43 +45,19 @@ def run(source: Source, options: Options, progress: Progress) -> Candidate:
         )
     input_name, output_name = single_io(source, "distill")
     train = load_data(options.train, source.signature, label_column=options.label_column, need_labels=False)
-    inputs = train.inputs[input_name]
     teacher = _teacher_outputs(source, train, output_name, progress)
     scores = source.signature.scores
     probabilities = scores is not None and scores.kind == "probabilities"
     if scores is not None and probabilities:
         teacher = np.log(np.clip(teacher, 1e-7, 1.0))  # logits up to a constant: same softmax
-
-    torch.manual_seed(options.seed)
-    if options.student is not None:
-        student: torch.nn.Module = load_torchscript(options.student)
-        trained: torch.nn.Module = student
-        architecture = options.student.name
-    else:
-        from shipyard.optimize.student import build_student
-
-        built, architecture = build_student(onnx.load_model_from_string(source.onnx_bytes), options.width)
-        student, trained = built, built.body
-    loss: Loss
-    forward: Callable[[torch.Tensor], torch.Tensor]
-    if scores is None:
-        loss = mse_loss
-        forward = trained
-    else:
-        loss = distillation_loss(options.temperature)
-        # a given student answers like its teacher: log turns its probabilities into logits
-        given_probabilities = options.student is not None and probabilities
-        forward = trained
-        if given_probabilities:
-            forward = lambda x: torch.log(trained(x).clamp_min(1e-7))  # noqa: E731
-
+    student, forward, architecture = _student(source, options, teacher_probabilities=probabilities)
     epochs = options.epochs or EPOCHS
     fit(
         student,
         forward,
-        inputs,
+        train.inputs[input_name],
         teacher.astype(np.float32),
-        loss,
+        distillation_loss(options.temperature) if scores is not None else mse_loss,
         epochs=epochs,
         learning_rate=options.learning_rate or LEARNING_RATE,
         batch_size=options.batch_size,
@@ -101,6 +78,26 @@ def run(source: Source, options: Options, progress: Progress) -> Candidate:
     }
     model = onnx.load_model_from_string(converted.onnx_bytes)
     return finish(model, source, used, framework="pytorch", check=converted.check.to_dict())
+
+
+def _student(source: Source, options: Options, *, teacher_probabilities: bool) -> tuple[Any, Forward, str]:
+    """(the module to train and export, what its training calls, its architecture's name): the given
+    TorchScript student, or one built from the teacher's graph at `options.width`. A given student
+    answers like its teacher: when the teacher gives probabilities, its outputs go through log to be
+    trained as logits (a built one learns logits, its softmax added on export)."""
+    import onnx
+    import torch
+
+    torch.manual_seed(options.seed)
+    if options.student is None:
+        from shipyard.optimize.student import build_student
+
+        built, architecture = build_student(onnx.load_model_from_string(source.onnx_bytes), options.width)
+        return built, built.body, architecture
+    student = load_torchscript(options.student)
+    if teacher_probabilities:
+        return student, lambda x: torch.log(student(x).clamp_min(1e-7)), options.student.name
+    return student, student, options.student.name
 
 
 def _teacher_outputs(source: Source, train: Any, output: str, progress: Progress) -> np.ndarray:

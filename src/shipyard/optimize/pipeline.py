@@ -64,29 +64,45 @@ def optimize(
     record = None
     if verdict.registers:
         made = f"{method} of {parent.ref}" + ("" if verdict.passed else " (failing its gate, forced)")
-        record = registry.register(
-            parent.model,
-            candidate.onnx_bytes,
-            signature=candidate.signature,
-            framework=candidate.framework,
-            check=candidate.check,
-            labels=parent.labels,
-            description=description or made,
-            dataset=data.info,
-            lineage={
-                "parent": parent.ref,
-                "parent_sha256": parent.sha256,
-                "method": method,
-                "options": candidate.options,
-                "gate": verdict.to_dict(),
-            },
-            report=report.to_dict(),
-        )
-        if parent.reference is not None and candidate.signature.inputs == parent.signature.inputs:
-            # same inputs in production: drift is judged against the parent's reference data
-            registry.set_reference(parent.model, record.number, parent.reference, f"from {parent.ref}")
-            record = registry.version(parent.model, record.number)
+        record = _register(registry, parent, method, candidate, verdict, report, data, description or made)
     return Outcome(report, verdict, candidate, record)
+
+
+def _register(
+    registry: Registry,
+    parent: VersionRecord,
+    method: str,
+    candidate: Candidate,
+    verdict: Verdict,
+    report: Report,
+    data: Dataset,
+    description: str,
+) -> VersionRecord:
+    """The candidate as the parent's next version, with its lineage, the report the gate judged and,
+    when its inputs are the parent's, the parent's reference profile."""
+    record = registry.register(
+        parent.model,
+        candidate.onnx_bytes,
+        signature=candidate.signature,
+        framework=candidate.framework,
+        check=candidate.check,
+        labels=parent.labels,
+        description=description,
+        dataset=data.info,
+        lineage={
+            "parent": parent.ref,
+            "parent_sha256": parent.sha256,
+            "method": method,
+            "options": candidate.options,
+            "gate": verdict.to_dict(),
+        },
+        report=report.to_dict(),
+    )
+    if parent.reference is not None and candidate.signature.inputs == parent.signature.inputs:
+        # same inputs in production: drift is judged against the parent's reference data
+        registry.set_reference(parent.model, record.number, parent.reference, f"from {parent.ref}")
+        record = registry.version(parent.model, record.number)
+    return record
 
 
 def compare(

@@ -29,8 +29,8 @@ from shipyard.optimize.measure import (
     time_runners,
 )
 from shipyard.optimize.metrics import get_metric, targets_for
-from shipyard.protocol.predict import softmax
 from shipyard.registry import DatasetInfo
+from shipyard.scoring import softmax
 from shipyard.signature import Signature
 
 

@@ -1,7 +1,7 @@
 """The friendly API: ``{"input": [...]}`` in, ``{"class": "7", "confidence": 0.97}`` out.
 
-Inputs are samples without the batch axis; outputs are read through the signature's scores (softmax
-applied when the model gives logits) and the version's labels.
+Inputs are samples without the batch axis; outputs are read through the signature's scores and the
+version's labels (shipyard/scoring.py: softmax applied when the model gives logits).
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from shipyard import scoring
 from shipyard.datatypes import numpy_dtype
 from shipyard.errors import InvalidInput
 from shipyard.protocol.v2 import loads
-from shipyard.signature import Signature, TensorSpec, format_shape
+from shipyard.scoring import Scored
+from shipyard.signature import ScoreKind, Signature, TensorSpec, format_shape
 
 
 def decode_predict(body: bytes, signature: Signature) -> tuple[dict[str, np.ndarray], bool]:
@@ -68,39 +70,31 @@ def _batch(spec: TensorSpec, samples: list[Any]) -> np.ndarray:
         raise InvalidInput("all samples must have the same shape") from None
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return np.asarray(e / e.sum(axis=-1, keepdims=True))
-
-
 def predictions(
     output: np.ndarray,
     *,
-    kind: str | None,
+    kind: ScoreKind | None,
     labels: list[str] | None,
     top_k: int = 0,
+    scored: Scored | None = None,
 ) -> list[dict[str, Any]]:
-    """One dict per sample: class and confidence for classifiers, the raw prediction otherwise."""
+    """One dict per sample: class and confidence for classifiers, the raw prediction otherwise.
+    `scored`: the scores already read (scoring.read of `output` as [samples, classes]), so that the
+    caller reads them once for this answer and for the monitor."""
     if kind is None:
         return [{"prediction": row} for row in output.tolist()]
-    scores = output.reshape(-1, output.shape[-1]).astype(np.float64)
-    probs = softmax(scores) if kind == "logits" else scores
-    best = probs.argmax(axis=-1)
+    if scored is None:
+        scored = scoring.read(output.reshape(-1, output.shape[-1]), kind)
+    ranked = scoring.top(scored.probabilities, top_k).tolist() if top_k > 0 else None
     results = []
-    for row, index in zip(probs, best, strict=True):
-        item: dict[str, Any] = {
-            "class": _label(int(index), labels),
-            "confidence": round(float(row[index]), 6),
-        }
-        if top_k > 0:
-            order = np.argsort(-row, kind="stable")[:top_k]
+    for i, (index, confidence) in enumerate(
+        zip(scored.predicted.tolist(), scored.confidence.tolist(), strict=True)
+    ):
+        item: dict[str, Any] = {"class": scoring.label(index, labels), "confidence": round(confidence, 6)}
+        if ranked is not None:
+            row = scored.probabilities[i]
             item["top_k"] = [
-                {"class": _label(int(i), labels), "confidence": round(float(row[i]), 6)} for i in order
+                {"class": scoring.label(j, labels), "confidence": round(float(row[j]), 6)} for j in ranked[i]
             ]
         results.append(item)
     return results
-
-
-def _label(index: int, labels: list[str] | None) -> str:
-    return labels[index] if labels is not None and index < len(labels) else str(index)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from shipyard import scoring
 from shipyard.datatypes import numpy_dtype, v2_datatype
 from shipyard.errors import InvalidInput
 from shipyard.signature import format_shape
@@ -335,7 +336,7 @@ def classify(scores: np.ndarray, k: int, labels: list[str] | None) -> np.ndarray
     """Triton's classification extension: the top k of each row as b"score:index:label"."""
     rows = scores.reshape(-1, scores.shape[-1]) if scores.ndim > 1 else scores.reshape(1, -1)
     k = min(k, rows.shape[-1])
-    top = np.argsort(-rows, axis=-1, kind="stable")[:, :k]
+    top = scoring.top(rows, k)
     out = np.empty(top.shape, dtype=object)
     for r, row in enumerate(top):
         for c, index in enumerate(row):

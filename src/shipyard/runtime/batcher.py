@@ -82,7 +82,6 @@ class Batcher:
         self._ready: asyncio.Condition | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._closing = False
-        self.busy = 0
 
     @property
     def queued(self) -> int:
@@ -154,11 +153,7 @@ class Batcher:
             delay = self.settings.max_queue_delay_us
             if delay and sum(r.rows for r in batch) < self.settings.max_batch_size:
                 batch = await self._top_up(batch, delay / 1e6)
-            self.busy += 1
-            try:
-                await self._execute(batch)
-            finally:
-                self.busy -= 1
+            await self._execute(batch)
 
     def _take(self, batch: list[_Request] | None = None) -> list[_Request]:
         """Pop the oldest live request (unless topping up) and every queued one that fits with it."""

@@ -5,7 +5,7 @@ summary, one cheap query; when it changed, it reads the model whole and brings t
 all off the request path:
 
     serving settings   (`shipyard model configure`) the resident versions are rebuilt with them and
-                       swapped in at once; the old ones drain (ModelManager.reconfigure)
+                       swapped in at once; the old ones drain (runtime/reconfigure.py)
     versions           the ones the policy now serves are loaded and warmed up, those it no longer
                        serves drained and unloaded
     default            moves to the version the alias names, once that version is resident
@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from shipyard.errors import NotFound, ShipyardError
+from shipyard.runtime.reconfigure import reconfigure
+from shipyard.runtime.residency import Residency
 from shipyard.runtime.served import ServedModel
 
 if TYPE_CHECKING:
@@ -36,8 +38,9 @@ FULL_READ_S = 30.0
 
 
 class Follower:
-    def __init__(self, manager: ModelManager) -> None:
+    def __init__(self, manager: ModelManager, residency: Residency) -> None:
         self._manager = manager
+        self._residency = residency
         self._summaries: dict[str, ModelSummary] = {}  # as the watch last read them
         self._full_read = time.monotonic()
 
@@ -82,12 +85,12 @@ class Follower:
         return self._manager.read(name, summary)
 
     async def _follow(self, served: ServedModel, now: ServedModel, changes: list[str]) -> None:
-        manager, name = self._manager, served.name
+        residency, name = self._residency, served.name
         if now.serving != served.serving:  # first, so that versions loaded next get the new settings
             before, after = served.serving.model_dump(), now.serving.model_dump()
             changed = ", ".join(f"{k}={after[k]}" for k in after if after[k] != before[k])
             try:
-                await manager.reconfigure(served, now.serving)
+                await reconfigure(residency, self._manager.models, served, now.serving)
                 changes.append(f"{name}: now served with {changed}")
             except ShipyardError as exc:
                 log.error("%s: still served as before, %s failed: %s", name, changed, exc.message)
@@ -97,13 +100,13 @@ class Follower:
                 served.records[number] = record
                 if number in served.versions:
                     served.versions[number].record = record
-        for number in manager.eager(now):
-            if number in served.versions or manager.failed(name, number):
+        for number in residency.eager(now):
+            if number in served.versions or residency.failure(name, number) is not None:
                 continue
-            if manager.budgeted and number == served.default:
+            if residency.budgeted and number == served.default:
                 continue  # unloaded for the budget: it loads again on its next request
             with contextlib.suppress(ShipyardError):  # recorded in the history; the rest serve on
-                await manager.load_version(served, number)
+                await residency.load(served, number)
                 changes.append(f"{name}: loaded version {number}")
         if now.default != served.default and now.default in served.versions:
             changes.append(f"{name}: default version {served.default} -> {now.default}")
@@ -112,5 +115,5 @@ class Follower:
         for number in sorted(leaving):
             del served.records[number]
             if number in served.versions:
-                await manager.drain(served, [served.versions[number]])
+                await residency.drain(served, [served.versions[number]])
                 changes.append(f"{name}: unloaded version {number}")

@@ -1,10 +1,9 @@
 """What one model is served as: its settings, default version, the records its policy serves and
-the versions resident; read from the registry, and described for the repository index."""
+the versions resident, read from the registry."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from shipyard.config import ModelServing
@@ -45,30 +44,3 @@ def read_served(
     keep = wanted_versions(serving.versions, summary.versions, default)
     records = {r.number: r for r in registry.versions(name) if r.number in keep}
     return ServedModel(name, serving, default, records)
-
-
-def state_of(served: ServedModel | None, number: int) -> tuple[str, str]:
-    """(READY | LOADING | UNAVAILABLE, why not ready) of a version that has not failed to load."""
-    if served is None:
-        return "UNAVAILABLE", "model not loaded"
-    if number in served.versions:
-        return "READY", ""
-    if number in served.loading:
-        return "LOADING", ""
-    if number in served.records:
-        return "UNAVAILABLE", "not resident (memory budget): loads on its next request"
-    return "UNAVAILABLE", f"not in the version policy ({served.serving.versions})"
-
-
-def gauges(models: Iterable[ServedModel]) -> dict[tuple[str, int], tuple[bool, int, int, int]]:
-    """(model, version) -> (resident, memory bytes, queued, in flight) of every version served."""
-    out = {}
-    for served in models:
-        for number in served.records:
-            loaded = served.versions.get(number)
-            out[served.name, number] = (
-                (True, loaded.memory_bytes, loaded.batcher.queued, loaded.in_flight)
-                if loaded is not None
-                else (False, 0, 0, 0)
-            )
-    return out

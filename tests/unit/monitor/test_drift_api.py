@@ -19,7 +19,6 @@ def test_exported_members() -> None:
         "build_profile",
         "ecdf",
         "infer_score_kind",
-        "read_scores",
     ]
     assert sorted(window.__all__) == ["CAPACITY", "SlidingWindow", "Snapshot", "UNSCORED"]
     assert sorted(drift.__all__) == [

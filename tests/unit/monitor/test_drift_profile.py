@@ -11,9 +11,9 @@ import pytest
 
 from shipyard.errors import InvalidInput
 from shipyard.monitor.drift import score_window
-from shipyard.monitor.profile import Marginal, Profile, build_profile, infer_score_kind, read_scores
+from shipyard.monitor.profile import Marginal, Profile, build_profile, infer_score_kind
 from shipyard.monitor.window import Snapshot
-from shipyard.protocol.predict import softmax
+from shipyard.scoring import read, softmax
 from tests.models import digits_data, digits_linear
 
 
@@ -30,8 +30,8 @@ def test_a_profile_survives_json_and_scores_the_same() -> None:
     back = Profile.from_dict(json.loads(document))
     assert back.to_dict() == profile.to_dict()
     assert back.features == profile.features and back.score_kind == "logits"
-    predicted, confidence = read_scores(logits[1200:], "logits")
-    live = Snapshot(X[1200:].astype(np.float64), predicted, confidence)
+    scored = read(logits[1200:], "logits")
+    live = Snapshot(X[1200:].astype(np.float64), scored.predicted, scored.confidence)
     assert score_window(back, live).to_dict() == score_window(profile, live).to_dict()
 
 
@@ -77,9 +77,8 @@ def test_scores_are_read_as_logits_or_probabilities() -> None:
     probs = softmax(logits)
     assert infer_score_kind(logits) == "logits" and infer_score_kind(probs) == "probabilities"
     assert infer_score_kind(np.array([[3.0, 1.0], [0.2, 5.0]])) == "logits"  # positive, rows not summing to 1
-    predicted, confidence = read_scores(logits, "logits")
-    assert predicted.tolist() == [0, 2]
-    np.testing.assert_allclose(confidence, probs.max(axis=1))
+    with pytest.raises(InvalidInput, match="at least two classes"):
+        build_profile({"x": np.zeros((2, 1))}, np.zeros((2, 1)))
     inputs = {"x": np.arange(6.0).reshape(2, 3)}
     from_logits, from_probs = build_profile(inputs, logits), build_profile(inputs, probs)
     assert (from_logits.score_kind, from_probs.score_kind) == ("logits", "probabilities")

@@ -17,6 +17,7 @@ import pytest
 from shipyard.errors import InvalidInput
 from shipyard.monitor.drift import DriftMonitor, DriftReport, Thresholds, ks, psi
 from shipyard.monitor.profile import Profile, build_profile
+from shipyard.scoring import read
 from tests.models import digits_data
 
 WINDOW = 500
@@ -226,3 +227,18 @@ def test_rows_without_scores_count_for_the_features_only(digits: Digits) -> None
     report = monitor.report()
     assert report.scored == 0 and report.prediction_psi is None and report.confidence_psi is None
     assert report.flagged and len(report.drifted) >= 10
+
+
+def test_scores_read_once_elsewhere_count_as_the_raw_ones(digits: Digits) -> None:
+    """A batch's scores read for the confidence histogram are handed on, not read again; scores read
+    another way than the profile's are refused, having added nothing."""
+    rows = digits.live[:400]
+    raw, handed = DriftMonitor(digits.profile, capacity=WINDOW), DriftMonitor(digits.profile, capacity=WINDOW)
+    raw.observe({"x": rows}, digits.predict(rows))
+    handed.observe({"x": rows}, read(digits.predict(rows), "probabilities"))
+    assert handed.report().to_dict() == raw.report().to_dict()
+    with pytest.raises(InvalidInput, match="read as logits; the profile reads them as probabilities"):
+        handed.observe({"x": rows}, read(digits.predict(rows), "logits"))
+    with pytest.raises(InvalidInput, match="the profile has 10 classes"):
+        handed.observe({"x": rows}, read(digits.predict(rows)[:, :9], "probabilities"))
+    assert handed.report().rows == 400

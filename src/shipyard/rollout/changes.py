@@ -1,6 +1,8 @@
 """Changes asked of a running server (the repository extension and the admin endpoints): load or
 unload a model, deploy a version, roll back. Each loads and warms up what it needs before anything
-moves, so a version that cannot serve changes nothing, and the registry is written last."""
+moves, so a version that cannot serve changes nothing, and the registry is written last. The registry
+moves the alias; the server follows it (runtime/follow.py), here at once rather than at its next
+check."""
 
 from __future__ import annotations
 
@@ -18,19 +20,19 @@ class Changes:
 
     async def load_model(self, name: str) -> None:
         """Load (or reload) a model while serving: staged beside the old one, swapped in at once."""
-        manager = self.manager
+        manager, residency = self.manager, self.manager.residency
         fresh = await asyncio.to_thread(manager.read, name)
-        manager.retry(name, fresh.records)
-        await manager.stage(fresh)
+        residency.retry(name, fresh.records)
+        await residency.stage(fresh)
         old = manager.swap(name, fresh)
         if old is not None:
-            await manager.drain(old, list(old.versions.values()))
+            await residency.drain(old, list(old.versions.values()))
 
     async def unload_model(self, name: str) -> None:
         """Stop serving a model: new requests get 404, queued ones finish, then its sessions go."""
         served = self.manager.swap(self.manager.served(name).name, None)
         assert served is not None
-        await self.manager.drain(served, list(served.versions.values()))
+        await self.manager.residency.drain(served, list(served.versions.values()))
 
     async def deploy(
         self,
@@ -70,9 +72,10 @@ class Changes:
     async def _switch_to(self, served: ServedModel, record: VersionRecord) -> None:
         """Have `record` resident before any alias moves; a failure says why and changes nothing."""
         served.records.setdefault(record.number, record)
-        self.manager.retry(served.name, [record.number])
+        residency = self.manager.residency
+        residency.retry(served.name, [record.number])
         try:
-            await self.manager.stage(served, [record.number])
+            await residency.stage(served, [record.number])
         except ShipyardError as exc:
             raise Unavailable(
                 f"{record.ref} was not deployed, {served.name}:{served.default} still serves: {exc.message}"

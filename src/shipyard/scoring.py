@@ -1,0 +1,94 @@
+"""Reading class scores: the one place that works out softmax, the predicted class, its confidence and
+its label, for the friendly API, the monitor and the optimize report alike.
+
+A classifier's scores (signature.Scores) are probabilities or logits; logits go through softmax first.
+The confidence of a prediction is the top probability. `read()` reads a batch of rows at once, so each
+batch is read once and what is read is passed on (the monitor's confidence histogram and its drift
+window share one read). `read_row()` reads one row in plain Python: for the usual single request of
+ten classes, numpy's cost per call would be most of the work.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from shipyard.signature import ScoreKind
+
+Prediction = tuple[str | None, float | None]
+"""(class label, confidence) of one row; None where the row cannot say."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Scored:
+    """A batch of class scores, read."""
+
+    kind: ScoreKind
+    """How the scores were read: "logits" went through softmax."""
+    probabilities: np.ndarray
+    """[rows, classes], float64."""
+    predicted: np.ndarray
+    """[rows]: the index of each row's top probability."""
+    confidence: np.ndarray
+    """[rows]: that top probability."""
+
+    def labelled(self, labels: Sequence[str] | None) -> list[Prediction]:
+        """(label, confidence) per row; a confidence that is not finite is None."""
+        return [
+            (label(best, labels), c if math.isfinite(c) else None)
+            for best, c in zip(self.predicted.tolist(), self.confidence.tolist(), strict=True)
+        ]
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Probabilities from logits along the last axis (shifted by the maximum: no overflow)."""
+    z = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
+
+
+def read(scores: np.ndarray, kind: ScoreKind) -> Scored:
+    """Read class scores of shape [rows, classes] (taken as float64)."""
+    s = np.asarray(scores, dtype=np.float64)
+    probabilities = softmax(s) if kind == "logits" else s
+    predicted = probabilities.argmax(axis=-1)
+    confidence = probabilities[np.arange(len(probabilities)), predicted]
+    return Scored(kind, probabilities, predicted, confidence)
+
+
+def read_row(values: Sequence[float], kind: ScoreKind) -> tuple[int, float] | None:
+    """The predicted class and its confidence of one row of scores, in plain Python; None when the
+    row is empty or holds a score that is not finite."""
+    if not values or not all(math.isfinite(v) for v in values):
+        return None
+    best = max(range(len(values)), key=values.__getitem__)
+    top = values[best]
+    confidence = 1.0 / sum(math.exp(v - top) for v in values) if kind == "logits" else top
+    return best, confidence
+
+
+def predictions(scores: np.ndarray, kind: ScoreKind, labels: Sequence[str] | None) -> list[Prediction]:
+    """(label, confidence) of each row of class scores [rows, ...]. One row is read in plain Python, and
+    gives (None, None) when a score is not finite; more rows are read at once (Scored.labelled)."""
+    if len(scores) == 1:
+        found = read_row(scores.reshape(-1).tolist(), kind)
+        return [(None, None)] if found is None else [(label(found[0], labels), found[1])]
+    return read(scores.reshape(len(scores), -1), kind).labelled(labels)
+
+
+def is_class_scores(scores: np.ndarray) -> bool:
+    """Whether a batch of outputs reads as class scores: floats, at least two per sample."""
+    return scores.dtype.kind == "f" and scores.ndim >= 2 and scores[:1].size >= 2
+
+
+def top(scores: np.ndarray, k: int) -> np.ndarray:
+    """The indices of the `k` highest scores along the last axis, highest first (ties: lower index first)."""
+    return np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+
+
+def label(index: int, labels: Sequence[str] | None) -> str:
+    """A class's name: its label when the version has one, else its index."""
+    return labels[index] if labels and index < len(labels) else str(index)
