@@ -11,8 +11,9 @@ import numpy as np
 import orjson
 import pytest
 
+from shipyard.admission import READING
 from shipyard.config import ModelServing
-from shipyard.dataplane import READING, DataPlane
+from shipyard.dataplane import DataPlane
 from shipyard.registry import Registry
 from shipyard.runtime import ModelManager, RunnerOptions
 from shipyard.server.http import create_app

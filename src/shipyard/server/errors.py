@@ -1,8 +1,10 @@
-"""The one place where errors become HTTP responses: {"error": "..."} with the error's status."""
+"""The one place where errors become HTTP responses: {"error": "..."} with the error's status.
+
+What each failure is answered with, and how it is logged, is server/failures.py's, for gRPC too.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -12,10 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from shipyard.errors import ShipyardError
-
-log = logging.getLogger("shipyard.server")
-CLIENT_GONE = 499  # nginx's "client closed request": counted, never answered
+from shipyard.errors import CLIENT_GONE, ClientGone, ShipyardError
+from shipyard.server.failures import failure
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -28,15 +28,11 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def answer_error(exc: BaseException) -> Response:
-    """The JSON answer of any exception; unexpected ones are logged once, as a 500 that says nothing of
-    the server's insides."""
-    if isinstance(exc, ShipyardError):
-        retry = getattr(exc, "retry_after_s", None)
-        if exc.status >= 500 and retry is None and exc.status != 503:
-            log.error("%s: %s", type(exc).__name__, exc.message)
-        return error_response(exc.status, exc.message, {"Retry-After": str(retry)} if retry else None)
-    log.error("unexpected error", exc_info=exc)
-    return error_response(500, "internal server error")
+    """The JSON answer of any exception (none for a client that went away: nobody reads it)."""
+    status, message, retry = failure(exc)
+    if status == CLIENT_GONE:
+        return Response(status_code=CLIENT_GONE)
+    return error_response(status, message, {"Retry-After": str(retry)} if retry else None)
 
 
 async def _shipyard(_request: Request, exc: Exception) -> Response:
@@ -62,8 +58,7 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
 
 
 async def _gone(_request: Request, exc: Exception) -> Response:
-    log.debug("a client went away before sending its whole request")
-    return Response(status_code=CLIENT_GONE)  # nobody reads it
+    return answer_error(ClientGone())
 
 
 def handlers(unexpected: bool = True) -> dict[Any, Callable[[Request, Any], Coroutine[Any, Any, Response]]]:
@@ -74,6 +69,7 @@ def handlers(unexpected: bool = True) -> dict[Any, Callable[[Request, Any], Coro
         HTTPException: _http,
         RequestValidationError: _validation,
         ClientDisconnect: _gone,
+        ClientGone: _shipyard,
     }
     if unexpected:
         table[Exception] = _unexpected
