@@ -13,7 +13,7 @@ from shipyard.config import Settings
 from shipyard.registry import Registry
 from shipyard.registry.tokens import hash_token
 from shipyard.server.auth import Auth
-from shipyard.server.http import scope_of
+from shipyard.server.routes import scope_of
 from tests.asgi import ASGIClient
 from tests.conftest import register_digits
 from tests.unit.conftest import digits_request, serve_in_process, stop_in_process

@@ -9,9 +9,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
-from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from shipyard.errors import CLIENT_GONE, ClientGone, ShipyardError
@@ -35,11 +34,12 @@ def answer_error(exc: BaseException) -> Response:
     return error_response(status, message, {"Retry-After": str(retry)} if retry else None)
 
 
-async def _shipyard(_request: Request, exc: Exception) -> Response:
+async def _any(_request: Request, exc: Exception) -> Response:
     return answer_error(exc)
 
 
 async def _http(_request: Request, exc: Exception) -> Response:
+    """Starlette's own: no route (404), a method the route does not take (405)."""
     assert isinstance(exc, HTTPException)
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and message == "Not Found":
@@ -47,30 +47,7 @@ async def _http(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, message, getattr(exc, "headers", None))
 
 
-async def _validation(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-    return error_response(400, problems or "invalid request")
-
-
-async def _unexpected(_request: Request, exc: Exception) -> Response:
-    return answer_error(exc)
-
-
-async def _gone(_request: Request, exc: Exception) -> Response:
-    return answer_error(ClientGone())
-
-
-def handlers(unexpected: bool = True) -> dict[Any, Callable[[Request, Any], Coroutine[Any, Any, Response]]]:
-    """For Starlette(exception_handlers=...) and FastAPI alike; `unexpected` errors are answered (and
-    logged) by the outermost app only."""
-    table: dict[Any, Callable[[Request, Any], Coroutine[Any, Any, Response]]] = {
-        ShipyardError: _shipyard,
-        HTTPException: _http,
-        RequestValidationError: _validation,
-        ClientDisconnect: _gone,
-        ClientGone: _shipyard,
-    }
-    if unexpected:
-        table[Exception] = _unexpected
-    return table
+def handlers() -> dict[Any, Callable[[Request, Any], Coroutine[Any, Any, Response]]]:
+    """For Starlette(exception_handlers=...): what is expected is answered where it is raised;
+    anything else is answered last (and re-raised by Starlette: see transport.KeepErrorsQuiet)."""
+    return {ShipyardError: _any, ClientGone: _any, HTTPException: _http, Exception: _any}
