@@ -7,29 +7,20 @@ import re
 
 from starlette.routing import Route
 
-from shipyard.dataplane import DataPlane
+from shipyard.config import Settings
 from shipyard.registry import Registry
-from shipyard.runtime import ModelManager, RunnerOptions
-from shipyard.server.http import create_app
-from tests.asgi import ASGIClient
 from tests.conftest import register_digits
+from tests.unit.conftest import serving, unit_settings
 
 PAGES = {("GET", "/docs"), ("GET", "/openapi.json")}  # the documentation's own pages
 
 
-def test_the_document_describes_every_route_and_nothing_else(registry: Registry) -> None:
+def test_the_document_describes_every_route_and_nothing_else(registry: Registry, settings: Settings) -> None:
     register_digits(registry)
-    manager = ModelManager(registry, RunnerOptions(intra_op_threads=1))
-    manager.load()
-    app = create_app(DataPlane(manager))
-    client = ASGIClient(app)
-    try:
+    with serving(registry, unit_settings(settings)) as (client, server):
         document = client.get("/openapi.json").json()
         page = client.get("/docs")
-    finally:
-        client.close()
-        manager.unload_all()
-    routes = [route for route in app.app.routes if isinstance(route, Route)]
+    routes = [route for route in server.app.app.routes if isinstance(route, Route)]
     routed = {(method, route.path) for route in routes for method in route.methods or () if method != "HEAD"}
     documented = {
         (method.upper(), path) for path, operations in document["paths"].items() for method in operations

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from shipyard.cli import serving_options as opts
 from shipyard.cli.common import console, get_state
 from shipyard.config import Settings
+
+if TYPE_CHECKING:
+    from shipyard.server.serving import Server, ServeSpec
 
 
 def _setting(field: str, metavar: str, text: str, unset: str | None = None, **kwargs: Any) -> Any:
@@ -99,15 +102,7 @@ def serve(
     The serving options (--batching to --versions) are the defaults: a model's own settings (`shipyard
     model configure`) win; SHIPYARD_SERVING__MAX_BATCH_SIZE=64 and the like set them too.
     """
-    import os
-    import tempfile
-
-    import uvicorn
-
-    from shipyard.monitor.metrics import MULTIPROCESS_ENV
-    from shipyard.server.assemble import SPEC_ENV, ServeSpec, assemble
-    from shipyard.server.auth import is_loopback
-    from shipyard.server.transport import protocol_for, raise_open_file_limit
+    from shipyard.server.serving import ServeSpec
 
     st = get_state(ctx)
     serving = opts.merged(st.settings.serving.model_dump(), opts.serving_updates(locals()))
@@ -126,16 +121,61 @@ def serve(
     }
     given = {k: v for k, v in updates.items() if v is not None}
     settings = opts.validated(Settings, {**st.settings.model_dump(), **given}, "serve options")
+    spec = ServeSpec(
+        settings=settings,
+        names=names or None,
+        grpc=grpc,
+        workers=workers,
+        log_level=log_level,
+        access_log=access_log,
+    )
+    _serve(spec)
+
+
+def _serve(spec: ServeSpec) -> None:
+    """Take the ports, load the models, say so, and serve: here, or in `spec.workers` processes."""
+    import os
+    import tempfile
+
+    from shipyard.monitor.metrics import MULTIPROCESS_ENV
+    from shipyard.server.serving import Server
+    from shipyard.server.transport import raise_open_file_limit
+    from shipyard.server.workers import run_workers
+
+    settings = spec.settings
     # the HTTP port is taken now (refusing connections until the models are loaded), so that the
     # listening line below is true when it is printed: a client may connect the moment it reads it
     http_socket = _bind(settings.host, settings.port, "--port")
-    if grpc and settings.grpc_port:
+    if spec.grpc and settings.grpc_port:
         _port_free(settings.host, settings.grpc_port, "--grpc-port")
-    spec = ServeSpec(settings=settings, names=names or None, grpc=grpc, workers=workers)
     limits = settings.transport
     raise_open_file_limit(limits.max_connections + limits.grpc_max_concurrent_rpcs + 256)
-    assembled = assemble(spec)  # loads and warms up every model: errors stop us here, as one line
-    manager = assembled.manager
+    server = Server.from_spec(spec)  # loads and warms up every model: errors stop us here, as one line
+    _announce(server, spec)
+    http_socket.listen(2048)
+    grpc_text = f", gRPC on {settings.host}:{settings.grpc_port}" if spec.grpc and settings.grpc_port else ""
+    plural = f" in {spec.workers} worker processes" if spec.workers > 1 else ""
+    where = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
+    console.print(f"listening on {where}{grpc_text}{plural}  (docs: /docs)")
+    _admin_off(server)
+    if spec.workers > 1:
+        server.manager.unload_all()  # each worker loads its own sessions
+        # every worker writes its metrics to files here, and /metrics in any of them sums them all
+        os.environ.setdefault(MULTIPROCESS_ENV, tempfile.mkdtemp(prefix="shipyard-metrics-"))
+        if not run_workers(spec, http_socket):
+            raise typer.Exit(1)  # the worker said why
+        return
+    try:
+        server.run([http_socket], log_level=spec.log_level, access_log=spec.access_log)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.manager.unload_all()
+
+
+def _announce(server: Server, spec: ServeSpec) -> None:
+    """What each model serves, and what cannot be served."""
+    manager = server.manager
     for name in manager.names:
         served = manager.served(name)
         versions = ", ".join(
@@ -149,46 +189,19 @@ def serve(
         )
     for ref, why in manager.down().items():
         console.print(f"not serving {ref}: {why}")
-    grpc_text = f", gRPC on {settings.host}:{settings.grpc_port}" if grpc and settings.grpc_port else ""
-    plural = f" in {workers} worker processes" if workers > 1 else ""
-    scheme = "https" if settings.tls_cert else "http"
-    where = f"{scheme}://{settings.host}:{settings.port}"
-    http_socket.listen(2048)
-    console.print(f"listening on {where}{grpc_text}{plural}  (docs: /docs)")
-    admin_tokens = [t for t in assembled.registry.tokens() if "admin" in t.scopes]
+
+
+def _admin_off(server: Server) -> None:
+    """Say so when the admin endpoints are off: beyond loopback, and no admin token anywhere."""
+    from shipyard.server.auth import is_loopback
+
+    settings = server.settings
+    admin_tokens = [t for t in server.registry.tokens() if "admin" in t.scopes]
     if not is_loopback(settings.host) and not settings.named_admin_tokens and not admin_tokens:
         console.print(
             "admin endpoints are off: this address is reachable beyond this machine and no admin token "
             "is set (SHIPYARD_ADMIN_TOKEN, or `shipyard token create NAME --scope admin`)"
         )
-    server_options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": log_level,
-        "access_log": access_log,
-        # asyncio's loop, not uvloop: under a flood of connects uvloop accepted about one connection
-        # per loop turn (~120 a second measured with 1,920 pending), so a new client waited ~10 s behind
-        # them; asyncio accepts them in batches, and served as many requests a second here (wrk, c=1-64)
-        "loop": "asyncio",
-        "http": protocol_for(limits),
-        "timeout_keep_alive": limits.keep_alive_s,
-        "ssl_certfile": settings.tls_cert,
-        "ssl_keyfile": settings.tls_key,
-    }
-    if workers > 1:
-        http_socket.close()  # uvicorn binds it again before starting the workers
-        manager.unload_all()  # each worker loads its own sessions
-        os.environ[SPEC_ENV] = spec.model_dump_json()
-        # every worker writes its metrics to files here, and /metrics in any of them sums them all
-        os.environ.setdefault(MULTIPROCESS_ENV, tempfile.mkdtemp(prefix="shipyard-metrics-"))
-        uvicorn.run("shipyard.server.assemble:app_from_env", factory=True, workers=workers, **server_options)
-        return
-    try:
-        uvicorn.Server(uvicorn.Config(assembled.app, **server_options)).run(sockets=[http_socket])
-    except KeyboardInterrupt:
-        pass
-    finally:
-        manager.unload_all()
 
 
 def _bind(host: str, port: int, flag: str) -> socket.socket:

@@ -5,16 +5,13 @@ Plain Starlette routes: FastAPI's per-request machinery (dependency solving, exi
 middlewares) measured at about half of the server's CPU per request on the digits model (py-spy,
 bench/). The OpenAPI document is written from the same table (server/openapi.py). Every route checks
 the scope its path needs (routes.scope_of) before it reads a body; inference checks it as the data
-plane admits the request (dataplane.Inbound).
+plane admits the request (dataplane.Inbound). The app has no lifespan: what runs beside it is the
+server's (server/serving.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,13 +21,11 @@ from starlette.routing import Route
 from shipyard._version import __version__
 from shipyard.dataplane import DataPlane
 from shipyard.server import errors, openapi
-from shipyard.server.auth import Auth, TokenLike
+from shipyard.server.auth import Auth
 from shipyard.server.endpoints import Endpoints
-from shipyard.server.handlers import client_of, overload_refusal
+from shipyard.server.handlers import client_of
 from shipyard.server.routes import ROUTES, scope_of
-from shipyard.server.transport import REFUSE, KeepErrorsQuiet
-
-log = logging.getLogger(__name__)
+from shipyard.server.transport import KeepErrorsQuiet
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 TITLE = "shipyard"
@@ -38,42 +33,11 @@ DESCRIPTION = "KServe v2 inference protocol and a friendly /predict API over ONN
 
 
 def create_app(
-    dataplane: DataPlane,
-    *,
-    max_body_bytes: int = 64 * 1024 * 1024,
-    also_serve: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None,
-    admin_tokens: dict[str, str] | None = None,
-    auth: Auth | None = None,
-    tokens: Callable[[], Iterable[TokenLike]] | None = None,
-    tokens_interval_s: float = 1.0,
+    dataplane: DataPlane, auth: Auth, *, max_body_bytes: int = 64 * 1024 * 1024
 ) -> KeepErrorsQuiet:
-    """The ASGI app; `also_serve` runs beside it on the same loop (the gRPC server). `tokens` reads the
-    registry's tokens, followed every `tokens_interval_s` while the app runs."""
-    auth = auth or Auth(admin_tokens)
+    """The ASGI app of `dataplane`, its callers checked by `auth`."""
     document = openapi.document(ROUTES, TITLE, __version__, DESCRIPTION)
     endpoints = Endpoints(dataplane, auth, max_body_bytes, document)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        await dataplane.manager.start()
-        background = []
-        if dataplane.monitor is not None:
-            dataplane.monitor.start()
-            background.append(asyncio.create_task(_tick(dataplane), name="monitor-tick"))
-        if tokens is not None and tokens_interval_s > 0:
-            background.append(asyncio.create_task(_follow_tokens(auth, tokens, tokens_interval_s)))
-        try:
-            async with also_serve() if also_serve else contextlib.nullcontext():
-                yield {REFUSE: overload_refusal(dataplane, auth)}  # for the transport
-        finally:
-            for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await dataplane.manager.aclose()
-            if dataplane.monitor is not None:
-                await asyncio.to_thread(dataplane.monitor.close)
-
     routes = []
     for route in ROUTES:
         endpoint: Endpoint = getattr(endpoints, route.handler)
@@ -81,30 +45,7 @@ def create_app(
         if scope is not None and scope != "predict":  # predict: as the data plane admits the request
             endpoint = _checked(endpoint, scope, auth)
         routes.append(Route(route.path, endpoint, methods=[route.method]))
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=errors.handlers())
-    return KeepErrorsQuiet(app)
-
-
-async def _follow_tokens(auth: Auth, read: Callable[[], Iterable[TokenLike]], interval_s: float) -> None:
-    """Tokens created or revoked in the registry take effect here within `interval_s`."""
-    while True:
-        await asyncio.sleep(interval_s)  # a polling period, not a synchronisation
-        try:
-            auth.update(await asyncio.to_thread(lambda: list(read())))
-        except Exception:
-            log.exception("reading the registry's tokens failed; keeping the ones known")
-
-
-async def _tick(dataplane: DataPlane) -> None:
-    """Once a second: the monitor's gauges (state, drift, accuracy, cost), off the request path."""
-    assert dataplane.monitor is not None
-    while True:
-        await asyncio.sleep(1.0)  # a sampling period, not a synchronisation
-        try:
-            reports = await asyncio.to_thread(dataplane.monitor.drift_reports)
-            dataplane.monitor.tick(dataplane.manager.gauges(), reports)
-        except Exception:
-            log.exception("monitor tick failed; trying again")
+    return KeepErrorsQuiet(Starlette(routes=routes, exception_handlers=errors.handlers()))
 
 
 def _checked(endpoint: Endpoint, scope: str, auth: Auth) -> Endpoint:
