@@ -1,69 +1,89 @@
 """The data plane: every operation of the serving API, implemented once, free of any transport.
 
-HTTP routes (and later gRPC servicers) convert wire types, call a method here and convert back.
+A transport (server/http.py, server/grpc.py) decodes, calls one method here and encodes. An inference
+request is owned here from its arrival to its answer: its caller is checked (`Inbound.allow`), the
+version that answers is resolved once, the request is admitted (admission.py) before its body is read
+(`Inbound.read`), then run, timed and told to the monitor (`Tap`); a failure is counted with the
+status errors.status_of gives it and raised for the transport to answer (server/failures.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 import time
-from typing import Any
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
 from shipyard._version import __version__
-from shipyard.errors import InvalidInput, NotFound, Overloaded
+from shipyard.admission import Admission
+from shipyard.errors import InvalidInput, NotFound, Overloaded, status_of
 from shipyard.monitor.feedback import decode_feedback
-from shipyard.monitor.live import Monitor
 from shipyard.protocol import predict as friendly
-from shipyard.protocol.v2 import InferenceRequest, InferenceResponse, OutputTensor, classify
+from shipyard.protocol import triton, v2
+from shipyard.protocol.v2 import InferenceRequest, InferenceResponse
 from shipyard.registry import VersionRecord
 from shipyard.rollout.changes import Changes
+from shipyard.runtime import LoadedVersion
 from shipyard.runtime.manager import ModelManager
-from shipyard.signature import TensorSpec, check_inputs
+from shipyard.signature import check_inputs, check_outputs
 
-REFUSALS_PER_S = 100
-READING = 4  # requests still sending their bodies, per request the in-flight limit admits at work
+if TYPE_CHECKING:
+    from shipyard.monitor.live import Monitor
+
 MAX_ID = 256  # request ids are kept (log, feedback index): a bound on what a client can make us hold
+UNKNOWN = "(unknown)"  # the model label of a failure for a name not served: never a name from a URL
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "model_repository"]
-PLATFORM = "onnxruntime_onnx"
-CONFIG_TYPES = {"BYTES": "STRING"}  # Triton's config names every other type as v2 does, after "TYPE_"
+
+Source = TypeVar("Source", contravariant=True)
+Body = TypeVar("Body", covariant=True)
+Predict = tuple[bytes, int]
+"""A friendly prediction as its transport reads it: the body, and how many top classes to add."""
 
 
-class Backoff:
-    """How long refused clients are told to wait (Retry-After). Last second's refusals times the wait
-    each was given is about how many clients are waiting to come back; spreading them over
-    `per_second` keeps refusals at about that rate however large the flood, which leaves the CPU to
-    the requests that were admitted (over HTTP, a connection that ignores it has its next request read
-    only then). One second when refusals are rare."""
+class Inbound(Protocol[Source, Body]):
+    """How a transport hands over one kind of request: made once, so a request costs no object.
 
-    def __init__(self, per_second: int = REFUSALS_PER_S, longest_s: int = 30) -> None:
-        self.per_second, self.longest_s = per_second, longest_s
-        self._window, self._count, self._current = 0, 0, 1
+    `allow` raises Unauthorized, Forbidden or RateLimited when the caller may not ask `model`;
+    `read` reads and decodes the body (a 413, a 400, or errors.ClientGone), and is called only once
+    the request has been admitted."""
 
-    def retry_after(self) -> int:
-        window = int(time.monotonic())
-        if window != self._window:
-            waiting = self._count * self._current if window == self._window + 1 else 0
-            self._current = min(self.longest_s, max(1, math.ceil(waiting / self.per_second)))
-            self._window, self._count = window, 0
-        self._count += 1
-        return self._current
+    def allow(self, request: Source, model: str) -> None: ...
+
+    async def read(self, request: Source) -> Body: ...
+
+
+class Tap(Protocol):
+    """What the monitor hears of each request (monitor.live.Monitor is one). Both are quick and never
+    block; `answered` returns one prediction id per row, which feedback names."""
+
+    def answered(
+        self,
+        record: VersionRecord,
+        protocol: str,
+        started: float,
+        inputs: Mapping[str, np.ndarray],
+        scores: np.ndarray | None,
+    ) -> list[str]: ...
+
+    def failed(
+        self, model: str, version: VersionRecord | None, protocol: str, status: int, started: float
+    ) -> None: ...
 
 
 class DataPlane:
     def __init__(self, manager: ModelManager, monitor: Monitor | None = None) -> None:
+        """`monitor` answers the monitoring endpoints; requests reach it only through its `Tap`."""
         self.manager = manager
         self.changes = Changes(manager)
         self.monitor = monitor
-        self._reading: dict[str, int] = {}
-        self._working: dict[str, int] = {}
-        self._backoff = Backoff()
+        self.tap: Tap | None = monitor
+        self.admission = Admission()
 
     # -- health and metadata ---------------------------------------------------------------
 
@@ -90,87 +110,34 @@ class DataPlane:
         return {
             "name": name,
             "versions": [str(v) for v in sorted(served.records)],
-            "platform": PLATFORM,
+            "platform": triton.PLATFORM,
             "inputs": [spec.to_dict() for spec in signature.inputs],
             "outputs": [spec.to_dict() for spec in signature.outputs],
         }
 
     def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
-        """Triton's model configuration (what perf_analyzer reads), from the signature and settings.
-
-        With a dynamic batch axis, `max_batch_size` > 0 and dims leave the batch axis out, as in Triton.
-        """
+        """Triton's model configuration (protocol/triton.py), from the signature and settings."""
         signature = self.manager.record(name, version).signature
-        serving = self.manager.served(name).serving
-        batched = all(spec.batched for spec in signature.inputs + signature.outputs)
-        max_batch = serving.max_batch_size if batched else 0
-
-        def tensors(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
-            return [
-                {
-                    "name": spec.name,
-                    "data_type": "TYPE_" + CONFIG_TYPES.get(spec.datatype, spec.datatype),
-                    "dims": list(spec.shape[1:] if batched else spec.shape),
-                }
-                for spec in specs
-            ]
-
-        config: dict[str, Any] = {
-            "name": name,
-            "platform": PLATFORM,
-            "backend": "onnxruntime",
-            "max_batch_size": max_batch,
-            "input": tensors(signature.inputs),
-            "output": tensors(signature.outputs),
-            "instance_group": [{"count": serving.instances, "kind": "KIND_CPU"}],
-            "version_policy": {"all": {}},
-        }
-        if batched and serving.batching:
-            config["dynamic_batching"] = {"max_queue_delay_microseconds": serving.max_queue_delay_us}
-        return config
+        return triton.model_config(name, signature, self.manager.served(name).serving)
 
     # -- admission ---------------------------------------------------------------------------
 
-    def admit(self, name: str, version: str | None = None) -> None:
-        """Called when a request arrives, before its body is read: 404 for what is not served here,
-        503 + Retry-After once the model has its limit of requests at work. Refusing here costs a
-        dictionary lookup, so overload cannot make refusals as dear as answers. Requests still sending
-        their bodies count apart (up to READING x the limit), so slow senders cannot take the places
-        of requests at work. Then body_read(), and release() in every case."""
-        self.manager.record(name, version)  # 404 for a model or version not served here
-        refused = self.overloaded(name)
-        if refused is not None:
-            raise refused
-        self._reading[name] = self._reading.get(name, 0) + 1
-
     def overloaded(self, name: str) -> Overloaded | None:
         """The refusal a request of `name` gets now, or None while the model has room (or is not
-        served: admit() says so). Also what the transport asks before a request object exists."""
+        served: resolving it says so)."""
         served = self.manager.models.get(name)
-        if served is None:
-            return None
-        limit = served.serving.in_flight_limit
-        working, reading = self._working.get(name, 0), self._reading.get(name, 0)
-        if working < limit and reading < READING * limit:
-            return None
-        return Overloaded(
-            f"{name} is overloaded: {working + reading} requests are in flight; retry later",
-            self._backoff.retry_after(),
-        )
+        return None if served is None else self.admission.refusal(name, served.serving.in_flight_limit)
 
-    def body_read(self, name: str) -> None:
-        """An admitted request's body is in: it is at work now."""
-        self._reading[name] -= 1
-        self._working[name] = self._working.get(name, 0) + 1
-
-    def release(self, name: str, body_read: bool) -> None:
-        if body_read:
-            self._working[name] -= 1
-        else:
-            self._reading[name] -= 1
+    def refused(self, name: str, protocol: str) -> Overloaded | None:
+        """For the transport, which knows only the URL of a request yet: overloaded(), and a refusal
+        counted as a failed request (server/transport.py)."""
+        refusal = self.overloaded(name)
+        if refusal is not None:
+            self._failed(name, None, protocol, refusal, time.perf_counter())
+        return refusal
 
     def in_flight(self, name: str) -> int:
-        return self._working.get(name, 0) + self._reading.get(name, 0)
+        return self.admission.in_flight(name)
 
     # -- repository extension ----------------------------------------------------------------
 
@@ -219,48 +186,105 @@ class DataPlane:
         self,
         name: str,
         version: str | None,
-        request: InferenceRequest,
-        protocol: str = "rest",
-        started: float | None = None,
+        request: Source,
+        inbound: Inbound[Source, InferenceRequest],
+        protocol: str,
     ) -> InferenceResponse:
-        """Run a v2 request; `started` (perf_counter) is when the transport received it."""
-        started = time.perf_counter() if started is None else started
-        if request.id is not None and len(request.id) > MAX_ID:
-            raise InvalidInput(f"the request id is {len(request.id)} characters; at most {MAX_ID} are kept")
-        async with self.manager.use(name, version) as loaded:
-            signature = loaded.signature
-            check_inputs(signature, request.inputs)
-            wanted = request.outputs
-            if wanted is None:
-                names = [spec.name for spec in signature.outputs]
-            else:
-                names = []
-                for out in wanted:
-                    if signature.output(out.name) is None:
-                        known = ", ".join(repr(s.name) for s in signature.outputs)
-                        raise InvalidInput(f"unknown output {out.name!r}: the model's outputs are {known}")
-                    names.append(out.name)
-            results = await loaded.infer(request.inputs, names)
-        outputs = []
-        for i, (output_name, data) in enumerate(zip(names, results, strict=True)):
-            requested = wanted[i] if wanted is not None else None
-            binary = request.binary_output
-            if requested is not None and requested.binary is not None:
-                binary = requested.binary
-            if requested is not None and requested.classification:
-                if data.dtype.kind not in "fiu":
-                    raise InvalidInput(f"output {output_name!r} holds no scores to classify")
-                data = classify(data, requested.classification, loaded.record.labels)
-            outputs.append(OutputTensor(output_name, data, binary))
-        if self.monitor is not None:
+        """One v2 inference request, from its arrival to its answer (see the module's docstring)."""
+        started = time.perf_counter()
+        record: VersionRecord | None = None
+        admission, stage = self.admission, 0  # 1: admitted, its body on its way; 2: at work
+        try:
+            inbound.allow(request, name)
+            record = self.manager.record(name, version)  # the version that answers, resolved once
+            refusal = self.overloaded(name)
+            if refusal is not None:
+                raise refusal
+            admission.admit(name)
+            stage = 1
+            decoded = await inbound.read(request)
+            admission.body_read(name)
+            stage = 2
+            if decoded.id is not None and len(decoded.id) > MAX_ID:
+                raise InvalidInput(
+                    f"the request id is {len(decoded.id)} characters; at most {MAX_ID} are kept"
+                )
+            wanted = decoded.outputs
+            async with self._use(record, version) as loaded:
+                signature = loaded.signature
+                check_inputs(signature, decoded.inputs)
+                names = check_outputs(signature, None if wanted is None else [out.name for out in wanted])
+                results = await loaded.infer(decoded.inputs, names)
+            outputs = v2.output_tensors(decoded, names, results, loaded.record.labels)
+        except Exception as exc:
+            self._failed(name, record, protocol, exc, started)
+            raise
+        finally:
+            if stage:
+                admission.release(name, stage == 2)
+        response = InferenceResponse(name, str(loaded.number), outputs, decoded.id)
+        if self.tap is not None:
             scores = signature.scores
             raw = results[names.index(scores.output)] if scores and scores.output in names else None
-            ids = self._watch(loaded.record, protocol, started, request.inputs, raw)
+            ids = self._watch(loaded.record, protocol, started, decoded.inputs, raw)
             if ids:
-                return InferenceResponse(
-                    name, str(loaded.number), outputs, request.id, {"prediction_id": ids[0].partition("-")[0]}
+                response.parameters = {"prediction_id": ids[0].partition("-")[0]}
+        return response
+
+    async def predict(
+        self,
+        name: str | None,
+        version: str | None,
+        request: Source,
+        inbound: Inbound[Source, Predict],
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Friendly prediction; `name` None means the only model served. Owned as infer() owns a v2
+        request; each answer carries the id that feedback (POST /v1/models/{name}/feedback) names."""
+        started = time.perf_counter()
+        record: VersionRecord | None = None
+        admission, stage, model = self.admission, 0, UNKNOWN
+        try:
+            model = self.only_model() if name is None else name
+            inbound.allow(request, model)
+            record = self.manager.record(model, version)
+            refusal = self.overloaded(model)
+            if refusal is not None:
+                raise refusal
+            admission.admit(model)
+            stage = 1
+            body, top_k = await inbound.read(request)
+            admission.body_read(model)
+            stage = 2
+            async with self._use(record, version) as loaded:
+                signature = loaded.signature
+                inputs, single = friendly.decode_predict(body, signature)
+                scores = signature.scores
+                (result,) = await loaded.infer(
+                    inputs, [scores.output if scores else signature.outputs[0].name]
                 )
-        return InferenceResponse(name, str(loaded.number), outputs, request.id)
+        except Exception as exc:
+            self._failed(model, record, "predict", exc, started)
+            raise
+        finally:
+            if stage:
+                admission.release(model, stage == 2)
+        items = friendly.predictions(
+            result, kind=scores.kind if scores else None, labels=loaded.record.labels, top_k=top_k
+        )
+        ids = self._watch(loaded.record, "predict", started, inputs, result if scores else None)
+        for i, item in enumerate(items):
+            item["model"], item["version"] = loaded.name, loaded.number
+            if i < len(ids):
+                item["id"] = ids[i]
+        return items[0] if single else items
+
+    def _use(self, record: VersionRecord, version: str | None) -> AbstractAsyncContextManager[LoadedVersion]:
+        """The version resolved as the request arrived, held while it runs; unless the request named
+        none, and that one left while its body was read (its alias moved on): then the default now."""
+        served = self.manager.models.get(record.model)
+        if version is None and served is not None and record.number not in served.records:
+            return self.manager.use(record.model)
+        return self.manager.use(record.model, record.number)
 
     def _watch(
         self,
@@ -273,60 +297,36 @@ class DataPlane:
         """Tell the monitor about an answer; a failure to watch never fails the answer itself. The
         prediction ids are the monitor's own, never a client's request id: feedback must not be able to
         name someone else's prediction."""
-        assert self.monitor is not None
+        if self.tap is None:
+            return []
         try:
-            return self.monitor.answered(record, protocol, started, inputs, scores)
+            return self.tap.answered(record, protocol, started, inputs, scores)
         except Exception:
             log.exception("%s: monitoring this answer failed", record.ref)
             return []
 
-    async def predict(
+    def _failed(
         self,
-        name: str | None,
-        version: str | None,
-        body: bytes,
-        top_k: int = 0,
-        started: float | None = None,
-    ) -> dict[str, Any] | list[dict[str, Any]]:
-        """Friendly prediction; `name` None means the only model served. Each answer carries the id
-        that feedback (POST /v1/models/{name}/feedback) refers to."""
-        started = time.perf_counter() if started is None else started
-        async with self.manager.use(self.only_model() if name is None else name, version) as loaded:
-            signature = loaded.signature
-            inputs, single = friendly.decode_predict(body, signature)
-            scores = signature.scores
-            output = scores.output if scores else signature.outputs[0].name
-            (result,) = await loaded.infer(inputs, [output])
-        items = friendly.predictions(
-            result,
-            kind=scores.kind if scores else None,
-            labels=loaded.record.labels,
-            top_k=top_k,
-        )
-        ids: list[str] = []
-        if self.monitor is not None:
-            raw = result if scores else None
-            ids = self._watch(loaded.record, "predict", started, inputs, raw)
-        for i, item in enumerate(items):
-            item["model"], item["version"] = loaded.name, loaded.number
-            if i < len(ids):
-                item["id"] = ids[i]
-        return items[0] if single else items
-
-    def failed(
-        self, name: str | None, version: str | None, protocol: str, status: int, started: float
+        name: str,
+        record: VersionRecord | None,
+        protocol: str,
+        exc: BaseException,
+        started: float,
     ) -> None:
-        """Count a request that got an error (the transport calls this, whatever went wrong)."""
-        if self.monitor is None:
+        """Count a request that failed, whatever went wrong, with the status it is answered with."""
+        if self.tap is None:
             return
-        record, label = None, "(unknown)"  # never a name from the URL that is not served: cardinality
-        if name is not None and name in self.manager.models:  # no sorted list per failure
-            label = name
-            with contextlib.suppress(NotFound):
-                record = self.manager.record(name, version)
-        self.monitor.failed(label, record, protocol, status, started)
+        label = name if name in self.manager.models else UNKNOWN
+        try:
+            self.tap.failed(label, record, protocol, status_of(exc), started)
+        except Exception:
+            log.exception("%s: monitoring this failure failed", label)
 
     # -- monitoring -------------------------------------------------------------------------
+
+    def metrics(self) -> tuple[bytes, str]:
+        """Prometheus' text format and its media type (nothing without a monitor)."""
+        return (b"", "text/plain") if self.monitor is None else self.monitor.metrics.exposition()
 
     async def feedback(self, name: str, body: bytes) -> dict[str, Any]:
         """Labels for earlier predictions: {"id": ..., "label": ...} or a list of them. Joined in a

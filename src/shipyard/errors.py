@@ -1,7 +1,8 @@
 """The one error hierarchy of shipyard.
 
-Raised anywhere, mapped to an HTTP status and a gRPC code in exactly one place per transport,
-and to a one-line message by the CLI::
+Raised anywhere; `status_of` gives the status a failure is answered and counted with, which each
+transport maps in one place (HTTP: the status itself, gRPC: a code from its table), and the CLI turns
+into a one-line message::
 
     ShipyardError (500)
     ├── InvalidInput (400)            a request or argument the caller must fix
@@ -16,6 +17,9 @@ and to a one-line message by the CLI::
     │   ├── Overloaded (503)          too many requests in flight: retry later (carries Retry-After)
     │   └── DeadlineExceeded (504)    no answer within the request timeout
     └── CorruptArtifact (500)         stored bytes that no longer match their sha256
+
+    ClientGone (499)                  the client went away before its request was whole: nobody is
+                                      answered; counted as nginx counts it ("client closed request")
 """
 
 from __future__ import annotations
@@ -92,6 +96,22 @@ class CorruptArtifact(ShipyardError):
     status = HTTPStatus.INTERNAL_SERVER_ERROR
 
 
+CLIENT_GONE = 499
+
+
+class ClientGone(Exception):
+    """The client went away before sending its whole request. Not a ShipyardError: there is nobody to
+    tell, and it is nobody's fault here (counted as CLIENT_GONE, logged at debug level)."""
+
+
+def status_of(exc: BaseException) -> int:
+    """The status a failure is answered and counted with: a ShipyardError's own, CLIENT_GONE for a
+    client that went away, 500 for anything else (a fault of the server's)."""
+    if isinstance(exc, ShipyardError):
+        return exc.status
+    return CLIENT_GONE if isinstance(exc, ClientGone) else HTTPStatus.INTERNAL_SERVER_ERROR
+
+
 _BY_STATUS: dict[int, type[ShipyardError]] = {
     cls.status: cls
     for cls in (
@@ -113,6 +133,8 @@ def validation_problems(errors: Iterable[Mapping[str, Any]], empty: str = "") ->
 
 
 __all__ = [
+    "CLIENT_GONE",
+    "ClientGone",
     "Conflict",
     "ConversionFailed",
     "CorruptArtifact",
@@ -126,4 +148,5 @@ __all__ = [
     "ShipyardError",
     "Unauthorized",
     "Unavailable",
+    "status_of",
 ]

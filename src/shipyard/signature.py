@@ -103,3 +103,14 @@ def check_inputs(signature: Signature, inputs: dict[str, Any]) -> None:
             raise InvalidInput(
                 f"input {spec.name!r}: expected shape {format_shape(spec.shape)}, got {format_shape(shape)}"
             )
+
+
+def check_outputs(signature: Signature, names: list[str] | None) -> list[str]:
+    """The outputs asked for by name (all of the model's when None), each checked against the signature."""
+    if names is None:
+        return [spec.name for spec in signature.outputs]
+    for name in names:
+        if signature.output(name) is None:
+            known = ", ".join(repr(spec.name) for spec in signature.outputs)
+            raise InvalidInput(f"unknown output {name!r}: the model's outputs are {known}")
+    return names

@@ -13,10 +13,10 @@ from shipyard.config import Settings
 from shipyard.registry import Registry
 from shipyard.registry.tokens import hash_token
 from shipyard.server.auth import Auth
-from shipyard.server.http import scope_of
+from shipyard.server.routes import scope_of
 from tests.asgi import ASGIClient
 from tests.conftest import register_digits
-from tests.unit.conftest import digits_request, serve_in_process, stop_in_process
+from tests.unit.conftest import digits_request, serving, unit_settings
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,12 @@ def bearer(token: Token) -> dict[str, str]:
 
 
 @pytest.fixture
-def served(registry: Registry) -> Iterator[tuple[ASGIClient, Auth]]:
+def served(registry: Registry, settings: Settings) -> Iterator[tuple[ASGIClient, Auth]]:
     register_digits(registry)
     register_digits(registry, name="other")
     auth = Auth()
-    client, manager = serve_in_process(registry, auth=auth)
-    yield client, auth
-    stop_in_process(client, manager)
+    with serving(registry, unit_settings(settings), auth=auth) as (client, _):
+        yield client, auth
 
 
 ONE = digits_request(np.zeros((1, 64), np.float32))
@@ -108,21 +107,18 @@ def test_a_token_over_its_rate_gets_429_with_retry_after(served: tuple[ASGIClien
     assert client.post("/v2/models/digits/infer", json=ONE, headers=bearer(slow)).status_code == 429
 
 
-def test_admin_beyond_loopback_without_a_token_is_refused(registry: Registry) -> None:
+def test_admin_beyond_loopback_without_a_token_is_refused(registry: Registry, settings: Settings) -> None:
     register_digits(registry)
-    client, manager = serve_in_process(registry, auth=Auth(loopback=False))
-    try:
+    with serving(registry, unit_settings(settings), auth=Auth(loopback=False)) as (client, _):
         refused = client.post("/v2/repository/models/digits/rollback")
         assert refused.status_code == 403 and "SHIPYARD_ADMIN_TOKEN" in refused.json()["error"]
         assert client.post("/v2/models/digits/infer", json=ONE).status_code == 200
-    finally:
-        stop_in_process(client, manager)
-    client, manager = serve_in_process(registry, auth=Auth({"ci": "c1-token"}, loopback=False))
-    try:
+    with serving(registry, unit_settings(settings), auth=Auth({"ci": "c1-token"}, loopback=False)) as (
+        client,
+        _,
+    ):
         ok = client.post("/v2/repository/index", headers={"Authorization": "Bearer c1-token"})
         assert ok.status_code == 200
-    finally:
-        stop_in_process(client, manager)
 
 
 @pytest.mark.parametrize(

@@ -11,15 +11,14 @@ import numpy as np
 import orjson
 import pytest
 
-from shipyard.config import ModelServing
-from shipyard.dataplane import READING, DataPlane
+from shipyard.admission import READING
+from shipyard.config import ModelServing, MonitorSettings, Settings
 from shipyard.registry import Registry
-from shipyard.runtime import ModelManager, RunnerOptions
-from shipyard.server.http import create_app
+from shipyard.server.serving import Server
 from tests.asgi import ASGIClient
 from tests.conftest import register_digits
 from tests.models import digits_data
-from tests.unit.conftest import digits_request
+from tests.unit.conftest import digits_request, serving, unit_settings
 
 HUGE = 4611686018427387904
 
@@ -72,16 +71,10 @@ def test_an_empty_outputs_list_asks_for_every_output(client: ASGIClient) -> None
     assert [out["name"] for out in response.json()["outputs"]] == ["logits"]
 
 
-def test_the_prediction_id_is_the_servers_own_not_the_clients(registry: Registry) -> None:
-    from shipyard.config import MonitorSettings
-    from shipyard.monitor.live import Monitor
-
+def test_the_prediction_id_is_the_servers_own_not_the_clients(registry: Registry, settings: Settings) -> None:
     register_digits(registry)
-    manager = ModelManager(registry, RunnerOptions(intra_op_threads=1))
-    manager.load()
-    client = ASGIClient(create_app(DataPlane(manager, Monitor(MonitorSettings(), None))))
-    client.run(manager.start())
-    try:
+    monitored = unit_settings(settings, monitor=MonitorSettings(log=False))
+    with serving(registry, monitored) as (client, _):
         X, _ = digits_data()
         doc = client.post("/v2/models/digits/infer", json=digits_request(X[:1], id="mine")).json()
         assert doc["id"] == "mine"  # echoed, as v2 says
@@ -91,22 +84,13 @@ def test_the_prediction_id_is_the_servers_own_not_the_clients(registry: Registry
         assert feedback.status_code == 404
         accepted = client.post("/v1/models/digits/feedback", json={"id": prediction, "label": "0"})
         assert accepted.status_code == 200, accepted.text
-    finally:
-        client.run(manager.aclose())
-        client.close()
-        manager.unload_all()
 
 
-async def _admission(registry: Registry) -> tuple[int, str, bool, list[int]]:
+async def _admission(server: Server) -> tuple[int, str, bool, list[int]]:
     """With room for one request at work, slow senders are let in to read their bodies (up to four
     per place, so they cannot take the place of a request at work); once those are full, the next
     request is refused without its body ever being read."""
-    register_digits(registry)
-    manager = ModelManager(registry, RunnerOptions(intra_op_threads=1), ModelServing(max_in_flight=1))
-    manager.load()
-    dataplane = DataPlane(manager)
-    app = create_app(dataplane)
-    await manager.start()
+    dataplane = server.dataplane
     release = asyncio.Event()
     read_last = False
 
@@ -120,28 +104,31 @@ async def _admission(registry: Registry) -> tuple[int, str, bool, list[int]]:
         read_last = True
         yield orjson.dumps({"input": np.zeros(64).tolist()})
 
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            slow = [
-                asyncio.create_task(client.post("/v1/models/digits/predict", content=stalled()))
-                for _ in range(READING)
-            ]
-            for _ in range(10_000):  # yield to the slow senders until they are all reading
-                if dataplane.in_flight("digits") == READING:
-                    break
-                await asyncio.sleep(0)
-            assert dataplane.in_flight("digits") == READING
-            refused = await client.post("/v1/models/digits/predict", content=last())
-            release.set()
-            answered = [response.status_code for response in await asyncio.gather(*slow)]
-        assert dataplane.in_flight("digits") == 0  # every place given back
-        return refused.status_code, refused.headers.get("retry-after", ""), read_last, answered
-    finally:
-        await manager.aclose()
-        manager.unload_all()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=server.app), base_url="http://t"
+    ) as client:
+        slow = [
+            asyncio.create_task(client.post("/v1/models/digits/predict", content=stalled()))
+            for _ in range(READING)
+        ]
+        for _ in range(10_000):  # yield to the slow senders until they are all reading
+            if dataplane.in_flight("digits") == READING:
+                break
+            await asyncio.sleep(0)
+        assert dataplane.in_flight("digits") == READING
+        refused = await client.post("/v1/models/digits/predict", content=last())
+        release.set()
+        answered = [response.status_code for response in await asyncio.gather(*slow)]
+    assert dataplane.in_flight("digits") == 0  # every place given back
+    return refused.status_code, refused.headers.get("retry-after", ""), read_last, answered
 
 
-def test_overload_is_refused_before_the_body_is_read(registry: Registry) -> None:
-    status, retry_after, body_read, slow = asyncio.run(_admission(registry))
+def test_overload_is_refused_before_the_body_is_read(registry: Registry, settings: Settings) -> None:
+    register_digits(registry)
+    with serving(registry, unit_settings(settings, serving=ModelServing(max_in_flight=1))) as (
+        client,
+        server,
+    ):
+        status, retry_after, body_read, slow = client.run(_admission(server))
     assert (status, retry_after, body_read) == (503, "1", False)
     assert slow == [200] * READING

@@ -11,15 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shipyard.config import ModelServing
-from shipyard.dataplane import DataPlane
+from shipyard.config import ModelServing, Settings
 from shipyard.registry import Registry
-from shipyard.runtime import ModelManager, RunnerOptions
-from shipyard.server.http import create_app
 from tests.asgi import ASGIClient
 from tests.conftest import DIGITS_SIGNATURE, register_digits
 from tests.models import digits_data, digits_linear
-from tests.unit.conftest import digits_request
+from tests.unit.conftest import digits_request, serving, unit_settings
 
 
 def test_health_and_metadata(client: ASGIClient) -> None:
@@ -282,16 +279,13 @@ def test_repository_index_unload_and_load(client: ASGIClient) -> None:
     assert client.post("/v2/repository/models/nope/load").status_code == 404
 
 
-def test_admin_tokens_guard_the_repository_and_name_the_actor(registry: Registry) -> None:
+def test_admin_tokens_guard_the_repository_and_name_the_actor(registry: Registry, settings: Settings) -> None:
     register_digits(registry)
     register_digits(registry)
     registry.deploy("digits", 1)
-    manager = ModelManager(registry, RunnerOptions())
-    manager.load()
-    guarded = ASGIClient(create_app(DataPlane(manager), admin_tokens={"admin": "s3cret", "ci": "c1-token"}))
-    guarded.run(manager.start())
-    as_ci = {"Authorization": "Bearer c1-token"}
-    try:
+    tokens = unit_settings(settings, admin_tokens={"admin": "s3cret", "ci": "c1-token"})
+    with serving(registry, tokens) as (guarded, _):
+        as_ci = {"Authorization": "Bearer c1-token"}
         refused = guarded.post("/v2/repository/index")
         assert refused.status_code == 401 and "admin token" in refused.json()["error"]
         wrong = {"Authorization": "Bearer wrong"}
@@ -329,34 +323,25 @@ def test_admin_tokens_guard_the_repository_and_name_the_actor(registry: Registry
         assert missing.status_code == 404 and "no version 9" in missing.json()["error"]
         unknown = guarded.post("/v2/repository/models/nope/rollback", headers=as_ci)
         assert unknown.status_code == 404
-    finally:
-        guarded.run(manager.aclose())
-        guarded.close()
-        manager.unload_all()
 
 
-def test_a_deploy_that_cannot_load_changes_nothing(registry: Registry) -> None:
+def test_a_deploy_that_cannot_load_changes_nothing(registry: Registry, settings: Settings) -> None:
     register_digits(registry)
     registry.deploy("digits", 1)
     registry.register("digits", b"no ONNX at all", signature=DIGITS_SIGNATURE, framework="onnx", check={})
-    manager = ModelManager(registry, RunnerOptions(), ModelServing(versions="specific 1"))
-    manager.load()
-    client = ASGIClient(create_app(DataPlane(manager)))
-    client.run(manager.start())
-    serving = manager.served("digits").versions[1]
-    try:
+    with serving(registry, unit_settings(settings, serving=ModelServing(versions="specific 1"))) as (
+        client,
+        server,
+    ):
+        resident = server.manager.served("digits").versions[1]
         refused = client.post("/v2/repository/models/digits/deploy", json={"version": 2})
         assert refused.status_code == 503
         assert "digits:2 was not deployed, digits:1 still serves" in refused.json()["error"]
         assert "cannot load the model" in refused.json()["error"]
         assert registry.model("digits").aliases["production"] == 1
         assert registry.history("digits")[-1].kind == "load-failed"
-        assert manager.served("digits").versions[1] is serving  # still resident: never drained
+        assert server.manager.served("digits").versions[1] is resident  # still resident: never drained
         X, _ = digits_data()
         assert (
             client.post("/v2/models/digits/infer", json=digits_request(X[:1])).json()["model_version"] == "1"
         )
-    finally:
-        client.run(manager.aclose())
-        client.close()
-        manager.unload_all()

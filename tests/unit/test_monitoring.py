@@ -3,48 +3,37 @@ log never slowing answers down, Prometheus metrics and Triton's statistics."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from shipyard.config import MonitorSettings
-from shipyard.dataplane import DataPlane
+from shipyard.config import MonitorSettings, Settings
 from shipyard.errors import InvalidInput
 from shipyard.monitor.live import Monitor
 from shipyard.monitor.predlog import PredictionRecord
 from shipyard.monitor.reference import profile_version
 from shipyard.registry import Registry
-from shipyard.runtime import ModelManager, RunnerOptions
-from shipyard.server.http import create_app
 from tests.asgi import ASGIClient
 from tests.conftest import LABELS, register_digits
 from tests.models import digits_data, digits_linear
+from tests.unit.conftest import serving, unit_settings
 
 WINDOW = 500
 SPLIT = np.random.default_rng(7).permutation(1797)  # digits rows: the first 1,000 are the reference
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def serve(registry: Registry, monitor: Monitor) -> tuple[ASGIClient, ModelManager]:
-    manager = ModelManager(registry, RunnerOptions(intra_op_threads=1), observer=monitor.version)
-    manager.load()
-    client = ASGIClient(create_app(DataPlane(manager, monitor)))
-    client.run(manager.start())
-    monitor.start()
-    return client, manager
-
-
-def stop(client: ASGIClient, manager: ModelManager, monitor: Monitor) -> None:
-    client.run(manager.aclose())
-    client.close()
-    manager.unload_all()
-    monitor.close()
+def serve(registry: Registry, settings: Settings, monitor: Monitor) -> Any:
+    """The server watching with `monitor` (the test's own: its settings, its log)."""
+    return serving(registry, unit_settings(settings), monitor=monitor)
 
 
 @pytest.fixture
@@ -58,12 +47,11 @@ def referenced(registry: Registry, tmp_path: Path) -> Registry:
 
 
 @pytest.fixture
-def server(referenced: Registry, tmp_path: Path) -> Iterator[tuple[ASGIClient, Monitor]]:
-    settings = MonitorSettings(drift_window=WINDOW, drift_min_rows=WINDOW)
-    monitor = Monitor(settings, str(tmp_path / "predictions"))
-    client, manager = serve(referenced, monitor)
-    yield client, monitor
-    stop(client, manager, monitor)
+def server(referenced: Registry, settings: Settings, tmp_path: Path) -> Iterator[tuple[ASGIClient, Monitor]]:
+    watching = MonitorSettings(drift_window=WINDOW, drift_min_rows=WINDOW)
+    monitor = Monitor(watching, str(tmp_path / "predictions"))
+    with serve(referenced, settings, monitor) as (client, _):
+        yield client, monitor
 
 
 def infer(
@@ -159,12 +147,14 @@ class BlockedSink:
         pass
 
 
-def test_a_full_prediction_log_drops_and_counts_without_slowing_answers(referenced: Registry) -> None:
+def test_a_full_prediction_log_drops_and_counts_without_slowing_answers(
+    referenced: Registry, settings: Settings
+) -> None:
     sink = BlockedSink()
     monitor = Monitor(MonitorSettings(log_queue=20), sink)
-    client, manager = serve(referenced, monitor)
     X = digits_data()[0]
-    try:
+    with serve(referenced, settings, monitor) as (client, server), contextlib.ExitStack() as done:
+        done.callback(sink.release.set)  # before the server stops: its log is written as it stops
         timings = []
         for i in range(300):
             start = time.perf_counter()
@@ -179,15 +169,12 @@ def test_a_full_prediction_log_drops_and_counts_without_slowing_answers(referenc
         before, after = np.median(timings[:15]), np.median(timings[-100:])
         print(f"median answer: {before * 1e3:.2f} ms with room in the log, {after * 1e3:.2f} ms when full")
         assert after < 10 * before  # the same order of magnitude
-        monitor.tick(manager.gauges())
+        client.run(server.tick())
         metrics = client.get("/metrics").text
         assert (
             f'shipyard_prediction_log_records_total{{outcome="dropped_full"}} {counters.dropped_full}.0'
             in metrics
         )
-    finally:
-        sink.release.set()
-        stop(client, manager, monitor)
     assert len(sink.written) == 300 - counters.dropped_full  # every record accepted was written
 
 
@@ -258,7 +245,9 @@ def test_a_reference_can_come_from_parquet_or_csv(registry: Registry, tmp_path: 
         profile_version(registry, record, tmp_path / "bad.parquet")
 
 
-def test_a_model_without_a_batch_axis_is_watched_as_one_sample(registry: Registry, tmp_path: Path) -> None:
+def test_a_model_without_a_batch_axis_is_watched_as_one_sample(
+    registry: Registry, settings: Settings, tmp_path: Path
+) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     from shipyard.signature import Scores, Signature, TensorSpec
@@ -277,8 +266,7 @@ def test_a_model_without_a_batch_axis_is_watched_as_one_sample(registry: Registr
     )
     registry.register("flat", model.SerializeToString(), signature=signature, framework="onnx", check={})
     monitor = Monitor(MonitorSettings(), str(tmp_path / "predictions"))
-    client, manager = serve(registry, monitor)
-    try:
+    with serve(registry, settings, monitor) as (client, _):
         x = digits_data()[0][0]
         body = {"inputs": [{"name": "x", "shape": [64], "datatype": "FP32", "data": x.tolist()}]}
         assert client.post("/v2/models/flat/infer", json=body).status_code == 200
@@ -286,8 +274,6 @@ def test_a_model_without_a_batch_axis_is_watched_as_one_sample(registry: Registr
         assert doc["class"] == str(int(np.argmax(x @ W))) and "id" in doc
         version = client.get("/v1/models/flat/monitor").json()["versions"][0]
         assert version["requests"] == 2 and sum(version["confidence"]["counts"]) == 2
-    finally:
-        stop(client, manager, monitor)
 
 
 def test_an_optimized_version_is_watched_against_its_parents_reference(
@@ -339,14 +325,15 @@ def register_labelled(registry: Registry, tmp_path: Path) -> None:
     )
 
 
-def test_requests_without_scores_never_switch_drift_off(registry: Registry, tmp_path: Path) -> None:
+def test_requests_without_scores_never_switch_drift_off(
+    registry: Registry, settings: Settings, tmp_path: Path
+) -> None:
     """Asking only for the label output feeds drift its inputs; the requests with scores keep theirs."""
     register_labelled(registry, tmp_path)
     monitor = Monitor(MonitorSettings(drift_window=WINDOW, drift_min_rows=300), str(tmp_path / "log"))
-    client, manager = serve(registry, monitor)
     X = digits_data()[0][SPLIT[1000:]]
     rng = np.random.default_rng(3)
-    try:
+    with serve(registry, settings, monitor) as (client, _):
         scored = 0
         for i in range(WINDOW // 20):  # mixed traffic, gathered into the same flushes
             infer(client, X[rng.integers(0, len(X), 20)], "labelled", ["label"] if i % 2 else None)
@@ -366,8 +353,6 @@ def test_requests_without_scores_never_switch_drift_off(registry: Registry, tmp_
             infer(client, np.clip(X[rng.integers(0, len(X), 20)] + 3, 0, 16), "labelled")
             sent += 20
             assert sent <= WINDOW, "drift was not flagged within one window"
-    finally:
-        stop(client, manager, monitor)
 
 
 def drift_of(client: ASGIClient, model: str) -> dict[str, object]:

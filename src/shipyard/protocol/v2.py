@@ -276,6 +276,26 @@ def _decode_outputs(value: Any) -> list[RequestedOutput] | None:
     return outputs
 
 
+def output_tensors(
+    request: InferenceRequest, names: list[str], results: list[np.ndarray], labels: list[str] | None
+) -> list[OutputTensor]:
+    """A run's outputs (`names`, as asked) as the request wants them: binary or JSON, each output's
+    own choice over the request's, and top-k classes where it asks for the classification extension."""
+    wanted = request.outputs
+    outputs = []
+    for i, (name, data) in enumerate(zip(names, results, strict=True)):
+        requested = wanted[i] if wanted is not None else None
+        binary = request.binary_output
+        if requested is not None and requested.binary is not None:
+            binary = requested.binary
+        if requested is not None and requested.classification:
+            if data.dtype.kind not in "fiu":
+                raise InvalidInput(f"output {name!r} holds no scores to classify")
+            data = classify(data, requested.classification, labels)
+        outputs.append(OutputTensor(name, data, binary))
+    return outputs
+
+
 def encode_response(response: InferenceResponse) -> tuple[bytes, int | None]:
     """The body, and the JSON header's length when binary outputs follow it (else None)."""
     outputs, blobs = [], []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 from pydantic import BaseModel, Field, ValidationError
@@ -48,13 +48,3 @@ async def admin_body(request: Request, model: type[Body]) -> Body:
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
         )
         raise InvalidInput(f"bad request body: {problems}") from None
-
-
-def documented(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` describing `model` as the JSON request body, for /docs."""
-    return {
-        "requestBody": {
-            "required": False,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }

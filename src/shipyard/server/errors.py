@@ -1,21 +1,20 @@
-"""The one place where errors become HTTP responses: {"error": "..."} with the error's status."""
+"""The one place where errors become HTTP responses: {"error": "..."} with the error's status.
+
+What each failure is answered with, and how it is logged, is server/failures.py's, for gRPC too.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
-from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
-from shipyard.errors import ShipyardError
-
-log = logging.getLogger("shipyard.server")
-CLIENT_GONE = 499  # nginx's "client closed request": counted, never answered
+from shipyard.errors import CLIENT_GONE, ClientGone, ShipyardError
+from shipyard.server.failures import failure
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -28,22 +27,19 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def answer_error(exc: BaseException) -> Response:
-    """The JSON answer of any exception; unexpected ones are logged once, as a 500 that says nothing of
-    the server's insides."""
-    if isinstance(exc, ShipyardError):
-        retry = getattr(exc, "retry_after_s", None)
-        if exc.status >= 500 and retry is None and exc.status != 503:
-            log.error("%s: %s", type(exc).__name__, exc.message)
-        return error_response(exc.status, exc.message, {"Retry-After": str(retry)} if retry else None)
-    log.error("unexpected error", exc_info=exc)
-    return error_response(500, "internal server error")
+    """The JSON answer of any exception (none for a client that went away: nobody reads it)."""
+    status, message, retry = failure(exc)
+    if status == CLIENT_GONE:
+        return Response(status_code=CLIENT_GONE)
+    return error_response(status, message, {"Retry-After": str(retry)} if retry else None)
 
 
-async def _shipyard(_request: Request, exc: Exception) -> Response:
+async def _any(_request: Request, exc: Exception) -> Response:
     return answer_error(exc)
 
 
 async def _http(_request: Request, exc: Exception) -> Response:
+    """Starlette's own: no route (404), a method the route does not take (405)."""
     assert isinstance(exc, HTTPException)
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and message == "Not Found":
@@ -51,30 +47,7 @@ async def _http(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, message, getattr(exc, "headers", None))
 
 
-async def _validation(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-    return error_response(400, problems or "invalid request")
-
-
-async def _unexpected(_request: Request, exc: Exception) -> Response:
-    return answer_error(exc)
-
-
-async def _gone(_request: Request, exc: Exception) -> Response:
-    log.debug("a client went away before sending its whole request")
-    return Response(status_code=CLIENT_GONE)  # nobody reads it
-
-
-def handlers(unexpected: bool = True) -> dict[Any, Callable[[Request, Any], Coroutine[Any, Any, Response]]]:
-    """For Starlette(exception_handlers=...) and FastAPI alike; `unexpected` errors are answered (and
-    logged) by the outermost app only."""
-    table: dict[Any, Callable[[Request, Any], Coroutine[Any, Any, Response]]] = {
-        ShipyardError: _shipyard,
-        HTTPException: _http,
-        RequestValidationError: _validation,
-        ClientDisconnect: _gone,
-    }
-    if unexpected:
-        table[Exception] = _unexpected
-    return table
+def handlers() -> dict[Any, Callable[[Request, Any], Coroutine[Any, Any, Response]]]:
+    """For Starlette(exception_handlers=...): what is expected is answered where it is raised;
+    anything else is answered last (and re-raised by Starlette: see transport.KeepErrorsQuiet)."""
+    return {ShipyardError: _any, ClientGone: _any, HTTPException: _http, Exception: _any}

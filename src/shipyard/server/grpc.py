@@ -1,14 +1,13 @@
 """The gRPC transport: KServe v2's GRPCInferenceService on grpc.aio, over the same data plane.
 
 Each method converts the message (protocol/grpc/codec.py), calls the data plane, converts back.
-Errors map to status codes in one table.
+A failure is answered with the code one table gives its status (server/failures.py says which, and
+logs it as HTTP does).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -17,12 +16,12 @@ import grpc
 
 from shipyard.config import TransportLimits
 from shipyard.dataplane import DataPlane
-from shipyard.errors import NotFound, ShipyardError, Unavailable
+from shipyard.errors import NotFound, Unavailable
 from shipyard.protocol.grpc import codec
 from shipyard.protocol.grpc import messages as pb
+from shipyard.protocol.v2 import InferenceRequest
 from shipyard.server.auth import Auth
-
-log = logging.getLogger("shipyard.server")
+from shipyard.server.failures import failure
 
 STATUS_CODES: dict[int, grpc.StatusCode] = {
     HTTPStatus.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
@@ -37,30 +36,29 @@ STATUS_CODES: dict[int, grpc.StatusCode] = {
     HTTPStatus.GATEWAY_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 GRPC_IDLE_MS = 300_000  # channels are long-lived by design: close one only after 5 idle minutes
-# Which scope each RPC needs (server/auth.py); the health checks need none.
-SCOPES: dict[str, str | None] = {"ServerLive": None, "ServerReady": None, "ModelInfer": "predict"}
+# Which scope each RPC needs (server/auth.py), "read" unless said; the health checks need none.
+# ModelInfer's is checked as the data plane admits the request (dataplane.Inbound), so that a refusal
+# is counted as every other failure of a request is.
+SCOPES: dict[str, str | None] = {"ServerLive": None, "ServerReady": None, "ModelInfer": None}
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
 
 
 def _guard(method: Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Res]]) -> Any:
-    """Check the call's scope, then turn shipyard errors into their status code, and anything else
-    into INTERNAL (logged)."""
+    """Check the call's scope, then answer a failure with its status's code (anything unexpected:
+    INTERNAL, logged)."""
     scope = SCOPES.get(method.__name__, "read")
 
     async def wrapper(self: InferenceServicer, request: Req, context: grpc.aio.ServicerContext) -> Res:
         try:
             if scope is not None and (scope == "admin" or self.auth.enforced(scope)):
-                model = getattr(request, "model_name", None) or getattr(request, "name", None)
+                model = getattr(request, "name", None)
                 self.auth.check(_authorization(context), scope, model or None, context.peer())
             return await method(self, request, context)
-        except ShipyardError as exc:
-            code = STATUS_CODES.get(exc.status, grpc.StatusCode.INTERNAL)
-            await context.abort(code, exc.message)
-        except Exception:
-            log.exception("unexpected error in %s", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal server error")
+        except Exception as exc:
+            status, message, _ = failure(exc)
+            await context.abort(STATUS_CODES.get(status, grpc.StatusCode.INTERNAL), message)
         raise AssertionError("unreachable: abort raises")
 
     wrapper.__name__ = method.__name__
@@ -74,10 +72,31 @@ def _authorization(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
+Call = tuple[Any, grpc.aio.ServicerContext]
+"""A ModelInferRequest and its call."""
+
+
+class InferInbound:
+    """How ModelInfer hands a request to the data plane: the caller's token from the call's metadata;
+    the message, whole already, decoded once the request is admitted."""
+
+    def __init__(self, auth: Auth) -> None:
+        self.auth = auth
+
+    def allow(self, call: Call, model: str) -> None:
+        if self.auth.enforced("predict"):
+            context = call[1]
+            self.auth.check(_authorization(context), "predict", model, context.peer())
+
+    async def read(self, call: Call) -> InferenceRequest:
+        return codec.decode_infer(call[0])[0]
+
+
 class InferenceServicer:
     def __init__(self, dataplane: DataPlane, auth: Auth | None = None) -> None:
         self.dataplane = dataplane
         self.auth = auth or Auth()
+        self.inbound = InferInbound(self.auth)
 
     @_guard
     async def ServerLive(self, request: Any, context: Any) -> Any:
@@ -116,21 +135,9 @@ class InferenceServicer:
 
     @_guard
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        started = time.perf_counter()
         name, version = request.model_name, request.model_version or None
-        try:
-            self.dataplane.admit(name, version)  # before the tensors are decoded
-            self.dataplane.body_read(name)  # grpc has received the whole message
-            try:
-                decoded, raw = codec.decode_infer(request)
-                response = await self.dataplane.infer(name, version, decoded, "grpc", started)
-            finally:
-                self.dataplane.release(name, body_read=True)
-        except Exception as exc:
-            status = int(exc.status) if isinstance(exc, ShipyardError) else 500
-            self.dataplane.failed(name, version, "grpc", status, started)
-            raise
-        return codec.encode_infer(response, raw)
+        response = await self.dataplane.infer(name, version, (request, context), self.inbound, "grpc")
+        return codec.encode_infer(response, bool(request.raw_input_contents))
 
 
 @contextlib.asynccontextmanager

@@ -1,16 +1,14 @@
 """The hot endpoints (v2 infer, predict, health, metrics) as plain `request -> response` functions.
 
-Each one decides what it can before reading a byte of the body: the caller's token, whether the model
-is served, whether the model has room (admission). Only an admitted request has its body read and
-decoded, so refusing under overload costs almost nothing. Failures become their answer here, not
-by raising through Starlette: a 4xx or 5xx leaves the keep-alive connection usable, and a client that
-went away mid-body is counted as such (499), not as a server error.
+Inference is the data plane's from the request's arrival (dataplane.py): a handler gives it the
+request with the `Inbound` that checks the caller's token and reads the body once the request is
+admitted, and encodes what comes back. Failures become their answer here, not by raising through
+Starlette: a 4xx or 5xx leaves the keep-alive connection usable, and a client that went away
+mid-body gets no answer (it is counted as 499).
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,15 +16,14 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from shipyard.dataplane import DataPlane
-from shipyard.errors import InvalidInput, PayloadTooLarge, ShipyardError
-from shipyard.protocol.v2 import HEADER_LENGTH, decode_request, encode_response
+from shipyard.dataplane import DataPlane, Predict
+from shipyard.errors import ClientGone, InvalidInput, PayloadTooLarge
+from shipyard.protocol.v2 import HEADER_LENGTH, InferenceRequest, decode_request, encode_response
 from shipyard.server.auth import Auth
-from shipyard.server.errors import CLIENT_GONE, answer_error
+from shipyard.server.errors import answer_error
 from shipyard.server.transport import hold_connection
 
 JSON = "application/json"
-log = logging.getLogger("shipyard.server")
 
 
 def json_response(doc: Any, status: int = 200) -> Response:
@@ -35,16 +32,23 @@ def json_response(doc: Any, status: int = 200) -> Response:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused with 413 as soon as it is known to pass `limit` (before buffering it)."""
+    _check_declared(request, limit)
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientGone() from None
+    return b"".join(chunks)
+
+
+def _check_declared(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _header_length(request: Request) -> int | None:
@@ -67,35 +71,50 @@ def client_of(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+class Inference:
+    """What both inbound kinds share: the caller's `predict` scope, and the body limit."""
+
+    def __init__(self, auth: Auth, limit: int) -> None:
+        self.auth, self.limit = auth, limit
+
+    def allow(self, request: Request, model: str) -> None:
+        if self.auth.enforced("predict"):
+            authorization = request.headers.get("authorization")
+            self.auth.check(authorization, "predict", model, client_of(request))
+
+
+class V2Inbound(Inference):
+    """A v2 request over HTTP: JSON, or a JSON header and binary tensors (the binary extension)."""
+
+    async def read(self, request: Request) -> InferenceRequest:
+        """read_body's reading, written out here: the hot path's one coroutine for its body."""
+        limit = self.limit
+        _check_declared(request, limit)
+        chunks, size = [], 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise ClientGone() from None
+        return decode_request(b"".join(chunks), _header_length(request))
+
+
+class PredictInbound(Inference):
+    """A friendly prediction: the body, and `?top_k=`."""
+
+    async def read(self, request: Request) -> Predict:
+        top_k = _top_k(request)
+        return await read_body(request, self.limit), top_k
+
+
 class Handlers:
     def __init__(self, dataplane: DataPlane, auth: Auth, max_body_bytes: int) -> None:
         self.dataplane = dataplane
-        self.auth = auth
-        self.limit = max_body_bytes
-
-    def allow(self, request: Request, scope: str, model: str | None = None) -> str:
-        """The actor for the history; raises when the request may not do this (see server/auth.py)."""
-        return self.auth.check(request.headers.get("authorization"), scope, model, client_of(request))
-
-    def _failed(
-        self,
-        request: Request,
-        exc: BaseException,
-        name: str | None,
-        version: str | None,
-        protocol: str,
-        started: float,
-    ) -> Response:
-        if isinstance(exc, ClientDisconnect):
-            log.debug("a client went away before sending its whole request")
-            self.dataplane.failed(name, version, protocol, CLIENT_GONE, started)
-            return Response(status_code=CLIENT_GONE)
-        response = answer_error(exc)
-        self.dataplane.failed(name, version, protocol, response.status_code, started)
-        retry = getattr(exc, "retry_after_s", None)
-        if retry:
-            hold_connection(request.scope, retry)
-        return response
+        self.v2 = V2Inbound(auth, max_body_bytes)
+        self.friendly = PredictInbound(auth, max_body_bytes)
 
     async def live(self, request: Request) -> Response:
         return json_response({"live": self.dataplane.live()})
@@ -108,24 +127,14 @@ class Handlers:
         return json_response(doc, 200 if is_ready else 400)
 
     async def infer(self, request: Request) -> Response:
-        started = time.perf_counter()
-        name, version = request.path_params["name"], request.path_params.get("version")
+        params = request.path_params
         try:
-            if self.auth.enforced("predict"):
-                self.allow(request, "predict", name)
-            self.dataplane.admit(name, version)  # 404 or 503 before the body is read
-            body_read = False
-            try:
-                body = await read_body(request, self.limit)
-                self.dataplane.body_read(name)
-                body_read = True
-                decoded = decode_request(body, _header_length(request))
-                answer = await self.dataplane.infer(name, version, decoded, "rest", started)
-            finally:
-                self.dataplane.release(name, body_read)
+            answer = await self.dataplane.infer(
+                params["name"], params.get("version"), request, self.v2, "rest"
+            )
             content, header_length = encode_response(answer)
         except Exception as exc:
-            return self._failed(request, exc, name, version, "rest", started)
+            return failed(request, exc)
         if header_length is None:
             return Response(content, media_type=JSON)
         return Response(
@@ -135,37 +144,27 @@ class Handlers:
         )
 
     async def predict(self, request: Request) -> Response:
-        started = time.perf_counter()
-        name, version = request.path_params.get("name"), request.path_params.get("version")
+        params = request.path_params
         try:
-            top_k = _top_k(request)
-            name = self.dataplane.only_model() if name is None else name
-            if self.auth.enforced("predict"):
-                self.allow(request, "predict", name)
-            self.dataplane.admit(name, version)
-            body_read = False
-            try:
-                body = await read_body(request, self.limit)
-                self.dataplane.body_read(name)
-                body_read = True
-                answer = await self.dataplane.predict(name, version, body, top_k, started)
-            finally:
-                self.dataplane.release(name, body_read)
+            answer = await self.dataplane.predict(
+                params.get("name"), params.get("version"), request, self.friendly
+            )
         except Exception as exc:
-            return self._failed(request, exc, name, version, "predict", started)
+            return failed(request, exc)
         return json_response(answer)
 
     async def metrics(self, request: Request) -> Response:
-        try:
-            if self.auth.enforced("read"):
-                self.allow(request, "read")
-        except ShipyardError as exc:
-            return answer_error(exc)
-        monitor = self.dataplane.monitor
-        if monitor is None:
-            return Response(b"", media_type="text/plain")
-        content, media_type = monitor.metrics.exposition()
+        content, media_type = self.dataplane.metrics()
         return Response(content, media_type=media_type)
+
+
+def failed(request: Request, exc: Exception) -> Response:
+    """The answer of a request that failed; a refusal with Retry-After also holds the connection's
+    next request until then (server/transport.py)."""
+    retry = getattr(exc, "retry_after_s", None)
+    if retry:
+        hold_connection(request.scope, retry)
+    return answer_error(exc)
 
 
 def overload_refusal(dataplane: DataPlane, auth: Auth) -> Callable[[bytes], tuple[bytes, int] | None]:
@@ -183,11 +182,9 @@ def overload_refusal(dataplane: DataPlane, auth: Auth) -> Callable[[bytes], tupl
         if parts[1] not in (b"v1", b"v2") or (len(parts) == 7 and parts[4] != b"versions"):
             return None
         name = parts[3].decode("ascii", "replace")
-        refused = dataplane.overloaded(name)
+        refused = dataplane.refused(name, "predict" if parts[-1] == b"predict" else "rest")
         if refused is None:
             return None
-        protocol = "predict" if parts[-1] == b"predict" else "rest"
-        dataplane.failed(name, None, protocol, 503, time.perf_counter())
         return orjson.dumps({"error": refused.message}), refused.retry_after_s
 
     return refuse

@@ -14,7 +14,8 @@ the three, at the protocol, so refusing costs no request task:
 - a request refused with Retry-After (overload, a rate limit) holds its connection: the next request
   on it is read once that time has passed, as the client was told;
 - a request for a model with no room is refused here, from its URL, before Starlette, a route or a
-  request object (the app's lifespan hands over `REFUSE`): refusals must cost far less than answers.
+  request object (`refuse`, from the server: handlers.overload_refusal): refusals must cost far less
+  than answers.
 
 `KeepErrorsQuiet` wraps the ASGI app so that an unexpected error is answered (500, logged once by
 the exception handler) without Starlette re-raising it into uvicorn, which would log it again and
@@ -58,10 +59,8 @@ TOO_MANY = _raw_response(
 TOO_SLOW = _raw_response(b"408 Request Timeout", b"the request head did not arrive in time")
 
 
-IDLE = "shipyard.idle"
-"""In the app's lifespan state (shared by a server's connections): those waiting for a request."""
-REFUSE = "shipyard.refuse"
-"""In the app's lifespan state: url -> (503 body, Retry-After) or None; see handlers.overload_refusal."""
+Refuse = Callable[[bytes], tuple[bytes, int] | None]
+"""A POST's raw URL -> its 503 body and Retry-After, or None to let it in (handlers.overload_refusal)."""
 HOLD = "shipyard.hold_s"
 """Set in a request's ASGI scope state by a handler that refused it with Retry-After (seconds)."""
 
@@ -75,9 +74,17 @@ class GuardedProtocol(HttpToolsProtocol):
     """One deadline for what the client owes (a head, a body, or, after an early answer, to go
     quiet), and one hold after a refusal with Retry-After."""
 
-    def __init__(self, *args: Any, limits: TransportLimits, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        limits: TransportLimits,
+        refuse: Refuse | None,
+        idle: dict[GuardedProtocol, None],
+        **kwargs: Any,
+    ) -> None:
+        """`idle`: the server's connections waiting for a request, oldest first (shared by them)."""
         super().__init__(*args, **kwargs)
-        self.limits = limits
+        self.limits, self.refuse, self.waiting = limits, refuse, idle
         self._deadline: asyncio.TimerHandle | None = None
         self._hold: asyncio.TimerHandle | None = None
         self._in_body = False
@@ -105,16 +112,15 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _idle(self, idle: bool) -> None:
         """Keep the server's connections that wait for a request in order, oldest first."""
-        waiting: dict[GuardedProtocol, None] = self.app_state.setdefault(IDLE, {})
-        waiting.pop(self, None)
+        self.waiting.pop(self, None)
         if idle:
-            waiting[self] = None
+            self.waiting[self] = None
 
     def _evict_idle(self) -> bool:
         """At the cap, a new connection takes the place of the one that has waited longest for a
         request (as nginx reuses idle keep-alive connections): thousands of idle connections cannot
         lock real clients, health checks included, out."""
-        waiting: dict[GuardedProtocol, None] = self.app_state.get(IDLE, {})
+        waiting = self.waiting
         while waiting:
             oldest = next(iter(waiting))
             del waiting[oldest]
@@ -126,7 +132,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_body = True
         self._arm(self.limits.body_timeout_s, self._body_too_slow)
-        refuse = self.app_state.get(REFUSE)
+        refuse = self.refuse
         refused = refuse(self.url) if refuse is not None and self.parser.get_method() == b"POST" else None
         if refused is None:
             super().on_headers_complete()
@@ -211,9 +217,9 @@ class Refusal:
         await send({"type": "http.response.body", "body": self.body})
 
 
-def protocol_for(limits: TransportLimits) -> Callable[..., GuardedProtocol]:
-    """What uvicorn calls per connection (`http=`); a partial, so `--workers` can pickle it."""
-    return functools.partial(GuardedProtocol, limits=limits)
+def protocol_for(limits: TransportLimits, refuse: Refuse | None = None) -> Callable[..., GuardedProtocol]:
+    """What uvicorn calls per connection (`http=`), for one server."""
+    return functools.partial(GuardedProtocol, limits=limits, refuse=refuse, idle={})
 
 
 def raise_open_file_limit(wanted: int) -> int:

@@ -1,0 +1,119 @@
+"""Every HTTP endpoint, one method each (server/routes.py says which route each answers): the hot ones
+(server/handlers.py) and the rest, metadata, the repository extension, monitoring and the docs. Each
+converts the request, calls the data plane and converts its answer; errors are raised, for Starlette
+to answer (server/errors.py). The route's scope was checked before (server/http.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from shipyard.dataplane import DataPlane
+from shipyard.errors import InvalidInput
+from shipyard.monitor import dashboard
+from shipyard.server.admin import DeployRequest, RollbackRequest, admin_body
+from shipyard.server.auth import Auth
+from shipyard.server.handlers import Handlers, json_response, read_body
+from shipyard.server.openapi import swagger_page
+
+FEEDBACK_LIMIT = 4 * 1024 * 1024
+TRUE, FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no", "")
+
+
+def _name_version(request: Request) -> tuple[str, str | None]:
+    return request.path_params["name"], request.path_params.get("version")
+
+
+class Endpoints(Handlers):
+    def __init__(
+        self, dataplane: DataPlane, auth: Auth, max_body_bytes: int, document: dict[str, Any]
+    ) -> None:
+        """`document`: the OpenAPI document (server/openapi.py), served as it is and shown by /docs."""
+        super().__init__(dataplane, auth, max_body_bytes)
+        self._openapi = orjson.dumps(document)
+        self._docs = swagger_page("/openapi.json", document["info"]["title"])
+
+    async def server_metadata(self, request: Request) -> Response:
+        return json_response(self.dataplane.server_metadata())
+
+    async def statistics(self, request: Request) -> Response:
+        params = request.path_params
+        return json_response(self.dataplane.statistics(params.get("name"), params.get("version")))
+
+    async def model_metadata(self, request: Request) -> Response:
+        return json_response(self.dataplane.model_metadata(*_name_version(request)))
+
+    async def model_config(self, request: Request) -> Response:
+        return json_response(self.dataplane.model_config(*_name_version(request)))
+
+    async def model_ready(self, request: Request) -> Response:
+        name, version = _name_version(request)
+        is_ready = self.dataplane.model_ready(name, version)
+        return json_response({"name": name, "ready": is_ready}, 200 if is_ready else 400)
+
+    # -- repository extension (Triton's), admin ----------------------------------------------------
+
+    async def repository_index(self, request: Request) -> Response:
+        return json_response(await self.dataplane.repository_index())
+
+    async def repository_load(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        await self.dataplane.repository_load(name)
+        return json_response({"name": name, "loaded": True})
+
+    async def repository_unload(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        await self.dataplane.repository_unload(name)
+        return json_response({"name": name, "loaded": False})
+
+    async def deploy(self, request: Request) -> Response:
+        body = await admin_body(request, DeployRequest)
+        answer = await self.dataplane.deploy(
+            request.path_params["name"],
+            body.version,
+            force=body.force,
+            reason=body.reason,
+            actor=request.state.actor,
+        )
+        return json_response(answer)
+
+    async def rollback(self, request: Request) -> Response:
+        body = await admin_body(request, RollbackRequest)
+        name, actor = request.path_params["name"], request.state.actor
+        return json_response(await self.dataplane.rollback(name, reason=body.reason, actor=actor))
+
+    # -- monitoring -----------------------------------------------------------------------------------
+
+    async def feedback(self, request: Request) -> Response:
+        body = await read_body(request, FEEDBACK_LIMIT)
+        return json_response(await self.dataplane.feedback(request.path_params["name"], body))
+
+    async def monitor_status(self, request: Request) -> Response:
+        return json_response(await self.dataplane.snapshot(request.path_params["name"]))
+
+    async def list_models(self, request: Request) -> Response:
+        return json_response({"models": self.dataplane.models()})
+
+    async def dashboard_index(self, request: Request) -> Response:
+        return HTMLResponse(dashboard.index(self.dataplane.manager.names))
+
+    async def dashboard_page(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        value = request.query_params.get("fragment", "false").lower()
+        if value not in TRUE + FALSE:
+            raise InvalidInput(f"fragment must be true or false, got {value!r}")
+        snapshot = await self.dataplane.snapshot(name)
+        if value in TRUE:
+            return HTMLResponse(dashboard.fragment(snapshot))
+        return HTMLResponse(dashboard.page(name, snapshot, self.dataplane.manager.names))
+
+    # -- the documentation ------------------------------------------------------------------------------
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(self._openapi, media_type="application/json")
+
+    async def docs(self, request: Request) -> Response:
+        return HTMLResponse(self._docs)

@@ -1,0 +1,41 @@
+"""The OpenAPI document is written from the route table: every route is documented, with its path
+parameters, and nothing is documented that is not routed."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.routing import Route
+
+from shipyard.config import Settings
+from shipyard.registry import Registry
+from tests.conftest import register_digits
+from tests.unit.conftest import serving, unit_settings
+
+PAGES = {("GET", "/docs"), ("GET", "/openapi.json")}  # the documentation's own pages
+
+
+def test_the_document_describes_every_route_and_nothing_else(registry: Registry, settings: Settings) -> None:
+    register_digits(registry)
+    with serving(registry, unit_settings(settings)) as (client, server):
+        document = client.get("/openapi.json").json()
+        page = client.get("/docs")
+    routes = [route for route in server.app.app.routes if isinstance(route, Route)]
+    routed = {(method, route.path) for route in routes for method in route.methods or () if method != "HEAD"}
+    documented = {
+        (method.upper(), path) for path, operations in document["paths"].items() for method in operations
+    }
+    assert documented == routed - PAGES
+    assert routed >= PAGES
+    assert ("POST", "/v2/models/{name}/infer") in documented and ("GET", "/metrics") in documented
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            declared = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
+            assert declared == set(re.findall(r"{(\w+)}", path)), path
+            assert operation["tags"] and operation["summary"] and "200" in operation["responses"]
+    ids = [op["operationId"] for operations in document["paths"].values() for op in operations.values()]
+    assert len(ids) == len(set(ids))
+    infer = document["paths"]["/v2/models/{name}/infer"]["post"]
+    assert infer["requestBody"]["content"]["application/json"]["schema"]["required"] == ["inputs"]
+    assert [p["name"] for p in document["paths"]["/predict"]["post"]["parameters"]] == ["top_k"]
+    assert page.status_code == 200 and "/openapi.json" in page.text
