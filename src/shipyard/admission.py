@@ -57,9 +57,13 @@ class Admission:
             self._backoff.retry_after(),
         )
 
-    def admit(self, name: str) -> None:
-        """In, reading its body (the caller asked refusal() first)."""
-        self._reading[name] = self._reading.get(name, 0) + 1
+    def admit(self, name: str, limit: int) -> Overloaded | None:
+        """In, reading its body; or the refusal, when `name` has no room (`limit` at work)."""
+        reading = self._reading.get(name, 0)
+        if self._working.get(name, 0) >= limit or reading >= READING * limit:
+            return self.refusal(name, limit)
+        self._reading[name] = reading + 1
+        return None
 
     def body_read(self, name: str) -> None:
         """An admitted request's body is in: it is at work now."""

@@ -197,10 +197,9 @@ class DataPlane:
         try:
             inbound.allow(request, name)
             record = self.manager.record(name, version)  # the version that answers, resolved once
-            refusal = self.overloaded(name)
+            refusal = admission.admit(name, self.manager.models[name].serving.in_flight_limit)
             if refusal is not None:
                 raise refusal
-            admission.admit(name)
             stage = 1
             decoded = await inbound.read(request)
             admission.body_read(name)
@@ -247,10 +246,9 @@ class DataPlane:
             model = self.only_model() if name is None else name
             inbound.allow(request, model)
             record = self.manager.record(model, version)
-            refusal = self.overloaded(model)
+            refusal = admission.admit(model, self.manager.models[model].serving.in_flight_limit)
             if refusal is not None:
                 raise refusal
-            admission.admit(model)
             stage = 1
             body, top_k = await inbound.read(request)
             admission.body_read(model)
@@ -282,8 +280,10 @@ class DataPlane:
         """The version resolved as the request arrived, held while it runs; unless the request named
         none, and that one left while its body was read (its alias moved on): then the default now."""
         served = self.manager.models.get(record.model)
-        if version is None and served is not None and record.number not in served.records:
-            return self.manager.use(record.model)
+        if served is not None and (
+            served.default == record.number or (version is None and record.number not in served.records)
+        ):
+            return self.manager.use(record.model)  # the default: by far the most asked for, read as such
         return self.manager.use(record.model, record.number)
 
     def _watch(

@@ -207,20 +207,12 @@ def _admin_off(server: Server) -> None:
 def _bind(host: str, port: int, flag: str) -> socket.socket:
     """Take the port, or say in one line that it is taken, rather than as a start-up traceback."""
     from shipyard.errors import Unavailable
+    from shipyard.server.transport import bind_tcp
 
-    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
-    # without it every answer written in two parts waited ~40 ms for a delayed ACK
-    sock = socket.socket(
-        socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
-    )
-    # as uvicorn binds: a port left in TIME_WAIT by a killed server is free to take
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return bind_tcp(host, port)
     except OSError as exc:
-        sock.close()
         raise Unavailable(f"cannot listen on {host}:{port} ({exc.strerror}): choose another {flag}") from None
-    return sock
 
 
 def _port_free(host: str, port: int, flag: str) -> None:

@@ -32,7 +32,9 @@ def json_response(doc: Any, status: int = 200) -> Response:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused with 413 as soon as it is known to pass `limit` (before buffering it)."""
-    _check_declared(request, limit)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
@@ -43,12 +45,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     except ClientDisconnect:
         raise ClientGone() from None
     return b"".join(chunks)
-
-
-def _check_declared(request: Request, limit: int) -> None:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
 
 
 def _header_length(request: Request) -> int | None:
@@ -87,9 +83,11 @@ class V2Inbound(Inference):
     """A v2 request over HTTP: JSON, or a JSON header and binary tensors (the binary extension)."""
 
     async def read(self, request: Request) -> InferenceRequest:
-        """read_body's reading, written out here: the hot path's one coroutine for its body."""
+        """read_body, written out here: the hot path's one coroutine for its body."""
         limit = self.limit
-        _check_declared(request, limit)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
         chunks, size = [], 0
         try:
             async for chunk in request.stream():

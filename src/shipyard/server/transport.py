@@ -29,6 +29,7 @@ import functools
 import logging
 import random
 import resource
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -220,6 +221,24 @@ class Refusal:
 def protocol_for(limits: TransportLimits, refuse: Refuse | None = None) -> Callable[..., GuardedProtocol]:
     """What uvicorn calls per connection (`http=`), for one server."""
     return functools.partial(GuardedProtocol, limits=limits, refuse=refuse, idle={})
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), for a server to listen on (OSError when it cannot be).
+
+    Made as TCP by name (IPPROTO_TCP), as asyncio makes its own: asyncio sets TCP_NODELAY on the
+    connections of a socket only when it says so. Without it, an answer written in two parts (head,
+    body) waited for the client's delayed ACK: ~40 ms a request with wrk, where curl did not show it.
+    As uvicorn binds, a port left in TIME_WAIT by a killed server is free to take (SO_REUSEADDR)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def raise_open_file_limit(wanted: int) -> int:
