@@ -83,21 +83,7 @@ class V2Inbound(Inference):
     """A v2 request over HTTP: JSON, or a JSON header and binary tensors (the binary extension)."""
 
     async def read(self, request: Request) -> InferenceRequest:
-        """read_body, written out here: the hot path's one coroutine for its body."""
-        limit = self.limit
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-        chunks, size = [], 0
-        try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-                chunks.append(chunk)
-        except ClientDisconnect:
-            raise ClientGone() from None
-        return decode_request(b"".join(chunks), _header_length(request))
+        return decode_request(await read_body(request, self.limit), _header_length(request))
 
 
 class PredictInbound(Inference):
