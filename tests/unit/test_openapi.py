@@ -39,3 +39,15 @@ def test_the_document_describes_every_route_and_nothing_else(registry: Registry,
     assert infer["requestBody"]["content"]["application/json"]["schema"]["required"] == ["inputs"]
     assert [p["name"] for p in document["paths"]["/predict"]["post"]["parameters"]] == ["top_k"]
     assert page.status_code == 200 and "/openapi.json" in page.text
+
+
+def test_the_documented_datatypes_are_the_ones_served(registry: Registry, settings: Settings) -> None:
+    register_digits(registry)
+    with serving(registry, unit_settings(settings)) as (client, _):
+        document = client.get("/openapi.json").json()
+    schema = document["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]
+    tensor = schema["schema"]["properties"]["inputs"]["items"]
+    assert set(tensor["properties"]["datatype"]["enum"]) == {
+        "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+        "FP16", "FP32", "FP64", "BYTES",
+    }  # fmt: skip

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from shipyard.datatypes import V2_TO_NUMPY
 from shipyard.server.admin import DeployRequest, RollbackRequest
 
 if TYPE_CHECKING:
@@ -19,21 +20,7 @@ _TENSOR: dict[str, Any] = {
     "properties": {
         "name": {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer"}},
-        "datatype": {
-            "type": "string",
-            "enum": [
-                "BOOL",
-                "INT8",
-                "INT16",
-                "INT32",
-                "INT64",
-                "UINT8",
-                "FP16",
-                "FP32",
-                "FP64",
-                "BYTES",
-            ],
-        },
+        "datatype": {"type": "string", "enum": list(V2_TO_NUMPY)},  # the one table: datatypes.py
         "data": {"type": "array", "items": {}, "description": "flat or nested, row-major"},
         "parameters": {"type": "object"},
     },
