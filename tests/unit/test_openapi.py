@@ -45,8 +45,8 @@ def test_the_documented_datatypes_are_the_ones_served(registry: Registry, settin
     register_digits(registry)
     with serving(registry, unit_settings(settings)) as (client, _):
         document = client.get("/openapi.json").json()
-    schema = document["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]
-    tensor = schema["schema"]["properties"]["inputs"]["items"]
+    body = document["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]
+    tensor = body["content"]["application/json"]["schema"]["properties"]["inputs"]["items"]
     assert set(tensor["properties"]["datatype"]["enum"]) == {
         "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
         "FP16", "FP32", "FP64", "BYTES",
