@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
+from shipyard import scoring
 from shipyard._version import __version__
 from shipyard.admission import Admission
 from shipyard.errors import InvalidInput, NotFound, Overloaded, status_of
@@ -29,6 +30,7 @@ from shipyard.registry import VersionRecord
 from shipyard.rollout.changes import Changes
 from shipyard.runtime import LoadedVersion
 from shipyard.runtime.manager import ModelManager
+from shipyard.scoring import Scored
 from shipyard.signature import check_inputs, check_outputs
 
 if TYPE_CHECKING:
@@ -69,6 +71,8 @@ class Tap(Protocol):
         started: float,
         inputs: Mapping[str, np.ndarray],
         scores: np.ndarray | None,
+        *,
+        scored: Scored | None = None,
     ) -> list[str]: ...
 
     def failed(
@@ -266,10 +270,16 @@ class DataPlane:
         finally:
             if stage:
                 admission.release(model, stage == 2)
+        # the scores read once, for the answer and for the prediction log
+        scored = scoring.read(result.reshape(-1, result.shape[-1]), scores.kind) if scores else None
         items = friendly.predictions(
-            result, kind=scores.kind if scores else None, labels=loaded.record.labels, top_k=top_k
+            result,
+            kind=scores.kind if scores else None,
+            labels=loaded.record.labels,
+            top_k=top_k,
+            scored=scored,
         )
-        ids = self._watch(loaded.record, "predict", started, inputs, result if scores else None)
+        ids = self._watch(loaded.record, "predict", started, inputs, result if scores else None, scored)
         for i, item in enumerate(items):
             item["model"], item["version"] = loaded.name, loaded.number
             if i < len(ids):
@@ -293,6 +303,7 @@ class DataPlane:
         started: float,
         inputs: dict[str, np.ndarray],
         scores: np.ndarray | None,
+        scored: Scored | None = None,
     ) -> list[str]:
         """Tell the monitor about an answer; a failure to watch never fails the answer itself. The
         prediction ids are the monitor's own, never a client's request id: feedback must not be able to
@@ -300,7 +311,7 @@ class DataPlane:
         if self.tap is None:
             return []
         try:
-            return self.tap.answered(record, protocol, started, inputs, scores)
+            return self.tap.answered(record, protocol, started, inputs, scores, scored=scored)
         except Exception:
             log.exception("%s: monitoring this answer failed", record.ref)
             return []
