@@ -1,7 +1,8 @@
 """Every HTTP endpoint, one method each (server/routes.py says which route each answers): the hot ones
-(server/handlers.py) and the rest, metadata, the repository extension, monitoring and the docs. Each
-converts the request, calls the data plane and converts its answer; errors are raised, for Starlette
-to answer (server/errors.py). The route's scope was checked before (server/http.py)."""
+(server/handlers.py, answered from ASGI) and the rest, through Starlette: health, metadata, the
+repository extension, monitoring and the docs. Each converts the request, calls the data plane and
+converts its answer; errors are raised, for Starlette to answer (server/errors.py). The route's
+scope was checked before (server/http.py)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,20 @@ class Endpoints(Handlers):
         super().__init__(dataplane, auth, max_body_bytes)
         self._openapi = orjson.dumps(document)
         self._docs = swagger_page("/openapi.json", document["info"]["title"])
+
+    async def live(self, request: Request) -> Response:
+        return json_response({"live": self.dataplane.live()})
+
+    async def ready(self, request: Request) -> Response:
+        is_ready, down = self.dataplane.ready(), self.dataplane.down()
+        doc: dict[str, Any] = {"ready": is_ready}
+        if down:
+            doc["down"] = down
+        return json_response(doc, 200 if is_ready else 400)
+
+    async def metrics(self, request: Request) -> Response:
+        content, media_type = self.dataplane.metrics()
+        return Response(content, media_type=media_type)
 
     async def server_metadata(self, request: Request) -> Response:
         return json_response(self.dataplane.server_metadata())

@@ -1,10 +1,10 @@
-"""The hot endpoints (v2 infer, predict, health, metrics) as plain `request -> response` functions.
+"""The hot endpoints, v2 infer and predict, answered on the hot path (server/hot.py): a `Call` in,
+one data-plane call, the answer sent.
 
-Inference is the data plane's from the request's arrival (dataplane.py): a handler gives it the
-request with the `Inbound` that checks the caller's token and reads the body once the request is
-admitted, and encodes what comes back. Failures become their answer here, not by raising through
-Starlette: a 4xx or 5xx leaves the keep-alive connection usable, and a client that went away
-mid-body gets no answer (it is counted as 499).
+Inference is the data plane's from the request's arrival (dataplane.py): a handler gives it the call
+with the `Inbound` that checks the caller's token and reads the body once the request is admitted,
+and encodes what comes back. Failures become their answer here (Call.fail): a 4xx or 5xx leaves the
+keep-alive connection usable, and a client that went away mid-body is counted as 499.
 """
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from shipyard.dataplane import DataPlane, Predict
-from shipyard.errors import ClientGone, InvalidInput, PayloadTooLarge
-from shipyard.protocol.v2 import HEADER_LENGTH, InferenceRequest, decode_request, encode_response
+from shipyard.errors import InvalidInput
+from shipyard.protocol.v2 import InferenceRequest, decode_request, encode_response
 from shipyard.server.auth import Auth
-from shipyard.server.errors import answer_error
-from shipyard.server.transport import hold_connection
+from shipyard.server.hot import BINARY, Call, receive_body
 
 JSON = "application/json"
 
@@ -31,33 +30,18 @@ def json_response(doc: Any, status: int = 200) -> Response:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to pass `limit` (before buffering it)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ClientGone() from None
-    return b"".join(chunks)
+    """A Starlette request's whole body, refused with 413 as soon as it is known to pass `limit`."""
+    return await receive_body(request.receive, request.headers.get("content-length"), limit)
 
 
-def _header_length(request: Request) -> int | None:
-    value = request.headers.get(HEADER_LENGTH)
-    if value is None:
-        return None
+def _number(value: bytes, what: str) -> int:
     if not (value.isascii() and value.isdigit()):
-        raise InvalidInput(f"Inference-Header-Content-Length must be a number, got {value!r}")
+        raise InvalidInput(f"{what} must be a number, got {value.decode('latin-1')!r}")
     return int(value)
 
 
-def _top_k(request: Request) -> int:
-    value = request.query_params.get("top_k", "0")
+def _top_k(call: Call) -> int:
+    value = call.query("top_k", "0")
     if not (value.isascii() and value.isdigit()) or int(value) > 1000:
         raise InvalidInput(f"top_k must be an integer from 0 to 1000, got {value!r}")
     return int(value)
@@ -73,25 +57,28 @@ class Inference:
     def __init__(self, auth: Auth, limit: int) -> None:
         self.auth, self.limit = auth, limit
 
-    def allow(self, request: Request, model: str) -> None:
+    def allow(self, call: Call, model: str) -> None:
         if self.auth.enforced("predict"):
-            authorization = request.headers.get("authorization")
-            self.auth.check(authorization, "predict", model, client_of(request))
+            authorization = call.authorization
+            token = None if authorization is None else authorization.decode("latin-1")
+            self.auth.check(token, "predict", model, call.client)
 
 
 class V2Inbound(Inference):
     """A v2 request over HTTP: JSON, or a JSON header and binary tensors (the binary extension)."""
 
-    async def read(self, request: Request) -> InferenceRequest:
-        return decode_request(await read_body(request, self.limit), _header_length(request))
+    async def read(self, call: Call) -> InferenceRequest:
+        header = call.header_length
+        length = None if header is None else _number(header, "Inference-Header-Content-Length")
+        return decode_request(await call.body(self.limit), length)
 
 
 class PredictInbound(Inference):
     """A friendly prediction: the body, and `?top_k=`."""
 
-    async def read(self, request: Request) -> Predict:
-        top_k = _top_k(request)
-        return await read_body(request, self.limit), top_k
+    async def read(self, call: Call) -> Predict:
+        top_k = _top_k(call)
+        return await call.body(self.limit), top_k
 
 
 class Handlers:
@@ -100,55 +87,30 @@ class Handlers:
         self.v2 = V2Inbound(auth, max_body_bytes)
         self.friendly = PredictInbound(auth, max_body_bytes)
 
-    async def live(self, request: Request) -> Response:
-        return json_response({"live": self.dataplane.live()})
-
-    async def ready(self, request: Request) -> Response:
-        is_ready, down = self.dataplane.ready(), self.dataplane.down()
-        doc: dict[str, Any] = {"ready": is_ready}
-        if down:
-            doc["down"] = down
-        return json_response(doc, 200 if is_ready else 400)
-
-    async def infer(self, request: Request) -> Response:
-        params = request.path_params
+    async def infer(self, call: Call) -> None:
+        params = call.params
         try:
-            answer = await self.dataplane.infer(
-                params["name"], params.get("version"), request, self.v2, "rest"
-            )
+            answer = await self.dataplane.infer(params["name"], params.get("version"), call, self.v2, "rest")
             content, header_length = encode_response(answer)
         except Exception as exc:
-            return failed(request, exc)
+            await call.fail(exc)
+            return
         if header_length is None:
-            return Response(content, media_type=JSON)
-        return Response(
-            content,
-            media_type="application/octet-stream",
-            headers={"Inference-Header-Content-Length": str(header_length)},
-        )
+            await call.answer(content)
+        else:
+            await call.answer(content, BINARY, [(b"inference-header-content-length", b"%d" % header_length)])
 
-    async def predict(self, request: Request) -> Response:
-        params = request.path_params
+    async def predict(self, call: Call) -> None:
+        params = call.params
         try:
             answer = await self.dataplane.predict(
-                params.get("name"), params.get("version"), request, self.friendly
+                params.get("name"), params.get("version"), call, self.friendly
             )
+            content = orjson.dumps(answer)
         except Exception as exc:
-            return failed(request, exc)
-        return json_response(answer)
-
-    async def metrics(self, request: Request) -> Response:
-        content, media_type = self.dataplane.metrics()
-        return Response(content, media_type=media_type)
-
-
-def failed(request: Request, exc: Exception) -> Response:
-    """The answer of a request that failed; a refusal with Retry-After also holds the connection's
-    next request until then (server/transport.py)."""
-    retry = getattr(exc, "retry_after_s", None)
-    if retry:
-        hold_connection(request.scope, retry)
-    return answer_error(exc)
+            await call.fail(exc)
+            return
+        await call.answer(content)
 
 
 def overload_refusal(dataplane: DataPlane, auth: Auth) -> Callable[[bytes], tuple[bytes, int] | None]:

@@ -1,11 +1,12 @@
 """The HTTP transport: the routes of server/routes.py, each answered by one endpoint that converts,
 calls the data plane, and converts back.
 
-Plain Starlette routes: FastAPI's per-request machinery (dependency solving, exit stacks, its
-middlewares) measured at about half of the server's CPU per request on the digits model (py-spy,
-bench/). The OpenAPI document is written from the same table (server/openapi.py). Every route checks
-the scope its path needs (routes.scope_of) before it reads a body; inference checks it as the data
-plane admits the request (dataplane.Inbound). The app has no lifespan: what runs beside it is the
+Inference is answered on the hot path, straight from ASGI (server/hot.py); the rest by plain
+Starlette routes: FastAPI's per-request machinery (dependency solving, exit stacks, its middlewares)
+measured at about half of the server's CPU per request on the digits model (py-spy, bench/). The
+OpenAPI document is written from the same table (server/openapi.py). Every route checks the scope its
+path needs (routes.scope_of) before it reads a body; inference checks it as the data plane admits
+the request (dataplane.Inbound). The app has no lifespan: what runs beside it is the
 server's (server/serving.py).
 """
 
@@ -24,6 +25,7 @@ from shipyard.server import errors, openapi
 from shipyard.server.auth import Auth
 from shipyard.server.endpoints import Endpoints
 from shipyard.server.handlers import client_of
+from shipyard.server.hot import HotPath
 from shipyard.server.routes import ROUTES, scope_of
 from shipyard.server.transport import KeepErrorsQuiet
 
@@ -38,14 +40,18 @@ def create_app(
     """The ASGI app of `dataplane`, its callers checked by `auth`."""
     document = openapi.document(ROUTES, TITLE, __version__, DESCRIPTION)
     endpoints = Endpoints(dataplane, auth, max_body_bytes, document)
-    routes = []
+    routes, hot = [], {}
     for route in ROUTES:
+        if route.hot:  # its scope is checked as the data plane admits the request
+            hot[route.path] = getattr(endpoints, route.handler)
+            continue
         endpoint: Endpoint = getattr(endpoints, route.handler)
         scope = scope_of(route.path)
-        if scope is not None and scope != "predict":  # predict: as the data plane admits the request
+        if scope is not None:
             endpoint = _checked(endpoint, scope, auth)
         routes.append(Route(route.path, endpoint, methods=[route.method]))
-    return KeepErrorsQuiet(Starlette(routes=routes, exception_handlers=errors.handlers()))
+    starlette = Starlette(routes=routes, exception_handlers=errors.handlers())
+    return KeepErrorsQuiet(HotPath(starlette, hot))
 
 
 def _checked(endpoint: Endpoint, scope: str, auth: Auth) -> Endpoint:

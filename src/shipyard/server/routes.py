@@ -1,8 +1,8 @@
 """Every HTTP route, once: what server/http.py routes and what /openapi.json documents.
 
 Each route names the handler that answers it (a method of server/endpoints.py's Endpoints) and how
-/docs describes it. The hot routes come first: Starlette tries routes in order. The scope a route
-needs follows from its path (`scope_of`), so that no route can forget to check one.
+/docs describes it. The hot routes (inference) are answered before Starlette (server/hot.py). The
+scope a route needs follows from its path (`scope_of`), so that no route can forget to check one.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ class Route:
     """OpenAPI query parameters."""
     documented: bool = True
     """False for the documentation's own pages."""
+    hot: bool = False
+    """Answered on the hot path (server/hot.py), before Starlette: inference."""
 
 
 def versioned(
@@ -40,12 +42,14 @@ def versioned(
 
 MODEL = "/v2/models/{name}"
 FRIENDLY = "/v1/models/{name}"
-PREDICT: dict[str, Any] = {"body": doc.PREDICT_BODY, "query": (doc.TOP_K,)}
+PREDICT: dict[str, Any] = {"body": doc.PREDICT_BODY, "query": (doc.TOP_K,), "hot": True}
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v2/health/live", "live", "v2", "Whether the server is live"),
     Route("GET", "/v2/health/ready", "ready", "v2", "Whether every model is loaded; what is down, and why"),
-    *versioned("POST", MODEL, "/infer", "infer", "v2", "Inference (KServe v2)", body=doc.INFER_BODY),
+    *versioned(
+        "POST", MODEL, "/infer", "infer", "v2", "Inference (KServe v2)", body=doc.INFER_BODY, hot=True
+    ),
     *versioned("POST", FRIENDLY, "/predict", "predict", "friendly", "Predict: class, confidence", **PREDICT),
     Route("POST", "/predict", "predict", "friendly", "Predict with the only model served", **PREDICT),
     Route("GET", "/metrics", "metrics", "monitoring", "Prometheus metrics"),
