@@ -337,7 +337,7 @@ class DataPlane:
 
     def metrics(self) -> tuple[bytes, str]:
         """Prometheus' text format and its media type (nothing without a monitor)."""
-        return (b"", "text/plain") if self.monitor is None else self.monitor.metrics.exposition()
+        return (b"", "text/plain") if self.monitor is None else self.monitor.exposition()
 
     async def feedback(self, name: str, body: bytes) -> dict[str, Any]:
         """Labels for earlier predictions: {"id": ..., "label": ...} or a list of them. Joined in a

@@ -161,6 +161,7 @@ def test_a_full_prediction_log_drops_and_counts_without_slowing_answers(
             assert client.post("/v1/models/digits/predict", json={"input": X[i].tolist()}).status_code == 200
             timings.append(time.perf_counter() - start)
         assert monitor.log is not None
+        monitor.flush()  # the answers noted so far, offered to the log
         counters = monitor.log.counters()
         assert counters.offered == 300 and counters.written == 0
         in_writer = 300 - counters.queued - counters.dropped_full  # taken by the writer, now blocked

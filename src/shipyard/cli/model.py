@@ -238,6 +238,7 @@ def configure(
     max_queue_delay_us: int | None = opts.MAX_QUEUE_DELAY_US,
     max_queue_size: int | None = opts.MAX_QUEUE_SIZE,
     instances: int | None = opts.INSTANCES,
+    execution: str | None = opts.EXECUTION,
     max_in_flight: int | None = opts.MAX_IN_FLIGHT,
     timeout_s: float | None = opts.TIMEOUT_S,
     versions: str | None = opts.VERSIONS,

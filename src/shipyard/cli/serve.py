@@ -86,6 +86,7 @@ def serve(
     max_queue_delay_us: int | None = opts.SERVE_MAX_QUEUE_DELAY_US,
     max_queue_size: int | None = opts.SERVE_MAX_QUEUE_SIZE,
     instances: int | None = opts.SERVE_INSTANCES,
+    execution: str | None = opts.SERVE_EXECUTION,
     max_in_flight: int | None = opts.SERVE_MAX_IN_FLIGHT,
     timeout_s: float | None = opts.SERVE_TIMEOUT_S,
     versions: str | None = opts.SERVE_VERSIONS,

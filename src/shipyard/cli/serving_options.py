@@ -27,6 +27,12 @@ _OPTIONS: dict[str, tuple[str | None, str, str | None]] = {
     ),
     "max_queue_size": ("N", "Requests waiting beyond this get 503 with Retry-After.", None),
     "instances": ("N", "Runs of one model version in flight at once.", None),
+    "execution": (
+        "WHERE",
+        "Where runs happen: loop (the event loop, for models that take microseconds), threads (ORT's "
+        "own), or auto (the loop when a measured run is under 0.2 ms and one instance serves).",
+        None,
+    ),
     "max_in_flight": (
         "N",
         "Requests of a model admitted at once (being read, queued or running); past it a request gets "
@@ -64,6 +70,7 @@ MAX_BATCH_SIZE = _option("max_batch_size", serve=False)
 MAX_QUEUE_DELAY_US = _option("max_queue_delay_us", serve=False)
 MAX_QUEUE_SIZE = _option("max_queue_size", serve=False)
 INSTANCES = _option("instances", serve=False)
+EXECUTION = _option("execution", serve=False)
 MAX_IN_FLIGHT = _option("max_in_flight", serve=False)
 VERSIONS = _option("versions", serve=False)
 TIMEOUT_S = _option("timeout_s", serve=False)
@@ -74,6 +81,7 @@ SERVE_MAX_BATCH_SIZE = _option("max_batch_size", serve=True)
 SERVE_MAX_QUEUE_DELAY_US = _option("max_queue_delay_us", serve=True)
 SERVE_MAX_QUEUE_SIZE = _option("max_queue_size", serve=True)
 SERVE_INSTANCES = _option("instances", serve=True)
+SERVE_EXECUTION = _option("execution", serve=True)
 SERVE_MAX_IN_FLIGHT = _option("max_in_flight", serve=True)
 SERVE_VERSIONS = _option("versions", serve=True)
 SERVE_TIMEOUT_S = _option("timeout_s", serve=True)

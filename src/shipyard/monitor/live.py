@@ -2,8 +2,9 @@
 the reference profile, accuracy from feedback and cost; plus the prediction log.
 
 The request path calls `answered()` / `failed()` (and each batcher calls its version's `batch_done()`):
-counters, histograms, a ring buffer copy for drift and a non-blocking offer to the log, a few tens of
-microseconds in all. Everything that costs more (drift scores, quantiles, gauges) runs in `tick()`,
+an answer is noted (its ids made, the rest appended to a list) and counted and offered to the log
+with many others in `flush()`, which every reader of the figures calls first; a few microseconds on
+the request path. Everything that costs more (drift scores, quantiles, gauges) runs in `tick()`,
 once a second, or when a page or `monitor status` asks. This module holds the versions' monitors
 (monitor/version.py) and the request taps; feedback is joined in monitor/join.py and the tick's
 gauges set in monitor/gauges.py.
@@ -12,11 +13,11 @@ gauges set in monitor/gauges.py.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,11 +38,27 @@ log = logging.getLogger(__name__)
 
 RECENT_CAPACITY = 100_000
 """Latest predictions kept in memory for feedback (about 20 MB)."""
+FLUSH_EVERY = 256
+"""Answers noted before they are counted and logged together (Monitor.flush)."""
+
+
+class Answer(NamedTuple):
+    """An answer noted by Monitor.answered, until flush() counts and logs it."""
+
+    record: VersionRecord
+    protocol: str
+    seconds: float
+    at: float
+    """Wall-clock time of the answer, for the log."""
+    first: np.ndarray | None
+    scores: np.ndarray | None
+    scored: Scored | None
+    ids: list[str]
 
 
 def new_request_id() -> str:
     """A prediction id made by the server: 128 random bits, so feedback cannot guess another's id."""
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 class Monitor:
@@ -78,10 +95,21 @@ class Monitor:
         self._gauges = Gauges(self.metrics)
         self._versions: dict[tuple[str, int], VersionMonitor] = {}
         self._making = threading.Lock()  # feedback may make a version's monitor from a worker thread
+        self._pending: list[Answer] = []
+        self._flushing = threading.Lock()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The metrics in Prometheus' text format, up to date."""
+        self.flush()
+        return self.metrics.exposition()
 
     def version(self, record: VersionRecord) -> VersionMonitor:
         """The monitor of a version (made on first use, kept across unloads and reloads; a new
-        reference profile rebuilds its drift watch, its counters stay)."""
+        reference profile rebuilds its drift watch, its counters stay), up to date (flush())."""
+        self.flush()
+        return self._monitor_of(record)
+
+    def _monitor_of(self, record: VersionRecord) -> VersionMonitor:
         found = self._versions.get((record.model, record.number))
         if found is None:
             found = self._make(record)
@@ -99,6 +127,7 @@ class Monitor:
             return found
 
     def known(self, model: str) -> list[VersionMonitor]:
+        self.flush()
         return [m for (name, _), m in sorted(list(self._versions.items())) if name == model]
 
     def start(self) -> None:
@@ -106,6 +135,7 @@ class Monitor:
             self.log.start()
 
     def close(self) -> None:
+        self.flush()
         if self.log is not None:
             self.log.close(timeout=10)
 
@@ -120,48 +150,79 @@ class Monitor:
         *,
         scored: Scored | None = None,
     ) -> list[str]:
-        """Count an answer and log its predictions; returns each row's prediction id, which feedback
-        refers to: `request_id` (new_request_id() when None) for one row, `<id>-<row>` for more.
-        `scored`: the scores already read for the answer (the friendly API reads them), one row per
-        prediction: the log takes their classes instead of reading the scores again. Confidence
-        and drift are the batcher's business (batch_done), once per batch."""
+        """Note an answer; returns each row's prediction id, which feedback refers to: `request_id`
+        (new_request_id() when None) for one row, `<id>-<row>` for more. `scored`: the scores already
+        read for the answer (the friendly API reads them), one row per prediction: the log takes their
+        classes instead of reading the scores again. Counting and logging happen in flush(), for many
+        answers at once; confidence and drift are the batcher's business (batch_done), once per batch."""
         seconds = time.perf_counter() - started
         if request_id is None:
             request_id = new_request_id()
-        monitor = self.version(record)
         first = next(iter(inputs.values())) if inputs else None
-        rows = len(first) if monitor.batched and first is not None and first.ndim else 1
-        monitor.answered(seconds, rows)
-        self.metrics.request(record.model, str(record.number), protocol, "200", seconds)
+        rows = len(first) if first is not None and first.ndim and self._batched(record) else 1
         ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
-        if scores is not None and not monitor.batched:
-            scores = scores[None]
-        predicted = _predicted(scores, rows, monitor, record.labels, scored)
-        log = self.log
-        for i, prediction_id in enumerate(ids):
-            class_, confidence = predicted[i]
-            if log is None:
-                self.recent.add(prediction_id, record.model, record.number, class_)
-                continue
-            log.offer(
-                prediction_id,
-                record.model,
-                record.number,
-                protocol,
-                latency_ms=seconds * 1000,
-                inputs=first if rows == 1 or first is None else first[i],
-                output=scores if rows == 1 or scores is None else scores[i],
-                class_=class_,
-                confidence=confidence,
-            )
+        pending = self._pending
+        pending.append(Answer(record, protocol, seconds, time.time(), first, scores, scored, ids))
+        if len(pending) >= FLUSH_EVERY:
+            self.flush()
         return ids
+
+    def flush(self) -> None:
+        """Count and log the answers noted since the last flush: on every read of what they change
+        (metrics, statistics, summaries, feedback), at each tick, and every FLUSH_EVERY answers."""
+        with self._flushing:  # feedback flushes from a worker thread: a reader waits for a flush under way
+            pending, self._pending = self._pending, []
+            groups: dict[tuple[int, str], list[Answer]] = {}
+            for answer in pending:
+                groups.setdefault((id(answer.record), answer.protocol), []).append(answer)
+            for answers in groups.values():
+                self._count(answers)
+
+    def _count(self, answers: list[Answer]) -> None:
+        """Count and log answers of one version over one protocol; the class scores of one-row answers
+        are read together (scoring.read), as one batch."""
+        record, protocol = answers[0].record, answers[0].protocol
+        monitor = self._monitor_of(record)
+        self.metrics.requests_answered(
+            record.model, str(record.number), protocol, [a.seconds for a in answers]
+        )
+        singles = _read_singles(answers, monitor, record.labels)
+        log = self.log
+        for answer in answers:
+            rows, first, scores, seconds = len(answer.ids), answer.first, answer.scores, answer.seconds
+            monitor.answered(seconds, rows)
+            if scores is not None and not monitor.batched:
+                scores = scores[None]
+            predicted = singles.get(id(answer)) or _predicted(
+                scores, rows, monitor, record.labels, answer.scored
+            )
+            for i, prediction_id in enumerate(answer.ids):
+                class_, confidence = predicted[i]
+                if log is None:
+                    self.recent.add(prediction_id, record.model, record.number, class_)
+                    continue
+                log.offer(
+                    prediction_id,
+                    record.model,
+                    record.number,
+                    protocol,
+                    latency_ms=seconds * 1000,
+                    inputs=first if rows == 1 or first is None else first[i],
+                    output=scores if rows == 1 or scores is None else scores[i],
+                    class_=class_,
+                    confidence=confidence,
+                    at=answer.at,
+                )
+
+    def _batched(self, record: VersionRecord) -> bool:
+        return self._monitor_of(record).batched
 
     def failed(
         self, model: str, version: VersionRecord | None, protocol: str, status: int, started: float
     ) -> None:
         seconds = time.perf_counter() - started
         if version is not None:
-            self.version(version).failed(seconds)
+            self._monitor_of(version).failed(seconds)
         self.metrics.request(model, str(version.number) if version else "", protocol, str(status), seconds)
 
     def feedback(
@@ -173,6 +234,8 @@ class Monitor:
         """Join labels to the predictions of `model` by prediction id; all or nothing, and it may block
         (monitor/join.py). `records` (version number -> record) lets a version that this process has
         not watched yet be judged; without it such a prediction is a 404."""
+
+        self.flush()
 
         def monitor_of(number: int) -> VersionMonitor | None:
             monitor = self._versions.get((model, number))
@@ -200,11 +263,32 @@ class Monitor:
         """Once a second, on the event loop: the gauges (monitor/gauges.py). `states` maps (model,
         version) -> (resident, memory bytes, queued, in flight) for every version served; `reports`:
         drift_reports()."""
+        self.flush()
         self._gauges.states(states)
         self._gauges.quality(dict(self._versions))
         self._gauges.drift(reports or {})
         if self.log is not None:
             self._gauges.log(self.log.counters())
+
+
+def _read_singles(
+    answers: list[Answer], monitor: VersionMonitor, labels: Sequence[str] | None
+) -> dict[int, list[Prediction]]:
+    """(class, confidence) of every one-row answer with scores of one size, by id(answer), read as one
+    batch; a row with a score that is not finite gives (None, None), as scoring.read_row does."""
+    singles = [a for a in answers if len(a.ids) == 1 and a.scored is None and a.scores is not None]
+    if len(singles) < 2:
+        return {}
+    rows = [np.asarray(a.scores).reshape(-1) for a in singles]
+    if len({row.size for row in rows}) != 1 or rows[0].size < 2 or rows[0].dtype.kind != "f":
+        return {}
+    stacked = np.stack(rows)
+    finite = np.isfinite(stacked).all(axis=1)
+    read = predictions(np.where(finite[:, None], stacked, 0.0), monitor.kind or "probabilities", labels)
+    return {
+        id(a): [found if ok else (None, None)]
+        for a, found, ok in zip(singles, read, finite.tolist(), strict=True)
+    }
 
 
 def _predicted(

@@ -152,6 +152,19 @@ class Metrics:
         return found
 
     def request(self, model: str, version: str, protocol: str, status: str, seconds: float) -> None:
+        count, latency = self._children(model, version, protocol, status)
+        count.inc()
+        latency.observe(seconds)
+
+    def requests_answered(self, model: str, version: str, protocol: str, seconds: list[float]) -> None:
+        """Many answered requests at once (Monitor.flush): one count, each latency observed."""
+        count, latency = self._children(model, version, protocol, "200")
+        count.inc(len(seconds))
+        observe = latency.observe
+        for value in seconds:
+            observe(value)
+
+    def _children(self, model: str, version: str, protocol: str, status: str) -> tuple[Any, Any]:
         key = (model, version, protocol, status)
         children = self._requests.get(key)
         if children is None:
@@ -159,8 +172,7 @@ class Metrics:
                 self.requests.labels(*key),
                 self.request_seconds.labels(model, version, protocol),
             )
-        children[0].inc()
-        children[1].observe(seconds)
+        return children
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format for /metrics: this process's registry, or every worker's files."""

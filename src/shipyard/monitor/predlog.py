@@ -173,8 +173,10 @@ class PredictionLog:
         output: object = None,
         class_: str | None = None,
         confidence: float | None = None,
+        at: float | None = None,
     ) -> bool:
-        """Log one answered request if sampled and there is room; True when it was queued."""
+        """Log one answered request if sampled and there is room; True when it was queued. `at`: when
+        it was answered (wall clock; now when None)."""
         if self.recent is not None and request_id:
             self.recent.add(request_id, model, version, class_)
         with self._lock:
@@ -195,7 +197,7 @@ class PredictionLog:
             queue.append(
                 PredictionRecord(
                     request_id,
-                    self._wall_clock(),
+                    self._wall_clock() if at is None else at,
                     model,
                     version,
                     protocol,

@@ -58,10 +58,12 @@ def build_version(
     """Verify, load and warm up one version (blocking). Its batcher still has to be started."""
     release_free_memory()  # so that memory freed earlier does not hide this version's cost
     before = rss_bytes()
-    runner = Runner(record.ref, registry.artifact(record), runner_options(options, serving.instances))
+    runner = Runner(record.ref, registry.artifact(record), runner_options(options, serving))
     runner.load()
     try:
-        runner.run_sync(warmup_inputs(record.signature))
+        warm = warmup_inputs(record.signature)
+        runner.run_sync(warm)
+        runner.choose_execution(warm)
     except Exception as exc:  # whatever the graph raised: the version is not fit to serve
         runner.unload()
         reason = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
@@ -110,9 +112,9 @@ def batch_settings(serving: ModelServing, signature: Signature) -> BatchSettings
     )
 
 
-def runner_options(options: RunnerOptions, instances: int) -> RunnerOptions:
+def runner_options(options: RunnerOptions, serving: ModelServing) -> RunnerOptions:
     """Split the cores between instances unless the thread count was set explicitly."""
-    intra = options.intra_op_threads
+    intra, instances = options.intra_op_threads, serving.instances
     if intra == 0 and instances > 1:
         intra = max(1, (os.cpu_count() or 1) // instances)
-    return replace(options, intra_op_threads=intra, instances=instances)
+    return replace(options, intra_op_threads=intra, instances=instances, execution=serving.execution)

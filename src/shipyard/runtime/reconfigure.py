@@ -1,9 +1,9 @@
 """Serving a model with new settings, without a restart and without failing a request.
 
 Each resident version whose batching changes gets a new batcher on the same runner or, when its
-instances change (threads and sessions), a new runner loaded and warmed up off the loop. Then, in one
-step, the settings and every new version take over, and the old versions drain (their queued requests
-finish) before they go. When a rebuild fails nothing changes.
+instances or execution change (threads and sessions), a new runner loaded and warmed up off the
+loop. Then, in one step, the settings and every new version take over, and the old versions drain
+(their queued requests finish) before they go. When a rebuild fails nothing changes.
 """
 
 from __future__ import annotations
@@ -46,12 +46,13 @@ async def _rebuild(residency: Residency, served: ServedModel, serving: ModelServ
     """A new version, started, for each resident one whose batching changes; when one cannot be
     built, those built so far are retired and the error raised."""
     pairs: list[Pair] = []
+    same_runner = serving.execution == served.serving.execution
     try:
         for old in list(served.versions.values()):
             settings = batch_settings(serving, old.signature)
-            if settings == old.batcher.settings:
+            if settings == old.batcher.settings and same_runner:
                 continue
-            if settings.instances == old.batcher.settings.instances:
+            if settings.instances == old.batcher.settings.instances and same_runner:
                 new = with_batcher(old, settings)
             else:
                 await residency.room_beside(old)

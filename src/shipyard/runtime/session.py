@@ -4,7 +4,8 @@ The contract is three steps, as small as it can be:
 
 1. ``load()`` builds the session from verified bytes (providers in an explicit order, threads set);
 2. ``await run(inputs, outputs)`` runs it on the runner's own thread, off the event loop (ORT releases
-   the GIL, so the loop keeps serving while a run computes);
+   the GIL, so the loop keeps serving while a run computes), or, for a model whose measured run is
+   shorter than the hop to a thread and back (``choose_execution``), on the loop itself;
 3. ``unload()`` drops the session and stops the thread.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +26,10 @@ from shipyard.errors import InvalidInput, ShipyardError, Unavailable
 log = logging.getLogger(__name__)
 
 DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+INLINE_BELOW_S = 200e-6
+"""A run measured shorter than this runs on the event loop: handing it to a thread and its answer back
+costs about as much (two thread wake-ups, a future), and ~40% of the requests a second on the digits
+MLP at one connection (bench/floor.py)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,8 @@ class RunnerOptions:
     providers: Sequence[str] | None = None
     instances: int = 1
     """Threads that run the one session concurrently (ORT's run is thread-safe)."""
+    execution: str = "auto"
+    """Where runs happen: "loop" (the event loop), "threads", or "auto" (by the measured run time)."""
 
 
 def choose_providers(wanted: Sequence[str] | None) -> list[str]:
@@ -52,6 +60,10 @@ class Runner:
         self._session: ort.InferenceSession | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.providers: list[str] = []
+        self.inline = False
+        """Runs happen on the event loop (choose_execution)."""
+        self.run_s: float | None = None
+        """The measured time of one run of the warm-up batch."""
 
     def load(self) -> None:
         opts = ort.SessionOptions()
@@ -74,6 +86,8 @@ class Runner:
     async def run(
         self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
     ) -> list[np.ndarray]:
+        if self.inline:
+            return self.run_sync(inputs, outputs)
         if self._session is None or self._executor is None:
             raise Unavailable(f"{self.name} is not loaded")
         loop = asyncio.get_running_loop()
@@ -95,6 +109,21 @@ class Runner:
             # (e.g. a fixed inner dimension): the caller's data, so a 400 with ORT's reason.
             raise InvalidInput(f"{self.name}: the model refused the input: {exc}") from exc
         return result
+
+    def choose_execution(self, warm: dict[str, np.ndarray], repeat: int = 20) -> None:
+        """Time `repeat` runs of `warm` (the warm-up batch) and choose where runs happen: on the
+        event loop when one is short (INLINE_BELOW_S) and a single instance serves, unless the
+        options say otherwise."""
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            self.run_sync(warm)
+            times.append(time.perf_counter() - started)
+        self.run_s = sorted(times)[len(times) // 2]
+        execution = self._options.execution
+        if execution == "auto":
+            execution = "loop" if self.run_s < INLINE_BELOW_S and self._options.instances == 1 else "threads"
+        self.inline = execution == "loop"
 
     def unload(self) -> None:
         if self._executor is not None:

@@ -133,10 +133,17 @@ class Server:
                 await http.serve(sockets=sockets)
 
     def run(self, sockets: list[socket.socket], **options: Any) -> None:
-        # asyncio's loop, not uvloop: under a flood of connects uvloop accepted about one connection
-        # per loop turn (~120 a second measured with 1,920 pending), so a new client waited ~10 s behind
-        # them; asyncio accepts them in batches, and served as many requests a second here (wrk, c=1-64)
-        asyncio.run(self.serve(sockets, **options))
+        # uvloop, as uvicorn picks by default: against asyncio's loop it served ~15% more requests a
+        # second on the digits MLP at 64 connections (bench/floor.py), and a fresh client still got
+        # its answer in 0.2 s behind 1,920 connects left pending (asyncio's: the same)
+        try:
+            import uvloop
+        except ImportError:  # not on Windows: asyncio's own
+            factory = None
+        else:
+            factory = uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(self.serve(sockets, **options))
 
     def _grpc(self) -> contextlib.AbstractAsyncContextManager[Any]:
         if self.grpc_port is None:

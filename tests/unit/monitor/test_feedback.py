@@ -179,6 +179,8 @@ def test_an_id_that_left_memory_is_found_in_the_log(digits: VersionRecord, tmp_p
     monitor = Monitor(MonitorSettings(), str(tmp_path / "log"), recent_capacity=2)
     monitor.start()
     ids, predicted = answer(monitor, digits, digits_data()[0][:6])
+    monitor.flush()
+    assert monitor.recent.lookup(ids[5]) is not None
     assert monitor.recent.lookup(ids[0]) is None  # evicted: only the last two are in memory
     monitor.close()  # the writer flushes and closes its files
     wrong = str((int(predicted[1]) + 1) % 10)
