@@ -13,7 +13,7 @@ gauges set in monitor/gauges.py.
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -56,9 +56,30 @@ class Answer(NamedTuple):
     ids: list[str]
 
 
-def new_request_id() -> str:
-    """A prediction id made by the server: 128 random bits, so feedback cannot guess another's id."""
-    return secrets.token_hex(16)
+class RequestIds:
+    """Prediction ids made by the server: 128 random bits each, so feedback cannot guess another's id.
+    The bits are read from the OS 256 ids at a time (one getrandom call per id measured ~5% of the
+    event loop's time on the CNN). Called on the event loop only."""
+
+    BATCH = 256
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)  # a forked worker never repeats its parent's
+
+    def _forget(self) -> None:
+        self._hex, self._at = "", 0
+
+    def __call__(self) -> str:
+        at = self._at
+        if at >= len(self._hex):
+            self._hex, at = os.urandom(16 * self.BATCH).hex(), 0
+        self._at = at + 32
+        return self._hex[at : at + 32]
+
+
+new_request_id = RequestIds()
 
 
 class Monitor:

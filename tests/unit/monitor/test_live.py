@@ -3,6 +3,7 @@ scores come raw or already read for the answer."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from shipyard.config import MonitorSettings
-from shipyard.monitor.live import Monitor
+from shipyard.monitor.live import Monitor, RequestIds
 from shipyard.monitor.predlog import PredictionRecord
 from shipyard.registry import Registry, VersionRecord
 from shipyard.scoring import read
@@ -59,3 +60,18 @@ def test_scores_read_for_the_answer_are_logged_as_the_raw_ones(digits: VersionRe
     probabilities /= probabilities.sum(axis=1, keepdims=True)
     assert [by_id[i].class_ for i in raw] == [LABELS[i] for i in probabilities.argmax(axis=1)]
     assert [by_id[i].confidence for i in raw] == pytest.approx(probabilities.max(axis=1).tolist())
+
+
+def test_prediction_ids_are_random_and_never_repeat_across_a_fork() -> None:
+    ids = RequestIds()
+    made = [ids() for _ in range(3 * RequestIds.BATCH)]
+    assert len(set(made)) == len(made) and all(len(i) == 32 and int(i, 16) >= 0 for i in made)
+    ids()  # part of a batch is left, then the process forks
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, ids().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    assert child != ids() and child not in made
