@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from shipyard.errors import InvalidInput, NotFound, Unavailable
 from shipyard.registry import Registry
 from shipyard.runtime import ModelManager, Runner, RunnerOptions
-from shipyard.runtime.session import choose_providers
+from shipyard.runtime.session import INLINE_BELOW_S, choose_providers
 from tests.conftest import register_digits
 from tests.models import digits_data, digits_linear
 
@@ -29,6 +31,43 @@ def test_runner_runs_off_the_loop_and_unloads() -> None:
     runner.unload()
     with pytest.raises(Unavailable, match="not loaded"):
         runner.run_sync({"input": X[:3]})
+
+
+@pytest.mark.parametrize(
+    ("options", "inline"),
+    [
+        (RunnerOptions(intra_op_threads=1), None),  # auto: as the measured run time says
+        (RunnerOptions(intra_op_threads=1, instances=2), False),  # concurrent runs need threads
+        (RunnerOptions(intra_op_threads=1, execution="threads"), False),
+        (RunnerOptions(intra_op_threads=1, execution="loop"), True),
+    ],
+)
+def test_runs_happen_where_the_options_and_the_measured_run_time_say(
+    options: RunnerOptions, inline: bool | None
+) -> None:
+    runner = Runner("digits:1", digits_linear().onnx_bytes, options)
+    runner.load()
+    X, _ = digits_data()
+    runner.choose_execution({"input": X[:1]})
+    assert runner.run_s is not None and runner.run_s > 0
+    expected = runner.run_s < INLINE_BELOW_S if inline is None else inline
+    assert runner.inline is expected
+    threads: list[int] = []
+    run_sync = runner.run_sync
+
+    def noting_the_thread(*args: Any) -> list[np.ndarray]:
+        threads.append(threading.get_ident())
+        return run_sync(*args)
+
+    runner.run_sync = noting_the_thread  # type: ignore[method-assign,assignment]
+
+    async def run() -> tuple[list[np.ndarray], int]:
+        return await runner.run({"input": X[:3]}), threading.get_ident()
+
+    (logits,), loop_thread = asyncio.run(run())
+    np.testing.assert_allclose(logits, digits_linear().logits(X[:3]), rtol=1e-5, atol=1e-4)
+    assert (threads == [loop_thread]) is expected
+    runner.unload()
 
 
 def test_runner_refuses_garbage_bytes_clearly() -> None:
