@@ -206,15 +206,17 @@ class Batcher:
             outputs = await self._run(merged, live[0].outputs)
             parts = tensors.split(outputs, [r.rows for r in live])
         except Exception as exc:  # a failed batch fails its own callers, and only them
-            self._observe(live, started, loop.time(), merged, [])
+            loop.call_soon(self._observe, live, started, loop.time(), merged, [])
             for request in live:
                 if not request.future.done():
                     request.future.set_exception(exc)
             return
-        self._observe(live, started, loop.time(), merged, outputs)
+        ended = loop.time()
         for request, part in zip(live, parts, strict=True):
             if not request.future.done():
                 request.future.set_result(part)
+        # told once the callers have been woken: their answers go out before the observer runs
+        loop.call_soon(self._observe, live, started, ended, merged, outputs)
 
     def _observe(
         self,

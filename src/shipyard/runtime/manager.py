@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from shipyard.config import ModelServing
 from shipyard.errors import NotFound, Unavailable
@@ -159,9 +159,12 @@ class ModelManager:
         served = self.served(name)
         return served.records[route(name, version, served.default, served.records)]
 
-    @contextlib.asynccontextmanager
-    async def use(self, name: str, version: str | int | None = None) -> AsyncIterator[LoadedVersion]:
-        """The version that answers (loaded first if it is not resident), held while the block runs."""
+    def use(self, name: str, version: str | int | None = None) -> Held:
+        """The version that answers (loaded first if it is not resident), held while the block runs
+        (`async with manager.use(name) as loaded`)."""
+        return Held(self, name, version)
+
+    async def _hold(self, name: str, version: str | int | None) -> LoadedVersion:
         served = self.served(name)
         number = route(name, version, served.default, served.records)
         loaded = served.versions.get(number)
@@ -170,12 +173,12 @@ class ModelManager:
             loaded = served.versions.get(number)
         loaded.in_flight += 1
         loaded.last_used = time.monotonic()
-        try:
-            yield loaded
-        finally:
-            loaded.in_flight -= 1
-            if not loaded.in_flight:
-                self._residency.released()
+        return loaded
+
+    def _release(self, loaded: LoadedVersion) -> None:
+        loaded.in_flight -= 1
+        if not loaded.in_flight:
+            self._residency.released()
 
     # -- reporting -------------------------------------------------------------------------------
 
@@ -198,3 +201,23 @@ class ModelManager:
     def gauges(self) -> dict[tuple[str, int], tuple[bool, int, int, int]]:
         """(model, version) -> (resident, memory bytes, queued, in flight), for the monitor's tick."""
         return report.gauges(self._models.values())
+
+
+class Held:
+    """A version held for one request (ModelManager.use): a plain class, as every request enters one
+    (contextlib's generator-based manager measured ~3% of the event loop's time per request)."""
+
+    __slots__ = ("_loaded", "_manager", "_name", "_version")
+
+    def __init__(self, manager: ModelManager, name: str, version: str | int | None) -> None:
+        self._manager, self._name, self._version = manager, name, version
+        self._loaded: LoadedVersion | None = None
+
+    async def __aenter__(self) -> LoadedVersion:
+        self._loaded = await self._manager._hold(self._name, self._version)
+        return self._loaded
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._loaded is not None:
+            self._manager._release(self._loaded)
+            self._loaded = None

@@ -39,6 +39,9 @@ def split(outputs: Sequence[np.ndarray], sizes: Sequence[int]) -> list[list[np.n
                 f"the model returned {out.shape[0] if out.ndim else 0} rows for a batch of {total}: "
                 "with batching on, output rows must equal input rows (turn batching off for this model)"
             )
-    bounds = np.cumsum(sizes)[:-1]
-    per_output = [np.split(out, bounds) for out in outputs]
-    return [[parts[i] for parts in per_output] for i in range(len(sizes))]
+    parts, start = [], 0
+    for size in sizes:  # plain slices: views, at a fraction of np.split's cost for many small requests
+        end = start + size
+        parts.append([out[start:end] for out in outputs])
+        start = end
+    return parts
