@@ -34,6 +34,8 @@ from shipyard.errors import ConversionFailed, InvalidInput, NotFound
 if TYPE_CHECKING:
     import torch
 
+    from shipyard.signature import Signature
+
 OPSET = 17
 CHECK_BATCH = 8  # differs from any example batch of 1 or 2, so a hard-coded batch axis shows up
 _EXAMPLE_DIM = 2  # stands in for -1 dims of a TorchScript input shape
@@ -44,6 +46,15 @@ def _require_torch() -> None:
         import torch  # noqa: F401
     except ImportError:
         raise ConversionFailed("PyTorch is not installed: pip install 'shipyard[torch]'") from None
+
+
+def _require_every_input(signature: Signature, taken: int) -> None:
+    if len(signature.inputs) != taken:
+        used = ", ".join(spec.name for spec in signature.inputs) or "none"
+        raise ConversionFailed(
+            f"the module takes {taken} inputs but the exported graph uses {used}; "
+            "the exporter drops inputs the computation ignores"
+        )
 
 
 def from_module(
@@ -77,12 +88,7 @@ def from_module(
             onnx_bytes = _export(module, examples, example_outputs, input_names, output_names)
             model = onnx.load_model_from_string(onnx_bytes)
             signature = signature_of(model)
-            if len(signature.inputs) != len(examples):
-                used = ", ".join(spec.name for spec in signature.inputs) or "none"
-                raise ConversionFailed(
-                    f"the module takes {len(examples)} inputs but the exported graph uses {used}; "
-                    "the exporter drops inputs the computation ignores"
-                )
+            _require_every_input(signature, len(examples))
             if sample is not None:
                 inputs, source = user_inputs(signature, sample), USER_DATA
             else:

@@ -30,6 +30,20 @@ LEARNING_RATE = 3e-3
 SAME_TOLERANCE = 1e-3
 
 
+def _prune(module: Any, sparsity: float) -> list[tuple[Any, Any]]:
+    """Zero the smallest weights of every matrix and kernel of `module`; (parameter, mask) of each."""
+    import torch
+
+    masks = []
+    with torch.no_grad():
+        for param in module.parameters():
+            if param.ndim >= 2:
+                mask = torch.from_numpy(magnitude_mask(param.detach().numpy(), sparsity))
+                param.mul_(mask)
+                masks.append((param, mask))
+    return masks
+
+
 def prune_and_finetune(source: Source, options: Options, progress: Progress) -> Candidate:
     require_torch("prune's fine-tune")
     import onnx
@@ -49,13 +63,7 @@ def prune_and_finetune(source: Source, options: Options, progress: Progress) -> 
         targets = train.y.astype(np.float32)
         loss = mse_loss
 
-    masks: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
-    with torch.no_grad():
-        for param in module.parameters():
-            if param.ndim >= 2:
-                mask = torch.from_numpy(magnitude_mask(param.detach().numpy(), options.sparsity))
-                param.mul_(mask)
-                masks.append((param, mask))
+    masks = _prune(module, options.sparsity)
     if not masks:
         raise InvalidInput(f"{options.torch_model.name} has no weight matrices or kernels to prune")
 
