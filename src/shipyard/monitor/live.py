@@ -2,21 +2,22 @@
 the reference profile, accuracy from feedback and cost; plus the prediction log.
 
 The request path calls `answered()` / `failed()` (and each batcher calls its version's `batch_done()`):
-an answer is noted (its ids made, the rest appended to a list) and counted and offered to the log
-with many others in `flush()`, which every reader of the figures calls first; a few microseconds on
-the request path. Everything that costs more (drift scores, quantiles, gauges) runs in `tick()`,
-once a second, or when a page or `monitor status` asks. This module holds the versions' monitors
-(monitor/version.py) and the request taps; feedback is joined in monitor/join.py and the tick's
-gauges set in monitor/gauges.py.
+an answer is noted (its ids made, the rest appended to a list) and counted and offered to the log in
+`flush()`, with the others of its loop turn, once it has gone out; every reader of the figures
+flushes first. A few microseconds on the request path. Everything that costs more (drift scores,
+quantiles, gauges) runs in `tick()`, once a second, or when a page or `monitor status` asks. This
+module holds the versions' monitors (monitor/version.py) and the request taps; feedback is joined in
+monitor/join.py and the tick's gauges set in monitor/gauges.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 RECENT_CAPACITY = 100_000
 """Latest predictions kept in memory for feedback (about 20 MB)."""
 FLUSH_EVERY = 256
-"""Answers noted before they are counted and logged together (Monitor.flush)."""
+"""Most answers noted before they are counted and logged together (Monitor.flush)."""
 
 
 class Answer(NamedTuple):
@@ -174,8 +175,9 @@ class Monitor:
         """Note an answer; returns each row's prediction id, which feedback refers to: `request_id`
         (new_request_id() when None) for one row, `<id>-<row>` for more. `scored`: the scores already
         read for the answer (the friendly API reads them), one row per prediction: the log takes their
-        classes instead of reading the scores again. Counting and logging happen in flush(), for many
-        answers at once; confidence and drift are the batcher's business (batch_done), once per batch."""
+        classes instead of reading the scores again. Counting and logging happen in flush(): on the event
+        loop, once the callbacks ready now have run (this answer has gone out by then, and the others of
+        this loop turn are counted with it); confidence and drift are the batcher's (batch_done)."""
         seconds = time.perf_counter() - started
         if request_id is None:
             request_id = new_request_id()
@@ -184,7 +186,9 @@ class Monitor:
         ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
         pending = self._pending
         pending.append(Answer(record, protocol, seconds, time.time(), first, scores, scored, ids))
-        if len(pending) >= FLUSH_EVERY:
+        if len(pending) == 1:
+            _soon(self.flush)
+        elif len(pending) >= FLUSH_EVERY:
             self.flush()
         return ids
 
@@ -290,6 +294,15 @@ class Monitor:
         self._gauges.drift(reports or {})
         if self.log is not None:
             self._gauges.log(self.log.counters())
+
+
+def _soon(flush: Callable[[], None]) -> None:
+    """`flush` on the running event loop once the callbacks ready now have run (none: readers flush)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    loop.call_soon(flush)
 
 
 def _read_singles(

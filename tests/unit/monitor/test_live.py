@@ -3,6 +3,7 @@ scores come raw or already read for the answer."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Sequence
@@ -75,3 +76,22 @@ def test_prediction_ids_are_random_and_never_repeat_across_a_fork() -> None:
     os.waitpid(pid, 0)
     child = os.read(read, 64).decode()
     assert child != ids() and child not in made
+
+
+def test_answers_are_counted_once_their_loop_turn_is_over(digits: VersionRecord) -> None:
+    """Without a reader flushing first: another worker's /metrics reads only what this one counted."""
+    monitor = Monitor(MonitorSettings())
+    x = digits_data()[0][:1]
+    labels = {"model": "digits", "version": "1", "protocol": "rest", "status": "200"}
+
+    def counted() -> float | None:
+        return monitor.metrics.registry.get_sample_value("shipyard_requests_total", labels)
+
+    async def answer_twice() -> tuple[float | None, float | None]:
+        for _ in range(2):
+            monitor.answered(digits, "rest", time.perf_counter(), {"input": x}, digits_linear().logits(x))
+        during = counted()
+        await asyncio.sleep(0)  # the loop turn is over
+        return during, counted()
+
+    assert asyncio.run(answer_twice()) == (None, 2.0)
