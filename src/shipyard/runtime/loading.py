@@ -61,9 +61,7 @@ def build_version(
     runner = Runner(record.ref, registry.artifact(record), runner_options(options, serving))
     runner.load()
     try:
-        warm = warmup_inputs(record.signature)
-        runner.run_sync(warm)
-        runner.choose_execution(warm)
+        runner.choose_execution(warmup_inputs(record.signature))  # its runs are the warm-up
     except Exception as exc:  # whatever the graph raised: the version is not fit to serve
         runner.unload()
         reason = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
