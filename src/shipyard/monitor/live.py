@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -117,7 +118,7 @@ class Monitor:
         self._gauges = Gauges(self.metrics)
         self._versions: dict[tuple[str, int], VersionMonitor] = {}
         self._making = threading.Lock()  # feedback may make a version's monitor from a worker thread
-        self._pending: list[Answer] = []
+        self._pending: deque[Answer] = deque()  # appended on the loop, drained by flush() anywhere
         self._flushing = threading.Lock()
 
     def exposition(self) -> tuple[bytes, str]:
@@ -196,7 +197,9 @@ class Monitor:
         """Count and log the answers noted since the last flush: on every read of what they change
         (metrics, statistics, summaries, feedback), at each tick, and every FLUSH_EVERY answers."""
         with self._flushing:  # feedback flushes from a worker thread: a reader waits for a flush under way
-            pending, self._pending = self._pending, []
+            pending, noted = [], self._pending
+            while noted:  # popleft, not a swap of lists: an answer noted meanwhile is never lost
+                pending.append(noted.popleft())
             groups: dict[tuple[int, str], list[Answer]] = {}
             for answer in pending:
                 groups.setdefault((id(answer.record), answer.protocol), []).append(answer)
