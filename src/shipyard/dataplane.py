@@ -30,7 +30,6 @@ from shipyard.registry import VersionRecord
 from shipyard.rollout.changes import Changes
 from shipyard.runtime import LoadedVersion
 from shipyard.runtime.manager import ModelManager
-from shipyard.scoring import Scored
 from shipyard.signature import check_inputs, check_outputs
 
 if TYPE_CHECKING:
@@ -71,8 +70,6 @@ class Tap(Protocol):
         started: float,
         inputs: Mapping[str, np.ndarray],
         scores: np.ndarray | None,
-        *,
-        scored: Scored | None = None,
     ) -> list[str]: ...
 
     def failed(
@@ -270,7 +267,6 @@ class DataPlane:
         finally:
             if stage:
                 admission.release(model, stage == 2)
-        # the scores read once, for the answer and for the prediction log
         scored = scoring.read(result.reshape(-1, result.shape[-1]), scores.kind) if scores else None
         items = friendly.predictions(
             result,
@@ -279,7 +275,7 @@ class DataPlane:
             top_k=top_k,
             scored=scored,
         )
-        ids = self._watch(loaded.record, "predict", started, inputs, result if scores else None, scored)
+        ids = self._watch(loaded.record, "predict", started, inputs, result if scores else None)
         for i, item in enumerate(items):
             item["model"], item["version"] = loaded.name, loaded.number
             if i < len(ids):
@@ -303,7 +299,6 @@ class DataPlane:
         started: float,
         inputs: dict[str, np.ndarray],
         scores: np.ndarray | None,
-        scored: Scored | None = None,
     ) -> list[str]:
         """Tell the monitor about an answer; a failure to watch never fails the answer itself. The
         prediction ids are the monitor's own, never a client's request id: feedback must not be able to
@@ -311,7 +306,7 @@ class DataPlane:
         if self.tap is None:
             return []
         try:
-            return self.tap.answered(record, protocol, started, inputs, scores, scored=scored)
+            return self.tap.answered(record, protocol, started, inputs, scores)
         except Exception:
             log.exception("%s: monitoring this answer failed", record.ref)
             return []

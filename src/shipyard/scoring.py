@@ -79,6 +79,26 @@ def predictions(scores: np.ndarray, kind: ScoreKind, labels: Sequence[str] | Non
     return read(scores.reshape(len(scores), -1), kind).labelled(labels)
 
 
+class ClassOf:
+    """Reads the class (and confidence) of one stored prediction from its row of scores, when it is
+    asked for: the monitor keeps every prediction for feedback, and most are never read again."""
+
+    __slots__ = ("kind", "labels")
+
+    def __init__(self, kind: ScoreKind, labels: Sequence[str] | None) -> None:
+        self.kind, self.labels = kind, labels
+
+    def read(self, scores: np.ndarray | None) -> Prediction:
+        """(class, confidence) of a row of class scores; (None, None) for anything else."""
+        if scores is None:
+            return None, None
+        row = np.asarray(scores).reshape(1, -1)
+        return predictions(row, self.kind, self.labels)[0] if is_class_scores(row) else (None, None)
+
+    def __call__(self, scores: np.ndarray | None) -> str | None:
+        return self.read(scores)[0]
+
+
 def is_class_scores(scores: np.ndarray) -> bool:
     """Whether a batch of outputs reads as class scores: floats, at least two per sample."""
     return scores.dtype.kind == "f" and scores.ndim >= 2 and scores[:1].size >= 2

@@ -4,8 +4,11 @@ the reference profile, accuracy from feedback and cost; plus the prediction log.
 The request path calls `answered()` / `failed()` (and each batcher calls its version's `batch_done()`):
 an answer is noted (its ids made, the rest appended to a list) and counted and offered to the log in
 `flush()`, with the others of its loop turn, once it has gone out; every reader of the figures
-flushes first. A few microseconds on the request path. Everything that costs more (drift scores,
-quantiles, gauges) runs in `tick()`, once a second, or when a page or `monitor status` asks. This
+flushes first. A flush works per group of answers, not per answer: one count and one histogram update
+per bucket, one lock for the recent predictions, the log's sampling and rate limit decided for the
+group at once; a prediction's class is read from its scores only when the log keeps it or feedback
+asks (ClassOf). Everything that costs more (drift scores, quantiles, gauges) runs in `tick()`, once
+a second, or when a page or `monitor status` asks. This
 module holds the versions' monitors (monitor/version.py) and the request taps; feedback is joined in
 monitor/join.py and the tick's gauges set in monitor/gauges.py.
 """
@@ -18,7 +21,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -30,11 +33,11 @@ from shipyard.monitor.gauges import Gauges
 from shipyard.monitor.join import FeedbackJoin
 from shipyard.monitor.logfiles import ParquetSink
 from shipyard.monitor.metrics import Metrics
-from shipyard.monitor.predlog import PredictionLog, Sink
+from shipyard.monitor.predlog import PredictionLog, PredictionRecord, Sink
 from shipyard.monitor.recent import RecentPredictions
 from shipyard.monitor.version import VersionMonitor
 from shipyard.registry import VersionRecord
-from shipyard.scoring import Prediction, Scored, is_class_scores, predictions
+from shipyard.scoring import ClassOf
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +53,8 @@ class Answer(NamedTuple):
     record: VersionRecord
     protocol: str
     seconds: float
-    at: float
-    """Wall-clock time of the answer, for the log."""
     first: np.ndarray | None
     scores: np.ndarray | None
-    scored: Scored | None
     ids: list[str]
 
 
@@ -108,7 +108,6 @@ class Monitor:
                 sample_fraction=settings.log_sample,
                 max_per_second=settings.log_max_per_second,
                 queue_size=settings.log_queue,
-                recent=self.recent,
             )
             if settings.log and log_to is not None
             else None
@@ -170,15 +169,12 @@ class Monitor:
         inputs: Mapping[str, np.ndarray],
         scores: np.ndarray | None,
         request_id: str | None = None,
-        *,
-        scored: Scored | None = None,
     ) -> list[str]:
         """Note an answer; returns each row's prediction id, which feedback refers to: `request_id`
-        (new_request_id() when None) for one row, `<id>-<row>` for more. `scored`: the scores already
-        read for the answer (the friendly API reads them), one row per prediction: the log takes their
-        classes instead of reading the scores again. Counting and logging happen in flush(): on the event
-        loop, once the callbacks ready now have run (this answer has gone out by then, and the others of
-        this loop turn are counted with it); confidence and drift are the batcher's (batch_done)."""
+        (new_request_id() when None) for one row, `<id>-<row>` for more. Counting and logging happen in
+        flush(): on the event loop, once the callbacks ready now have run (this answer has gone out by
+        then, and the others of this loop turn are counted with it); confidence and drift are the
+        batcher's (batch_done). `inputs` and `scores` must not change afterwards."""
         seconds = time.perf_counter() - started
         if request_id is None:
             request_id = new_request_id()
@@ -186,7 +182,7 @@ class Monitor:
         rows = len(first) if first is not None and first.ndim and self._batched(record) else 1
         ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
         pending = self._pending
-        pending.append(Answer(record, protocol, seconds, time.time(), first, scores, scored, ids))
+        pending.append(Answer(record, protocol, seconds, first, scores, ids))
         if len(pending) == 1:
             _soon(self.flush)
         elif len(pending) >= FLUSH_EVERY:
@@ -200,47 +196,39 @@ class Monitor:
             pending, noted = [], self._pending
             while noted:  # popleft, not a swap of lists: an answer noted meanwhile is never lost
                 pending.append(noted.popleft())
+            if not pending:
+                return
+            at = time.time()  # the log's time of these answers: they went out in this loop turn
             groups: dict[tuple[int, str], list[Answer]] = {}
             for answer in pending:
                 groups.setdefault((id(answer.record), answer.protocol), []).append(answer)
             for answers in groups.values():
-                self._count(answers)
+                self._count(answers, at)
 
-    def _count(self, answers: list[Answer]) -> None:
-        """Count and log answers of one version over one protocol; the class scores of one-row answers
-        are read together (scoring.read), as one batch."""
+    def _count(self, answers: list[Answer], at: float) -> None:
+        """Count answers of one version over one protocol, remember their predictions for feedback and
+        offer them to the log."""
         record, protocol = answers[0].record, answers[0].protocol
         monitor = self._monitor_of(record)
-        self.metrics.requests_answered(
-            record.model, str(record.number), protocol, [a.seconds for a in answers]
-        )
-        singles = _read_singles(answers, monitor, record.labels)
-        log = self.log
+        seconds = [a.seconds for a in answers]
+        self.metrics.requests_answered(record.model, str(record.number), protocol, seconds)
+        ids: list[str] = []
+        scores: list[np.ndarray | None] = []  # each prediction's row of scores, read only when asked
         for answer in answers:
-            rows, first, scores, seconds = len(answer.ids), answer.first, answer.scores, answer.seconds
-            monitor.answered(seconds, rows)
-            if scores is not None and not monitor.batched:
-                scores = scores[None]
-            predicted = singles.get(id(answer)) or _predicted(
-                scores, rows, monitor, record.labels, answer.scored
-            )
-            for i, prediction_id in enumerate(answer.ids):
-                class_, confidence = predicted[i]
-                if log is None:
-                    self.recent.add(prediction_id, record.model, record.number, class_)
-                    continue
-                log.offer(
-                    prediction_id,
-                    record.model,
-                    record.number,
-                    protocol,
-                    latency_ms=seconds * 1000,
-                    inputs=first if rows == 1 or first is None else first[i],
-                    output=scores if rows == 1 or scores is None else scores[i],
-                    class_=class_,
-                    confidence=confidence,
-                    at=answer.at,
-                )
+            ids += answer.ids
+            rows, found = len(answer.ids), answer.scores
+            if rows == 1:
+                scores.append(found)
+            elif found is not None and len(found) == rows:
+                scores.extend(found)
+            else:
+                scores.extend([None] * rows)
+        monitor.answered_all(seconds, len(ids))
+        self.recent.add_all(ids, record.model, record.number, scores, monitor.class_of)
+        if self.log is not None:
+            chosen = self.log.admit(len(ids))
+            if chosen:
+                self.log.queue(_records(answers, chosen, ids, scores, monitor.class_of, at))
 
     def _batched(self, record: VersionRecord) -> bool:
         return self._monitor_of(record).batched
@@ -308,36 +296,37 @@ def _soon(flush: Callable[[], None]) -> None:
     loop.call_soon(flush)
 
 
-def _read_singles(
-    answers: list[Answer], monitor: VersionMonitor, labels: Sequence[str] | None
-) -> dict[int, list[Prediction]]:
-    """(class, confidence) of every one-row answer with scores of one size, by id(answer), read as one
-    batch; a row with a score that is not finite gives (None, None), as scoring.read_row does."""
-    singles = [a for a in answers if len(a.ids) == 1 and a.scored is None and a.scores is not None]
-    if len(singles) < 2:
-        return {}
-    rows = [np.asarray(a.scores).reshape(-1) for a in singles]
-    if len({row.size for row in rows}) != 1 or rows[0].size < 2 or rows[0].dtype.kind != "f":
-        return {}
-    stacked = np.stack(rows)
-    finite = np.isfinite(stacked).all(axis=1)
-    read = predictions(np.where(finite[:, None], stacked, 0.0), monitor.kind or "probabilities", labels)
-    return {
-        id(a): [found if ok else (None, None)]
-        for a, found, ok in zip(singles, read, finite.tolist(), strict=True)
-    }
-
-
-def _predicted(
-    scores: np.ndarray | None,
-    rows: int,
-    monitor: VersionMonitor,
-    labels: Sequence[str] | None,
-    scored: Scored | None,
-) -> list[Prediction]:
-    """(class, confidence) of each row, when the answer holds a row of class scores for each."""
-    if scores is None or len(scores) != rows or not is_class_scores(scores):
-        return [(None, None)] * rows
-    if scored is not None and len(scored.predicted) == rows:
-        return scored.labelled(labels)
-    return predictions(scores, monitor.kind or "probabilities", labels)
+def _records(
+    answers: list[Answer],
+    chosen: list[int],
+    ids: list[str],
+    scores: list[np.ndarray | None],
+    class_of: ClassOf,
+    at: float,
+) -> list[PredictionRecord]:
+    """The log's records of the chosen predictions (indexes into `ids`) of answers of one version."""
+    if len(ids) == len(answers):  # one row each, the usual case
+        where = [(answers[k], 0) for k in chosen]
+    else:
+        rows = [(answer, i) for answer in answers for i in range(len(answer.ids))]
+        where = [rows[k] for k in chosen]
+    records = []
+    for k, (answer, i) in zip(chosen, where, strict=True):
+        record, first = answer.record, answer.first
+        class_, confidence = class_of.read(scores[k])
+        records.append(
+            PredictionRecord(
+                ids[k],
+                at,
+                record.model,
+                record.number,
+                answer.protocol,
+                first if len(answer.ids) == 1 or first is None else first[i],
+                scores[k],
+                class_,
+                confidence,
+                answer.seconds * 1000,
+                200,
+            )
+        )
+    return records

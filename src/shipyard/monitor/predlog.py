@@ -1,10 +1,11 @@
 """The prediction log: a sample of requests and answers, written to files without slowing requests down.
 
-``offer()`` runs on the request's hot path and never waits: it samples (a fraction of requests, then at
-most ``max_per_second`` by a token bucket on a monotonic clock), appends the record to a bounded
-in-memory queue and returns. When the queue is full the record is dropped and counted; a slow disk
-costs records, never latency. One writer thread takes everything queued at once and hands it to a
-sink, by default the Parquet files of ``logfiles.ParquetSink``. Every outcome is counted, so
+``offer()`` (or ``admit()`` then ``queue()`` for many answers) never waits: it samples (a fraction
+of requests, then at most ``max_per_second`` by a token bucket on a monotonic clock), appends the
+record to a bounded in-memory queue and returns. When the queue is full the record is dropped and
+counted; a slow disk costs records, never latency. One writer thread takes everything queued at once
+and hands it to a sink, by default the Parquet files of ``logfiles.ParquetSink``. Every outcome is
+counted, so
 ``offered == sampled_out + rate_limited + dropped_full + dropped_closed + accepted`` and every accepted
 record ends up ``written`` or ``failed``.
 
@@ -94,15 +95,14 @@ class _TokenBucket:
         self._tokens = burst
         self._last = clock()
 
-    def take(self) -> bool:
+    def take(self, wanted: int = 1) -> int:
+        """How many of `wanted` may go now (all, some or none); those are taken from the bucket."""
         now = self._clock()
         tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
-            return True
-        self._tokens = tokens
-        return False
+        taken = min(wanted, int(tokens))
+        self._tokens = tokens - taken
+        return taken
 
 
 class PredictionLog:
@@ -179,39 +179,60 @@ class PredictionLog:
         it was answered (wall clock; now when None)."""
         if self.recent is not None and request_id:
             self.recent.add(request_id, model, version, class_)
+        if not self.admit(1):
+            return False
+        record = PredictionRecord(
+            request_id,
+            self._wall_clock() if at is None else at,
+            model,
+            version,
+            protocol,
+            inputs,
+            output,
+            class_,
+            confidence,
+            latency_ms,
+            status,
+        )
+        return self.queue([record]) == 1
+
+    def admit(self, offered: int) -> list[int]:
+        """Which of `offered` answers to log (their indexes), by the sample fraction, the rate limit and
+        the room left in the queue; the others are counted as left out. The caller makes records of the
+        admitted ones only and hands them to queue(): most answers never become a record."""
         with self._lock:
-            self._offered += 1
+            self._offered += offered
             if self._closing:
-                self._dropped_closed += 1
-                return False
-            if self.sample_fraction < 1.0 and self._random() >= self.sample_fraction:
-                self._sampled_out += 1
-                return False
-            if self._bucket is not None and not self._bucket.take():
-                self._rate_limited += 1
-                return False
+                self._dropped_closed += offered
+                return []
+            chosen: Sequence[int] = range(offered)
+            if self.sample_fraction < 1.0:
+                draw, fraction = self._random, self.sample_fraction
+                chosen = [i for i in chosen if draw() < fraction]
+                self._sampled_out += offered - len(chosen)
+            if self._bucket is not None:
+                allowed = self._bucket.take(len(chosen))
+                self._rate_limited += len(chosen) - allowed
+                chosen = chosen[:allowed]
+            room = max(0, self.queue_size - len(self._queue))
+            self._dropped_full += max(0, len(chosen) - room)
+            return list(chosen[:room])
+
+    def queue(self, records: Sequence[PredictionRecord]) -> int:
+        """Queue the records of answers admit() chose; returns how many were queued (fewer when the
+        log closed meanwhile, or another caller filled the room)."""
+        with self._lock:
+            if self._closing:
+                self._dropped_closed += len(records)
+                return 0
             queue = self._queue
-            if len(queue) >= self.queue_size:
-                self._dropped_full += 1
-                return False
-            queue.append(
-                PredictionRecord(
-                    request_id,
-                    self._wall_clock() if at is None else at,
-                    model,
-                    version,
-                    protocol,
-                    inputs,
-                    output,
-                    class_,
-                    confidence,
-                    latency_ms,
-                    status,
-                )
-            )
-            if len(queue) == self._wake_at:
+            before = len(queue)
+            kept = records[: max(0, self.queue_size - before)]
+            self._dropped_full += len(records) - len(kept)
+            queue.extend(kept)
+            if before < self._wake_at <= len(queue):
                 self._wake.set()  # a batch is ready; smaller ones wait for the writer's next round
-        return True
+            return len(kept)
 
     def counters(self) -> PredictionLogCounters:
         with self._lock:

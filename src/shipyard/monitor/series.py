@@ -58,6 +58,17 @@ class Series:
         else:
             bucket.errors += 1
 
+    def add_all(self, latencies_ms: list[float]) -> None:
+        """Answers noted together: counted in the bucket of now."""
+        index = int(self._clock() // self.bucket_s)
+        if not self._buckets or self._buckets[-1].index != index:
+            self._buckets.append(Bucket(index))
+        bucket = self._buckets[-1]
+        bucket.requests += len(latencies_ms)
+        latency, edges = bucket.latency, EDGES_MS
+        for value in latencies_ms:
+            latency[bisect.bisect_left(edges, value)] += 1
+
     def recent(self, seconds: float) -> tuple[int, int, list[int]]:
         """Requests, errors and merged latency counts over the last `seconds`."""
         since = self._clock() - seconds

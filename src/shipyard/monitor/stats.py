@@ -45,8 +45,8 @@ class TritonStats:
             self.inference_count += rows
             self.batches.setdefault(rows, Timing()).add(compute_s)
 
-    def answered(self, seconds: float) -> None:
-        self.success.add(seconds)
+    def answered_all(self, seconds: list[float]) -> None:
+        self.success.add(sum(seconds), len(seconds))
         self.last_inference_ms = int(time.time() * 1000)
 
     def failed(self, seconds: float) -> None:

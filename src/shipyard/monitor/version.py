@@ -18,11 +18,12 @@ import numpy as np
 from shipyard.config import MonitorSettings
 from shipyard.monitor.accuracy import FeedbackWindow
 from shipyard.monitor.feedback import class_names
-from shipyard.monitor.metrics import CONFIDENCE_BUCKETS, Metrics
+from shipyard.monitor.metrics import CONFIDENCE_BUCKETS, Metrics, observe_all
 from shipyard.monitor.series import Series, quantile
 from shipyard.monitor.stats import TritonStats
 from shipyard.monitor.watch import BatchWatch
 from shipyard.registry import VersionRecord
+from shipyard.scoring import ClassOf
 
 FEEDBACK = {True: "new", False: "replaced"}
 """The feedback counter's outcome label, by whether the prediction id was labelled for the first time."""
@@ -43,6 +44,8 @@ class VersionMonitor:
         self.classes = class_names(record)
         """What a feedback label may name (feedback.read_label); None: numbers, for a regressor."""
         self.kind, self.batched = self.watch.kind, self.watch.batched
+        self.class_of = ClassOf(self.kind or "probabilities", record.labels)
+        """Reads a stored prediction's class when the log or feedback asks (monitor/live.py)."""
         self.compute_s = 0.0
         self.predictions = 0
 
@@ -64,8 +67,7 @@ class VersionMonitor:
     ) -> None:
         """Once per run: timings, then the batch kept for confidence and drift."""
         children = self.children
-        for wait in queued_s:
-            children.queue.observe(wait)
+        observe_all(children.queue, queued_s)
         children.compute.observe(compute_s)
         children.batch.observe(rows)
         children.compute_total.inc(compute_s)
@@ -74,9 +76,10 @@ class VersionMonitor:
         if outputs:
             self.watch.gather(rows, inputs, names, outputs)
 
-    def answered(self, seconds: float, rows: int) -> None:
-        self.stats.answered(seconds)
-        self.series.add(seconds * 1000, ok=True)
+    def answered_all(self, seconds: list[float], rows: int) -> None:
+        """Answers noted together (Monitor.flush): their latencies, and `rows` predictions in all."""
+        self.stats.answered_all(seconds)
+        self.series.add_all([s * 1000 for s in seconds])
         self.predictions += rows
 
     def failed(self, seconds: float) -> None:

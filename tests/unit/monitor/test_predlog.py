@@ -281,3 +281,26 @@ def test_start_twice_is_an_error() -> None:
     with pytest.raises(RuntimeError):
         log.start()
     log.close()
+
+
+def test_answers_admitted_together_are_sampled_capped_and_bounded_as_single_offers_are() -> None:
+    clock = FakeClock()
+    draws = iter([0.0, 0.9] * 50)
+    sink = ListSink()
+    log = PredictionLog(
+        sink, sample_fraction=0.5, max_per_second=10, queue_size=4, clock=clock, random=lambda: next(draws)
+    )
+    chosen = log.admit(30)  # 15 sampled in, 10 of them within the burst, 4 of those fit the queue
+    assert chosen == [0, 2, 4, 6]
+    records = [PredictionRecord(f"req-{i}", 0.0, "digits", 1, "rest", None, None, None, None, 1.0, 200)
+               for i in chosen]  # fmt: skip
+    assert log.queue(records) == 4
+    assert log.admit(5) == []  # 3 sampled in, and no token left for them
+    log.close()
+    counters = log.counters()
+    assert (counters.offered, counters.sampled_out, counters.rate_limited) == (35, 15 + 2, 5 + 3)
+    assert (counters.dropped_full, counters.written) == (6, 4)
+    assert counters.offered == (
+        counters.sampled_out + counters.rate_limited + counters.dropped_full + counters.written
+    )
+    assert log.queue(records) == 0 and log.counters().dropped_closed == 4  # closed: refused, counted

@@ -54,3 +54,18 @@ def test_concurrent_adds_keep_the_bound() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError):
         RecentPredictions(capacity=0)
+
+
+def test_a_class_stored_as_scores_is_read_only_when_looked_up() -> None:
+    read: list[object] = []
+
+    def reader(scores: object) -> str | None:
+        read.append(scores)
+        return None if scores is None else f"class of {scores}"
+
+    recent = RecentPredictions()
+    recent.add_all(["a", "b"], "digits", 1, ["scores-a", None], reader)
+    assert read == []
+    assert recent.lookup("a") == RecentPrediction("digits", 1, "class of scores-a")
+    assert recent.lookup("b") == RecentPrediction("digits", 1, None)
+    assert read == ["scores-a", None]

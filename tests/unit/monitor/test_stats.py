@@ -10,8 +10,7 @@ def test_runs_answers_and_failures_are_counted_as_triton_counts_them() -> None:
     stats.ran(4, [0.001, 0.002], 0.010, answered=True)
     stats.ran(4, [0.001], 0.020, answered=True)
     stats.ran(1, [0.003], 0.005, answered=False)  # a run that failed queued and computed all the same
-    stats.answered(0.015)
-    stats.answered(0.025)
+    stats.answered_all([0.015, 0.025])
     stats.failed(0.004)
     doc = stats.to_dict("digits", 2)
     assert (doc["name"], doc["version"]) == ("digits", "2")
