@@ -44,6 +44,8 @@ bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e '.[bench]'
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } \
 		|| echo "wrk is not installed (apt install wrk): the overload scenario is skipped"
+	@command -v h2load >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq nghttp2-client >/dev/null; } \
+		|| echo "h2load is not installed (apt install nghttp2-client): gRPC is left out of the floor"
 	$(BIN)/python bench/run.py
 
 # Regenerate the gRPC descriptor from the checked-in .proto (the descriptor is committed too).

@@ -8,6 +8,8 @@ choice, against in-process ONNX Runtime at batch 32 on every core.
 
     python bench/floor.py [--quick] [--rounds N] [--model digits|cnn]
 
+gRPC is measured beside HTTP by h2load (Debian: nghttp2-client) when it is installed (grpc_floor.py).
+
 Writes bench/results/floor.json (floor-quick.json with --quick); a full run also rewrites the
 "The floor" section of bench/BENCHMARKS.md. `make bench` runs it as a scenario.
 """
@@ -27,6 +29,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import grpc_floor
+import h2load
 import loadgen
 import models
 import report
@@ -109,6 +113,8 @@ async def measure(home: Path, files: dict[str, Path], seconds: float, rounds: in
         for _ in range(rounds):  # every system once per round: a slow spell of the machine hits all
             for label, command, env in systems(name, onnx_file, home):
                 measured.setdefault(label, []).append(await measure_server(name, command, env, seconds))
+        if name == "digits" and h2load.available():
+            model["grpc"] = await grpc_floor.measure(name, onnx_file, home, seconds, rounds)
         for label, runs in measured.items():
             model["systems"][label] = [median_row(cells) for cells in zip(*runs, strict=True)]
             best = max(model["systems"][label], key=lambda r: r["requests_per_s"])
@@ -176,6 +182,8 @@ def section(results: dict[str, Any]) -> list[str]:
             f"batch 32 on {ip['threads']} threads {ip['batch32_all_cores_per_s']:,.0f} samples/s.",
             "",
         ]
+        if "grpc" in data:
+            lines += grpc_floor.section(data["grpc"])
     return lines + targets(results)
 
 
@@ -207,6 +215,8 @@ def targets(results: dict[str, Any]) -> list[str]:
             add(f"digits, c=64, {body}: monitoring costs <= 5%", f"{cost:.0%}", cost <= 0.05)
             extra = cell(ship, body, 1)["p50_ms"] - cell(off, body, 1)["p50_ms"]
             add(f"digits, c=1, {body}: monitoring adds <= 0.05 ms to p50", f"{extra:+.3f} ms", extra <= 0.05)
+        if "grpc" in results["digits"]:
+            add(*grpc_floor.target(results["digits"]["grpc"]))
     if "cnn" in results:
         data = results["cnn"]
         ceiling = data["in_process"]["batch32_all_cores_per_s"]
