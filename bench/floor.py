@@ -184,7 +184,40 @@ def section(results: dict[str, Any]) -> list[str]:
         ]
         if "grpc" in data:
             lines += grpc_floor.section(data["grpc"])
-    return lines + targets(results)
+    return lines + targets(results) + limits(results)
+
+
+def limits(results: dict[str, Any]) -> list[str]:
+    """What keeps the missed targets out of reach on this machine, worked out from the cells above."""
+    lines = []
+    if "cnn" in results:
+        data = results["cnn"]
+        ip, cores = data["in_process"], results["machine"]["cpus"]
+        bare = cell(data["systems"]["bare handler"], "binary", 64)
+        ort_ms = 1000 * ip["threads"] / ip["batch32_all_cores_per_s"]  # core time per image at batch 32
+        one_ms = 1000 / ip["batch1_one_thread_per_s"]
+        http_ms = bare["server_cpu_ms_per_request"] - one_ms
+        most = 1000 * cores / (ort_ms + http_ms)
+        lines.append(
+            f"- **The CNN on {cores} cores.** In-process ONNX Runtime at batch 32 spends {ort_ms:.2f} ms of "
+            f"core time per image. The bare handler spends {bare['server_cpu_ms_per_request']:.2f} ms of "
+            f"CPU per request, {one_ms:.2f} ms of it its batch-1 run: {http_ms:.2f} ms to receive the 48 KiB "
+            f"body and answer. So even with a client that cost nothing, a server on these {cores} cores could "
+            f"answer at most {cores} / ({ort_ms:.2f} + {http_ms:.2f}) ms = {most:,.0f} images/s, "
+            f"{most / ip['batch32_all_cores_per_s']:.0%} of the in-process figure, and wrk needs part of a "
+            "core on top. 85% needs the client on another machine, or more cores."
+        )
+    found = results.get("digits", {}).get("grpc")
+    if found:
+        floor, http = found["bare grpc.aio handler, gRPC"], found["shipyard, HTTP binary"]
+        lines.append(
+            f"- **gRPC.** A grpc.aio handler that only parses ModelInfer, runs the model and answers spends "
+            f"{floor['server_cpu_ms_per_request']:.3f} ms of CPU per call, against "
+            f"{http['server_cpu_ms_per_request']:.3f} ms for a whole shipyard HTTP request; it reaches "
+            f"{floor['requests_per_s'] / http['requests_per_s']:.0%} of shipyard's HTTP binary throughput. "
+            "grpcio's own cost per call, not shipyard's, keeps Python gRPC from 80% of HTTP."
+        )
+    return ["### What limits it", "", *lines, ""] if lines else []
 
 
 def targets(results: dict[str, Any]) -> list[str]:
