@@ -7,6 +7,7 @@ and the friendly API interprets outputs without opening the model file.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from shipyard.datatypes import v2_datatype
@@ -52,6 +53,11 @@ class Signature:
 
     def output(self, name: str) -> TensorSpec | None:
         return next((spec for spec in self.outputs if spec.name == name), None)
+
+    @cached_property
+    def output_names(self) -> tuple[str, ...]:
+        """The outputs' names in order; every request that names its outputs is checked against them."""
+        return tuple(spec.name for spec in self.outputs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,10 +113,11 @@ def check_inputs(signature: Signature, inputs: dict[str, Any]) -> None:
 
 def check_outputs(signature: Signature, names: list[str] | None) -> list[str]:
     """The outputs asked for by name (all of the model's when None), each checked against the signature."""
+    known = signature.output_names
     if names is None:
-        return [spec.name for spec in signature.outputs]
+        return list(known)
     for name in names:
-        if signature.output(name) is None:
-            known = ", ".join(repr(spec.name) for spec in signature.outputs)
-            raise InvalidInput(f"unknown output {name!r}: the model's outputs are {known}")
+        if name not in known:
+            listed = ", ".join(map(repr, known))
+            raise InvalidInput(f"unknown output {name!r}: the model's outputs are {listed}")
     return names
