@@ -8,22 +8,16 @@ loop and answers. No validation, batching or monitoring; a health check on HTTP 
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
+import bare_session
 import grpc
 import numpy as np
-import onnxruntime as ort
 import uvicorn
 from tritonclient.grpc import service_pb2
 
-options = ort.SessionOptions()
-options.intra_op_num_threads = int(os.environ.get("INTRA_OP_THREADS", "1"))
-options.inter_op_num_threads = 1
-session = ort.InferenceSession(os.environ["MODEL"], options, providers=["CPUExecutionProvider"])
-INPUT = session.get_inputs()[0].name
-OUTPUT = session.get_outputs()[0].name
+session, INPUT, OUTPUT = bare_session.load()
 
 
 async def infer(request: service_pb2.ModelInferRequest, context: Any) -> service_pb2.ModelInferResponse:

@@ -7,21 +7,15 @@ real server does costs something on top of this. Same v2 JSON and binary bodies 
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
+import bare_session
 import numpy as np
-import onnxruntime as ort
 import orjson
 import uvicorn
 
-options = ort.SessionOptions()
-options.intra_op_num_threads = int(os.environ.get("INTRA_OP_THREADS", "1"))
-options.inter_op_num_threads = 1
-session = ort.InferenceSession(os.environ["MODEL"], options, providers=["CPUExecutionProvider"])
-INPUT = session.get_inputs()[0].name
-OUTPUT = session.get_outputs()[0].name
+session, INPUT, OUTPUT = bare_session.load()
 READY = orjson.dumps({"ready": True})
 
 
