@@ -67,6 +67,8 @@ _STATISTICS_COLUMNS = [f.name for f in SCHEMA if not pa.types.is_binary(f.type) 
 _DICTIONARY_COLUMNS = ["model", "version", "protocol", "class", "status"]
 
 _SIZED = ("request_id", "input", "output")  # the big ones
+CHUNK_ROWS = 256
+"""Most records converted and appended at once (ParquetSink.write)."""
 
 _STAMP = "%Y%m%dT%H%M%S%fZ"
 FILE_NAME = re.compile(r"^(\d{8}T\d{12}Z)-(\d{8}T\d{12}Z)-(\d{6,})-([0-9a-f]+)\.parquet$")
@@ -209,7 +211,9 @@ class ParquetSink:
         self._tag = secrets.token_hex(4)
 
     def write(self, records: Sequence[PredictionRecord]) -> None:
-        """Store records, a column at a time per model (per-record work was most of the writer's time)."""
+        """Store records, a column at a time per model and per chunk of at most CHUNK_ROWS (per-record
+        work was most of the writer's time); the limits on row groups and files are checked after each
+        chunk, so neither grows past them by more than one chunk, nor does memory with the write."""
         groups: dict[str, list[PredictionRecord]] = {}
         for record in records:
             groups.setdefault(record.model, []).append(record)
@@ -217,12 +221,18 @@ class ParquetSink:
             model_dir(self.root, model)  # refuse a bad name before writing anything
         now = self._clock()
         for model, group in groups.items():
-            columns = self._columns(group)  # a record that cannot be converted raises here, before any file
-            try:
-                self._append(model, columns, len(group), now)
-            except BaseException:
-                self._abandon(model)  # a broken file must not take the next records down too
-                raise
+            start = 0
+            while start < len(group):
+                current = self._open.get(model)
+                room = self.row_group_rows - (current.pending_rows if current else 0)
+                chunk = group[start : start + max(1, min(CHUNK_ROWS, room))]
+                columns = self._columns(chunk)  # a record that cannot be converted raises before its file
+                try:
+                    self._append(model, columns, len(chunk), now)
+                except BaseException:
+                    self._abandon(model)  # a broken file must not take the next records down too
+                    raise
+                start += len(chunk)
 
     def _columns(self, records: list[PredictionRecord]) -> dict[str, list[Any]]:
         """The stored values of records, by column in SCHEMA's order, each of its column's type."""

@@ -118,6 +118,19 @@ def test_files_rotate_by_size_into_complete_files(tmp_path: Path) -> None:
     np.testing.assert_array_equal(last, batch[99].inputs)
 
 
+def test_one_large_write_keeps_to_the_row_group_and_file_limits(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path, max_file_bytes=64 * 1024, keep_inputs=True, row_group_rows=10)
+    sink.write(records(0, 300, width=1000))  # about 1.2 MB in one write, as a busy writer gets it
+    sink.close()
+
+    files = finished(tmp_path / "digits")
+    assert len(files) >= 10
+    metadata = [pq.ParquetFile(f).metadata for f in files]
+    assert all(m.row_group(i).num_rows <= 10 for m in metadata for i in range(m.num_row_groups))
+    assert all(f.stat().st_size < 2 * 64 * 1024 for f in files)
+    assert ids(read_predictions(tmp_path, "digits")) == [f"req-{i}" for i in range(300)]
+
+
 def test_each_model_has_its_own_folder(tmp_path: Path) -> None:
     sink = ParquetSink(tmp_path)
     sink.write(records(0, 2, model="digits") + records(2, 3, model="iris"))
