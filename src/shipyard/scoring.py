@@ -80,8 +80,8 @@ def predictions(scores: np.ndarray, kind: ScoreKind, labels: Sequence[str] | Non
 
 
 class ClassOf:
-    """Reads the class (and confidence) of one stored prediction from its row of scores, when it is
-    asked for: the monitor keeps every prediction for feedback, and most are never read again."""
+    """A version's classes, read only when asked: the log reads the (class, confidence) of the rows it
+    keeps, and feedback names the class of a prediction from its top index (`top_indexes`)."""
 
     __slots__ = ("kind", "labels")
 
@@ -95,8 +95,27 @@ class ClassOf:
         row = np.asarray(scores).reshape(1, -1)
         return predictions(row, self.kind, self.labels)[0] if is_class_scores(row) else (None, None)
 
-    def __call__(self, scores: np.ndarray | None) -> str | None:
-        return self.read(scores)[0]
+    def name(self, index: int | None) -> str | None:
+        """The class of a top index (None: the prediction has none)."""
+        return None if index is None else label(index, self.labels)
+
+
+def top_indexes(rows: Sequence[np.ndarray | None]) -> list[int | None]:
+    """The index of each row's top score, for rows of class scores; None for anything else and for a
+    row with a score that is not finite (as read_row). Rows of one shape are read together, one batch:
+    this is all a prediction keeps for feedback, so it must be cheap and small."""
+    found: list[int | None] = [None] * len(rows)
+    shapes: dict[tuple[int, ...], list[int]] = {}
+    for i, row in enumerate(rows):
+        if row is not None and row.dtype.kind == "f" and row.size >= 2:
+            shapes.setdefault(row.shape, []).append(i)
+    for indexes in shapes.values():
+        stacked = np.stack([rows[i] for i in indexes]).reshape(len(indexes), -1)  # type: ignore[misc]
+        finite = np.isfinite(stacked).all(axis=1).tolist()
+        for i, best, ok in zip(indexes, stacked.argmax(axis=1).tolist(), finite, strict=True):
+            if ok:
+                found[i] = best
+    return found
 
 
 def is_class_scores(scores: np.ndarray) -> bool:

@@ -15,6 +15,7 @@ from shipyard.scoring import (
     read_row,
     softmax,
     top,
+    top_indexes,
 )
 from shipyard.signature import ScoreKind
 
@@ -95,3 +96,17 @@ def test_the_friendly_api_takes_scores_read_once_and_answers_the_same() -> None:
         "confidence": round(float(read(LOGITS, "logits").confidence[2]), 6),
         "top_k": [{"class": "b", "confidence": own[2]["confidence"]}, {"class": "c", "confidence": 0.487856}],
     }
+
+
+def test_top_indexes_read_rows_of_class_scores_only() -> None:
+    rows = [
+        np.array([[0.1, 0.7, 0.2]], dtype=np.float32),  # a one-row answer
+        np.array([2.0, -1.0, 0.5]),  # a row of a larger answer
+        np.array([[0.3, np.nan, 0.2]], dtype=np.float32),  # a score that is not finite
+        np.array([[4, 9]], dtype=np.int64),  # not scores
+        np.array([[0.9]], dtype=np.float32),  # one value: a regression
+        None,
+        np.array([[0.2, 0.1, 0.7]], dtype=np.float32),
+    ]
+    assert top_indexes(rows) == [1, 0, None, None, None, None, 2]
+    assert top_indexes([]) == []

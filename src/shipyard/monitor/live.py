@@ -6,11 +6,11 @@ an answer is noted (its ids made, the rest appended to a list) and counted and o
 `flush()`, with the others of its loop turn, once it has gone out; every reader of the figures
 flushes first. A flush works per group of answers, not per answer: one count and one histogram update
 per bucket, one lock for the recent predictions, the log's sampling and rate limit decided for the
-group at once; a prediction's class is read from its scores only when the log keeps it or feedback
-asks (ClassOf). Everything that costs more (drift scores, quantiles, gauges) runs in `tick()`, once
-a second, or when a page or `monitor status` asks. This
-module holds the versions' monitors (monitor/version.py) and the request taps; feedback is joined in
-monitor/join.py and the tick's gauges set in monitor/gauges.py.
+group at once; feedback keeps each prediction's top class index (read for the group as one batch),
+and the log reads class and confidence only of the records it keeps. Everything that costs more
+(drift scores, quantiles, gauges) runs in `tick()`, once a second, or when a page or `monitor status`
+asks. This module holds the versions' monitors (monitor/version.py) and the request taps; feedback is
+joined in monitor/join.py and the tick's gauges set in monitor/gauges.py.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from shipyard.monitor.predlog import PredictionLog, PredictionRecord, Sink
 from shipyard.monitor.recent import RecentPredictions
 from shipyard.monitor.version import VersionMonitor
 from shipyard.registry import VersionRecord
-from shipyard.scoring import ClassOf
+from shipyard.scoring import ClassOf, top_indexes
 
 log = logging.getLogger(__name__)
 
@@ -213,18 +213,19 @@ class Monitor:
         seconds = [a.seconds for a in answers]
         self.metrics.requests_answered(record.model, str(record.number), protocol, seconds)
         ids: list[str] = []
-        scores: list[np.ndarray | None] = []  # each prediction's row of scores, read only when asked
+        scores: list[np.ndarray | None] = []  # each prediction's row of scores
         for answer in answers:
             ids += answer.ids
             rows, found = len(answer.ids), answer.scores
-            if rows == 1:
+            if found is None or (monitor.batched and len(found) != rows):
+                scores.extend([None] * rows)  # no scores, or not a row of them per prediction
+            elif rows == 1:
                 scores.append(found)
-            elif found is not None and len(found) == rows:
-                scores.extend(found)
             else:
-                scores.extend([None] * rows)
+                scores.extend(found)
         monitor.answered_all(seconds, len(ids))
-        self.recent.add_all(ids, record.model, record.number, scores, monitor.class_of)
+        top = top_indexes(scores)  # feedback keeps each prediction's top index, not its scores
+        self.recent.add_all(ids, record.model, record.number, top, monitor.class_of.name)
         if self.log is not None:
             chosen = self.log.admit(len(ids))
             if chosen:

@@ -45,7 +45,7 @@ class VersionMonitor:
         """What a feedback label may name (feedback.read_label); None: numbers, for a regressor."""
         self.kind, self.batched = self.watch.kind, self.watch.batched
         self.class_of = ClassOf(self.kind or "probabilities", record.labels)
-        """Reads a stored prediction's class when the log or feedback asks (monitor/live.py)."""
+        """Names a prediction's class for feedback, and reads the log's classes (monitor/live.py)."""
         self.compute_s = 0.0
         self.predictions = 0
 

@@ -60,6 +60,23 @@ def test_the_log_and_feedback_read_each_prediction_s_class_from_its_scores(
     assert [by_id[i].confidence for i in raw] == pytest.approx(probabilities.max(axis=1).tolist())
 
 
+def test_scores_that_are_not_one_row_per_prediction_give_no_class(digits: VersionRecord) -> None:
+    sink = Kept()
+    monitor = Monitor(MonitorSettings(), sink)
+    monitor.start()
+    x = digits_data()[0][:1]
+    two_rows = digits_linear().logits(digits_data()[0][:2])  # a one-row request answered with two
+    nan_row = np.full((1, 10), np.nan, dtype=np.float32)
+    (uneven,) = monitor.answered(digits, "rest", time.perf_counter(), {"input": x}, two_rows)
+    (unreadable,) = monitor.answered(digits, "rest", time.perf_counter(), {"input": x}, nan_row)
+    monitor.close()
+    by_id = {r.request_id: r for r in sink.records}
+    for prediction in (uneven, unreadable):
+        assert by_id[prediction].class_ is None and by_id[prediction].confidence is None
+        found = monitor.recent.lookup(prediction)
+        assert found is not None and found.class_ is None
+
+
 def test_prediction_ids_are_random_and_never_repeat_across_a_fork() -> None:
     ids = RequestIds()
     made = [ids() for _ in range(3 * RequestIds.BATCH)]

@@ -303,4 +303,14 @@ def test_answers_admitted_together_are_sampled_capped_and_bounded_as_single_offe
     assert counters.offered == (
         counters.sampled_out + counters.rate_limited + counters.dropped_full + counters.written
     )
-    assert log.queue(records) == 0 and log.counters().dropped_closed == 4  # closed: refused, counted
+
+
+def test_records_admitted_before_the_log_closes_are_counted_as_dropped() -> None:
+    log = PredictionLog(ListSink(), max_per_second=None)
+    chosen = log.admit(3)
+    log.close()
+    records = [PredictionRecord(f"req-{i}", 0.0, "digits", 1, "rest", None, None, None, None, 1.0, 200)
+               for i in chosen]  # fmt: skip
+    assert log.queue(records) == 0
+    counters = log.counters()
+    assert (counters.offered, counters.dropped_closed, counters.written, counters.queued) == (3, 3, 0, 0)
