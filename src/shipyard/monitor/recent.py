@@ -3,8 +3,8 @@
 Feedback (the true label of a request) often arrives seconds after the answer: sooner than the
 prediction log's files become readable, and for requests the log sampled out. So the server fills this
 bounded index at answer time and looks requests up here; the oldest entries make room for new ones.
-Most predictions are never given feedback, so the server stores each one's row of class scores with
-a reader and the class is read only when feedback looks it up (`add_all`).
+Most predictions are never given feedback, so the server stores each one's top class index with a
+reader, and the class is named only when feedback looks it up (`add_all`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 ClassReader = Callable[[Any], str | None]
-"""Reads the predicted class from what `add_all` stored for a prediction (its row of scores)."""
+"""Names the predicted class from what `add_all` stored for a prediction (the server: its top index)."""
 
 
 class RecentPrediction(NamedTuple):

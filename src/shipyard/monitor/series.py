@@ -48,10 +48,7 @@ class Series:
         self._buckets: deque[Bucket] = deque(maxlen=keep)
 
     def add(self, latency_ms: float, ok: bool) -> None:
-        index = int(self._clock() // self.bucket_s)
-        if not self._buckets or self._buckets[-1].index != index:
-            self._buckets.append(Bucket(index))
-        bucket = self._buckets[-1]
+        bucket = self._now()
         bucket.requests += 1
         if ok:
             bucket.latency[bisect.bisect_left(EDGES_MS, latency_ms)] += 1
@@ -60,14 +57,18 @@ class Series:
 
     def add_all(self, latencies_ms: list[float]) -> None:
         """Answers noted together: counted in the bucket of now."""
-        index = int(self._clock() // self.bucket_s)
-        if not self._buckets or self._buckets[-1].index != index:
-            self._buckets.append(Bucket(index))
-        bucket = self._buckets[-1]
+        bucket = self._now()
         bucket.requests += len(latencies_ms)
         latency, edges = bucket.latency, EDGES_MS
         for value in latencies_ms:
             latency[bisect.bisect_left(edges, value)] += 1
+
+    def _now(self) -> Bucket:
+        """The bucket of now, started when the clock has moved past the last one."""
+        index = int(self._clock() // self.bucket_s)
+        if not self._buckets or self._buckets[-1].index != index:
+            self._buckets.append(Bucket(index))
+        return self._buckets[-1]
 
     def recent(self, seconds: float) -> tuple[int, int, list[int]]:
         """Requests, errors and merged latency counts over the last `seconds`."""
