@@ -35,6 +35,10 @@ class Scored:
     confidence: np.ndarray
     """[rows]: that top probability."""
 
+    def rows(self, index: np.ndarray) -> Scored:
+        """The rows at `index`, read as these were."""
+        return Scored(self.kind, self.probabilities[index], self.predicted[index], self.confidence[index])
+
     def labelled(self, labels: Sequence[str] | None) -> list[Prediction]:
         """(label, confidence) per row; a confidence that is not finite is None."""
         return [

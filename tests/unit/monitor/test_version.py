@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from shipyard.config import MonitorSettings
+from shipyard.monitor import watch
 from shipyard.monitor.metrics import Metrics
 from shipyard.monitor.profile import build_profile
 from shipyard.monitor.version import VersionMonitor
@@ -88,3 +89,18 @@ def test_runs_without_the_score_output_keep_the_scores_of_the_others(record: Ver
     report = monitor.drift_report()
     assert report["rows"] == 100 and report["scored_rows"] == 50 and report["problem"] == ""
     assert sum(confidences(monitor)) == 50
+
+
+def test_large_inputs_give_drift_a_sample_of_each_flush_and_confidence_every_row(
+    record: VersionRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watch, "DRIFT_VALUES", 64 * 32)  # digits rows as if each were 16x larger
+    monitor = watched(record)
+    for seed in range(watch.PENDING_ROWS // 32):
+        run(monitor, live(32, seed))
+    report = monitor.drift_report()
+    assert report["rows"] == 32 and sum(confidences(monitor)) == watch.PENDING_ROWS
+    for seed in range(100, 100 + 10 * watch.PENDING_ROWS // 32):  # 10 flushes: 320 sampled rows
+        run(monitor, np.clip(live(32, seed) + 3, 0, 16))
+    report = monitor.drift_report()
+    assert report["rows"] == 32 * 11 and report["status"] == "judged" and report["flagged"]
