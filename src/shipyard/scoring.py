@@ -92,12 +92,17 @@ class ClassOf:
     def __init__(self, kind: ScoreKind, labels: Sequence[str] | None) -> None:
         self.kind, self.labels = kind, labels
 
-    def read(self, scores: np.ndarray | None) -> Prediction:
-        """(class, confidence) of a row of class scores; (None, None) for anything else."""
-        if scores is None:
-            return None, None
-        row = np.asarray(scores).reshape(1, -1)
-        return predictions(row, self.kind, self.labels)[0] if is_class_scores(row) else (None, None)
+    def read_all(self, rows: Sequence[np.ndarray | None]) -> list[Prediction]:
+        """(class, confidence) of each row of class scores, (None, None) for anything else (None, other
+        dtypes, a score that is not finite); rows of one shape are read together, as one batch."""
+        found: list[Prediction] = [(None, None)] * len(rows)
+        for indexes, stacked in _stacked(rows):
+            finite = np.isfinite(stacked).all(axis=1).tolist()
+            read_ = read(stacked, self.kind).labelled(self.labels)
+            for i, ok, prediction in zip(indexes, finite, read_, strict=True):
+                if ok:
+                    found[i] = prediction
+        return found
 
     def name(self, index: int | None) -> str | None:
         """The class of a top index (None: the prediction has none)."""
@@ -109,17 +114,25 @@ def top_indexes(rows: Sequence[np.ndarray | None]) -> list[int | None]:
     row with a score that is not finite (as read_row). Rows of one shape are read together, one batch:
     this is all a prediction keeps for feedback, so it must be cheap and small."""
     found: list[int | None] = [None] * len(rows)
-    shapes: dict[tuple[int, ...], list[int]] = {}
-    for i, row in enumerate(rows):
-        if row is not None and row.dtype.kind == "f" and row.size >= 2:
-            shapes.setdefault(row.shape, []).append(i)
-    for indexes in shapes.values():
-        stacked = np.stack([rows[i] for i in indexes]).reshape(len(indexes), -1)  # type: ignore[misc]
+    for indexes, stacked in _stacked(rows):
         finite = np.isfinite(stacked).all(axis=1).tolist()
         for i, best, ok in zip(indexes, stacked.argmax(axis=1).tolist(), finite, strict=True):
             if ok:
                 found[i] = best
     return found
+
+
+def _stacked(rows: Sequence[np.ndarray | None]) -> list[tuple[list[int], np.ndarray]]:
+    """The rows that are class scores (floats, at least two), stacked by shape: (their indexes in
+    `rows`, [n, classes])."""
+    shapes: dict[tuple[int, ...], list[int]] = {}
+    for i, row in enumerate(rows):
+        if row is not None and row.dtype.kind == "f" and row.size >= 2:
+            shapes.setdefault(row.shape, []).append(i)
+    return [
+        (indexes, np.stack([rows[i] for i in indexes]).reshape(len(indexes), -1))  # type: ignore[misc]
+        for indexes in shapes.values()
+    ]
 
 
 def is_class_scores(scores: np.ndarray) -> bool:

@@ -8,6 +8,7 @@ import pytest
 
 from shipyard.protocol.predict import predictions as friendly_predictions
 from shipyard.scoring import (
+    ClassOf,
     is_class_scores,
     label,
     predictions,
@@ -98,15 +99,32 @@ def test_the_friendly_api_takes_scores_read_once_and_answers_the_same() -> None:
     }
 
 
+ROWS = [
+    np.array([[0.1, 0.7, 0.2]], dtype=np.float32),  # a one-row answer
+    np.array([2.0, -1.0, 0.5]),  # a row of a larger answer
+    np.array([[0.3, np.nan, 0.2]], dtype=np.float32),  # a score that is not finite
+    np.array([[4, 9]], dtype=np.int64),  # not scores
+    np.array([[0.9]], dtype=np.float32),  # one value: a regression
+    None,
+    np.array([[0.2, 0.1, 0.7]], dtype=np.float32),
+]
+"""Rows of answers as the monitor keeps them: rows of class scores among others that are not."""
+
+
 def test_top_indexes_read_rows_of_class_scores_only() -> None:
-    rows = [
-        np.array([[0.1, 0.7, 0.2]], dtype=np.float32),  # a one-row answer
-        np.array([2.0, -1.0, 0.5]),  # a row of a larger answer
-        np.array([[0.3, np.nan, 0.2]], dtype=np.float32),  # a score that is not finite
-        np.array([[4, 9]], dtype=np.int64),  # not scores
-        np.array([[0.9]], dtype=np.float32),  # one value: a regression
-        None,
-        np.array([[0.2, 0.1, 0.7]], dtype=np.float32),
-    ]
-    assert top_indexes(rows) == [1, 0, None, None, None, None, 2]
+    assert top_indexes(ROWS) == [1, 0, None, None, None, None, 2]
     assert top_indexes([]) == []
+
+
+def test_the_log_reads_a_flush_of_rows_at_once_as_each_row_alone() -> None:
+    class_of = ClassOf("logits", ["a", "b", "c"])
+    alone = [
+        (None, None)
+        if row is None or not is_class_scores(row.reshape(1, -1))
+        else predictions(row.reshape(1, -1), "logits", ["a", "b", "c"])[0]
+        for row in ROWS
+    ]
+    together = class_of.read_all(ROWS)
+    assert [c for c, _ in together] == [c for c, _ in alone] == ["b", "a", None, None, None, None, "c"]
+    assert [p for _, p in together] == pytest.approx([p for _, p in alone])
+    assert class_of.read_all([]) == []

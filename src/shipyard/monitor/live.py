@@ -3,11 +3,12 @@ the reference profile, accuracy from feedback and cost; plus the prediction log.
 
 The request path calls `answered()` / `failed()` (and each batcher calls its version's `batch_done()`):
 an answer is noted (its ids made, the rest appended to a list) and counted and offered to the log in
-`flush()`, with the others of its loop turn, once it has gone out; every reader of the figures
-flushes first. A flush works per group of answers, not per answer: one count and one histogram update
-per bucket, one lock for the recent predictions, the log's sampling and rate limit decided for the
-group at once; feedback keeps each prediction's top class index (read for the group as one batch),
-and the log reads class and confidence only of the records it keeps. Everything that costs more
+`flush()`: every FLUSH_EVERY answers (once the one that filled the list has gone out), at each tick
+(once a second), and first thing on every read of the figures, so that no reader sees them stale.
+A flush works per group of answers, not per answer: one count and one histogram update per bucket,
+one lock for the recent predictions, the log's sampling and rate limit decided for the group at once;
+feedback keeps each prediction's top class index (read for the group as one batch), and the log reads
+class and confidence only of the records it keeps. Everything that costs more
 (drift scores, quantiles, gauges) runs in `tick()`, once a second, or when a page or `monitor status`
 asks. This module holds the versions' monitors (monitor/version.py) and the request taps; feedback is
 joined in monitor/join.py and the tick's gauges set in monitor/gauges.py.
@@ -16,6 +17,7 @@ joined in monitor/join.py and the tick's gauges set in monitor/gauges.py.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -44,7 +46,9 @@ log = logging.getLogger(__name__)
 RECENT_CAPACITY = 100_000
 """Latest predictions kept in memory for feedback (about 20 MB)."""
 FLUSH_EVERY = 256
-"""Most answers noted before they are counted and logged together (Monitor.flush)."""
+"""Answers noted before they are counted and logged together (Monitor.flush). A flush costs tens of
+microseconds whatever it holds: once per loop turn (a few answers at a time) it was most of what
+monitoring cost the digits MLP at 64 connections."""
 
 
 class Answer(NamedTuple):
@@ -53,6 +57,8 @@ class Answer(NamedTuple):
     record: VersionRecord
     protocol: str
     seconds: float
+    at: float
+    """When it was answered, by time.perf_counter()."""
     first: np.ndarray | None
     scores: np.ndarray | None
     ids: list[str]
@@ -82,6 +88,8 @@ class RequestIds:
 
 
 new_request_id = RequestIds()
+_new_answer = functools.partial(tuple.__new__, Answer)
+"""Answer((...)) without the Python-level __new__ of a NamedTuple: made once per request."""
 
 
 class Monitor:
@@ -172,21 +180,22 @@ class Monitor:
     ) -> list[str]:
         """Note an answer; returns each row's prediction id, which feedback refers to: `request_id`
         (new_request_id() when None) for one row, `<id>-<row>` for more. Counting and logging happen in
-        flush(): on the event loop, once the callbacks ready now have run (this answer has gone out by
-        then, and the others of this loop turn are counted with it); confidence and drift are the
-        batcher's (batch_done). `inputs` and `scores` must not change afterwards."""
-        seconds = time.perf_counter() - started
+        flush(), FLUSH_EVERY answers at a time (or sooner, when the figures are read); confidence and
+        drift are the batcher's (batch_done). `inputs` and `scores` must not change afterwards."""
+        now = time.perf_counter()
         if request_id is None:
             request_id = new_request_id()
         first = next(iter(inputs.values())) if inputs else None
-        rows = len(first) if first is not None and first.ndim and self._batched(record) else 1
+        rows = 1
+        if first is not None and first.ndim and len(first) > 1 and self._batched(record):
+            rows = len(first)
         ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
         pending = self._pending
-        pending.append(Answer(record, protocol, seconds, first, scores, ids))
-        if len(pending) == 1:
+        pending.append(_new_answer((record, protocol, now - started, now, first, scores, ids)))
+        if len(pending) == FLUSH_EVERY:
             _soon(self.flush)
-        elif len(pending) >= FLUSH_EVERY:
-            self.flush()
+        elif len(pending) >= 4 * FLUSH_EVERY:
+            self.flush()  # no loop has run the flush asked for: a caller without one
         return ids
 
     def flush(self) -> None:
@@ -198,14 +207,14 @@ class Monitor:
                 pending.append(noted.popleft())
             if not pending:
                 return
-            at = time.time()  # the log's time of these answers: they went out in this loop turn
+            clock = time.time() - time.perf_counter()  # + an answer's `at`: its time for the log
             groups: dict[tuple[int, str], list[Answer]] = {}
             for answer in pending:
                 groups.setdefault((id(answer.record), answer.protocol), []).append(answer)
             for answers in groups.values():
-                self._count(answers, at)
+                self._count(answers, clock)
 
-    def _count(self, answers: list[Answer], at: float) -> None:
+    def _count(self, answers: list[Answer], clock: float) -> None:
         """Count answers of one version over one protocol, remember their predictions for feedback and
         offer them to the log."""
         record, protocol = answers[0].record, answers[0].protocol
@@ -229,7 +238,7 @@ class Monitor:
         if self.log is not None:
             chosen = self.log.admit(len(ids))
             if chosen:
-                self.log.queue(_records(answers, chosen, ids, scores, monitor.class_of, at))
+                self.log.queue(_records(answers, chosen, ids, scores, monitor.class_of, clock))
 
     def _batched(self, record: VersionRecord) -> bool:
         return self._monitor_of(record).batched
@@ -303,7 +312,7 @@ def _records(
     ids: list[str],
     scores: list[np.ndarray | None],
     class_of: ClassOf,
-    at: float,
+    clock: float,
 ) -> list[PredictionRecord]:
     """The log's records of the chosen predictions (indexes into `ids`) of answers of one version."""
     if len(ids) == len(answers):  # one row each, the usual case
@@ -312,13 +321,13 @@ def _records(
         rows = [(answer, i) for answer in answers for i in range(len(answer.ids))]
         where = [rows[k] for k in chosen]
     records = []
-    for k, (answer, i) in zip(chosen, where, strict=True):
+    read = class_of.read_all([scores[k] for k in chosen])
+    for k, (answer, i), (class_, confidence) in zip(chosen, where, read, strict=True):
         record, first = answer.record, answer.first
-        class_, confidence = class_of.read(scores[k])
         records.append(
             PredictionRecord(
                 ids[k],
-                at,
+                answer.at + clock,
                 record.model,
                 record.number,
                 answer.protocol,

@@ -10,7 +10,6 @@ reader, and the class is named only when feedback looks it up (`add_all`).
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -32,9 +31,16 @@ class RecentPredictions:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, not {capacity}")
         self.capacity = capacity
-        # plain tuples: building the NamedTuple only on lookup keeps adding cheap on the request path;
-        # (model, version, class or what `reader` reads it from, reader or None)
-        self._entries: OrderedDict[str, tuple[str, int, Any, ClassReader | None]] = OrderedDict()
+        # A ring of slots, the oldest overwritten first, and a plain dict id -> slot: constant work per
+        # prediction, and nothing per entry that the garbage collector has to scan (ints and strings
+        # only; one (model, version, reader) tuple per add_all call). An OrderedDict of tuples holding
+        # the reader kept 100,000 tracked objects for every full collection to walk.
+        self._slots: dict[str, int] = {}
+        self._ids: list[str | None] = [None] * capacity
+        self._found: list[Any] = [None] * capacity
+        """The class, or what the reader reads it from."""
+        self._owners: list[tuple[str, int, ClassReader | None] | None] = [None] * capacity
+        self._next = 0
         self._lock = threading.Lock()
 
     def add(self, request_id: str, model: str, version: int, class_: str | None) -> None:
@@ -51,26 +57,35 @@ class RecentPredictions:
     ) -> None:
         """Remember predictions of one version under one lock. `found[i]` is the class of `ids[i]`, or,
         with a `reader`, what it reads the class from when the prediction is looked up."""
+        if len(ids) != len(found):
+            raise ValueError(f"{len(ids)} ids but {len(found)} predictions")
+        owner = (model, version, reader)
         with self._lock:
-            entries, capacity = self._entries, self.capacity
+            slots, ring, capacity, slot = self._slots, self._ids, self.capacity, self._next
             for request_id, what in zip(ids, found, strict=True):
-                if request_id in entries:
-                    entries.move_to_end(request_id)
-                entries[request_id] = (model, version, what, reader)
-            while len(entries) > capacity:
-                entries.popitem(last=False)
+                evicted = ring[slot]
+                if evicted is not None and slots.get(evicted) == slot:  # not added again since
+                    del slots[evicted]
+                ring[slot] = request_id
+                self._found[slot] = what
+                self._owners[slot] = owner
+                slots[request_id] = slot
+                slot = slot + 1 if slot + 1 < capacity else 0
+            self._next = slot
 
     def lookup(self, request_id: str) -> RecentPrediction | None:
         """What was predicted for this request, or None when it is unknown or already evicted."""
         with self._lock:
-            entry = self._entries.get(request_id)
-        if entry is None:
-            return None
-        model, version, what, reader = entry
+            slot = self._slots.get(request_id)
+            if slot is None:
+                return None
+            what, owner = self._found[slot], self._owners[slot]
+        assert owner is not None
+        model, version, reader = owner
         return RecentPrediction(model, version, what if reader is None else reader(what))
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._slots)
 
 
 __all__ = ["RecentPrediction", "RecentPredictions"]

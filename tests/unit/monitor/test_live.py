@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from shipyard.config import MonitorSettings
-from shipyard.monitor.live import Monitor, RequestIds
+from shipyard.monitor.live import FLUSH_EVERY, Monitor, RequestIds
 from shipyard.monitor.predlog import PredictionRecord
 from shipyard.registry import Registry, VersionRecord
 from tests.conftest import LABELS, register_digits
@@ -92,8 +92,9 @@ def test_prediction_ids_are_random_and_never_repeat_across_a_fork() -> None:
     assert child != ids() and child not in made
 
 
-def test_answers_are_counted_once_their_loop_turn_is_over(digits: VersionRecord) -> None:
-    """Without a reader flushing first: another worker's /metrics reads only what this one counted."""
+def test_answers_are_counted_a_flush_at_a_time_or_when_read(digits: VersionRecord) -> None:
+    """Without a reader flushing first (another worker's /metrics reads only what this one counted),
+    answers are counted FLUSH_EVERY at a time, once the last of them has gone out, or at the tick."""
     monitor = Monitor(MonitorSettings())
     x = digits_data()[0][:1]
     labels = {"model": "digits", "version": "1", "protocol": "rest", "status": "200"}
@@ -101,11 +102,22 @@ def test_answers_are_counted_once_their_loop_turn_is_over(digits: VersionRecord)
     def counted() -> float | None:
         return monitor.metrics.registry.get_sample_value("shipyard_requests_total", labels)
 
-    async def answer_twice() -> tuple[float | None, float | None]:
-        for _ in range(2):
+    def answer(n: int) -> None:
+        for _ in range(n):
             monitor.answered(digits, "rest", time.perf_counter(), {"input": x}, digits_linear().logits(x))
-        during = counted()
-        await asyncio.sleep(0)  # the loop turn is over
-        return during, counted()
 
-    assert asyncio.run(answer_twice()) == (None, 2.0)
+    async def main() -> list[float | None]:
+        seen = []
+        answer(FLUSH_EVERY - 1)
+        await asyncio.sleep(0)  # a loop turn is over: not enough answers yet
+        seen.append(counted())
+        answer(1)
+        seen.append(counted())  # the flush waits for the loop turn of the answer that asked for it
+        await asyncio.sleep(0)
+        seen.append(counted())
+        answer(2)
+        monitor.tick({})
+        seen.append(counted())
+        return seen
+
+    assert asyncio.run(main()) == [None, None, FLUSH_EVERY, FLUSH_EVERY + 2]
