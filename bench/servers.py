@@ -8,12 +8,14 @@ import resource
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -63,6 +65,11 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_s(pid: int) -> float:
+    """cpu_s() of a process and its descendants: `--workers N` serves from child processes."""
+    return sum(_tree_stat(pid, cpu_s))
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -72,16 +79,21 @@ def rss_kib(pid: int) -> int:
 
 def tree_rss_kib(pid: int) -> int:
     """RSS of a process and its descendants: `--workers N` serves from child processes."""
-    total, todo = 0, [pid]
+    return sum(_tree_stat(pid, rss_kib))
+
+
+def _tree_stat(pid: int, read: Callable[[int], T]) -> list[T]:
+    """`read` of a process and of each of its descendants still there."""
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
         try:
-            total += rss_kib(p)
+            found.append(read(p))
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue  # exited between two reads
-    return total
+    return found
 
 
 def raise_open_files() -> int:

@@ -219,19 +219,9 @@ class Monitor:
         offer them to the log."""
         record, protocol = answers[0].record, answers[0].protocol
         monitor = self._monitor_of(record)
-        seconds = [a.seconds for a in answers]
+        seconds = np.array([a.seconds for a in answers])
         self.metrics.requests_answered(record.model, str(record.number), protocol, seconds)
-        ids: list[str] = []
-        scores: list[np.ndarray | None] = []  # each prediction's row of scores
-        for answer in answers:
-            ids += answer.ids
-            rows, found = len(answer.ids), answer.scores
-            if found is None or (monitor.batched and len(found) != rows):
-                scores.extend([None] * rows)  # no scores, or not a row of them per prediction
-            elif rows == 1:
-                scores.append(found)
-            else:
-                scores.extend(found)
+        ids, scores = _predictions(answers, monitor.batched)
         monitor.answered_all(seconds, len(ids))
         top = top_indexes(scores)  # feedback keeps each prediction's top index, not its scores
         self.recent.add_all(ids, record.model, record.number, top, monitor.class_of.name)
@@ -304,6 +294,27 @@ def _soon(flush: Callable[[], None]) -> None:
     except RuntimeError:
         return
     loop.call_soon(flush)
+
+
+def _predictions(answers: list[Answer], batched: bool) -> tuple[list[str], list[np.ndarray | None]]:
+    """Each prediction's id and row of scores (None: no scores, or not a row of them per prediction)."""
+    if all(len(a.ids) == 1 for a in answers):  # one row each, the usual case
+        each = [a.scores for a in answers]
+        return [a.ids[0] for a in answers], [
+            s if s is None or not batched or len(s) == 1 else None for s in each
+        ]
+    ids: list[str] = []
+    scores: list[np.ndarray | None] = []
+    for answer in answers:
+        ids += answer.ids
+        rows, found = len(answer.ids), answer.scores
+        if found is None or (batched and len(found) != rows):
+            scores.extend([None] * rows)
+        elif rows == 1:
+            scores.append(found)
+        else:
+            scores.extend(found)
+    return ids, scores
 
 
 def _records(

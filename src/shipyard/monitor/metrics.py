@@ -160,7 +160,9 @@ class Metrics:
         count.inc()
         latency.observe(seconds)
 
-    def requests_answered(self, model: str, version: str, protocol: str, seconds: list[float]) -> None:
+    def requests_answered(
+        self, model: str, version: str, protocol: str, seconds: Sequence[float] | np.ndarray
+    ) -> None:
         """Many answered requests at once (Monitor.flush): one count, each latency observed."""
         count, latency = self._children(model, version, protocol, "200")
         count.inc(len(seconds))

@@ -4,13 +4,17 @@ Feedback (the true label of a request) often arrives seconds after the answer: s
 prediction log's files become readable, and for requests the log sampled out. So the server fills this
 bounded index at answer time and looks requests up here; the oldest entries make room for new ones.
 Most predictions are never given feedback, so the server stores each one's top class index with a
-reader, and the class is named only when feedback looks it up (`add_all`).
+reader, and the class is named only when feedback looks it up (`add_all`). For the same reason the
+predictions are kept as they come, a flush at a time, and indexed by id only when feedback first
+looks for them: the request path pays for a list, not for a dictionary entry per prediction.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 ClassReader = Callable[[Any], str | None]
@@ -24,6 +28,20 @@ class RecentPrediction(NamedTuple):
     """The predicted class, when the model has one (None for raw scores or a failed request)."""
 
 
+@dataclass(eq=False)
+class _Chunk:
+    """Predictions added together: their ids, what each class is read from, and whose they are."""
+
+    start: int
+    """The number of its first prediction, counting every prediction ever added."""
+    ids: list[str]
+    found: list[Any]
+    owner: tuple[str, int, ClassReader | None]
+    indexed: bool = False
+    gone: int = 0
+    """How many of its first predictions were evicted."""
+
+
 class RecentPredictions:
     """A thread-safe map request id -> (model, version, class) holding the latest `capacity` entries."""
 
@@ -31,16 +49,11 @@ class RecentPredictions:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, not {capacity}")
         self.capacity = capacity
-        # A ring of slots, the oldest overwritten first, and a plain dict id -> slot: constant work per
-        # prediction, and nothing per entry that the garbage collector has to scan (ints and strings
-        # only; one (model, version, reader) tuple per add_all call). An OrderedDict of tuples holding
-        # the reader kept 100,000 tracked objects for every full collection to walk.
-        self._slots: dict[str, int] = {}
-        self._ids: list[str | None] = [None] * capacity
-        self._found: list[Any] = [None] * capacity
-        """The class, or what the reader reads it from."""
-        self._owners: list[tuple[str, int, ClassReader | None] | None] = [None] * capacity
-        self._next = 0
+        self._chunks: list[_Chunk] = []  # oldest first; the indexed ones come first
+        self._starts: list[int] = []  # each chunk's start, for bisect
+        self._added = 0
+        self._size = 0
+        self._index: dict[str, int] = {}  # id -> its number, for the chunks looked up so far
         self._lock = threading.Lock()
 
     def add(self, request_id: str, model: str, version: int, class_: str | None) -> None:
@@ -55,37 +68,62 @@ class RecentPredictions:
         found: Sequence[Any],
         reader: ClassReader | None = None,
     ) -> None:
-        """Remember predictions of one version under one lock. `found[i]` is the class of `ids[i]`, or,
-        with a `reader`, what it reads the class from when the prediction is looked up."""
+        """Remember predictions of one version. `found[i]` is the class of `ids[i]`, or, with a
+        `reader`, what it reads the class from when the prediction is looked up."""
         if len(ids) != len(found):
             raise ValueError(f"{len(ids)} ids but {len(found)} predictions")
-        owner = (model, version, reader)
+        if not ids:
+            return
         with self._lock:
-            slots, ring, capacity, slot = self._slots, self._ids, self.capacity, self._next
-            for request_id, what in zip(ids, found, strict=True):
-                evicted = ring[slot]
-                if evicted is not None and slots.get(evicted) == slot:  # not added again since
-                    del slots[evicted]
-                ring[slot] = request_id
-                self._found[slot] = what
-                self._owners[slot] = owner
-                slots[request_id] = slot
-                slot = slot + 1 if slot + 1 < capacity else 0
-            self._next = slot
+            chunk = _Chunk(self._added, list(ids), list(found), (model, version, reader))
+            self._chunks.append(chunk)
+            self._starts.append(chunk.start)
+            self._added += len(ids)
+            self._size += len(ids)
+            excess = self._size - self.capacity
+            while excess > 0:
+                excess -= self._evict(excess)
+
+    def _evict(self, most: int) -> int:
+        """Evict up to `most` of the oldest predictions (one chunk's at most); how many it evicted."""
+        oldest = self._chunks[0]
+        evicted = min(most, len(oldest.ids) - oldest.gone)
+        if oldest.indexed:
+            index = self._index
+            for number in range(oldest.start + oldest.gone, oldest.start + oldest.gone + evicted):
+                request_id = oldest.ids[number - oldest.start]
+                if index.get(request_id) == number:  # not added again since
+                    del index[request_id]
+        oldest.gone += evicted
+        self._size -= evicted
+        if oldest.gone == len(oldest.ids):
+            del self._chunks[0], self._starts[0]
+        return evicted
 
     def lookup(self, request_id: str) -> RecentPrediction | None:
         """What was predicted for this request, or None when it is unknown or already evicted."""
         with self._lock:
-            slot = self._slots.get(request_id)
-            if slot is None:
+            self._index_new()
+            number = self._index.get(request_id)
+            if number is None:
                 return None
-            what, owner = self._found[slot], self._owners[slot]
-        assert owner is not None
-        model, version, reader = owner
+            chunk = self._chunks[bisect.bisect_right(self._starts, number) - 1]
+            what = chunk.found[number - chunk.start]
+        model, version, reader = chunk.owner
         return RecentPrediction(model, version, what if reader is None else reader(what))
 
+    def _index_new(self) -> None:
+        """Index the chunks added since the last lookup, oldest first (a repeated id: its newest)."""
+        first = len(self._chunks)
+        while first and not self._chunks[first - 1].indexed:
+            first -= 1
+        for chunk in self._chunks[first:]:
+            numbers = range(chunk.start + chunk.gone, chunk.start + len(chunk.ids))
+            self._index.update(zip(chunk.ids[chunk.gone :], numbers, strict=True))
+            chunk.indexed = True
+
     def __len__(self) -> int:
-        return len(self._slots)
+        return self._size
 
 
 __all__ = ["RecentPrediction", "RecentPredictions"]

@@ -4,8 +4,11 @@ queueing and compute, per batch size too (what perf_analyzer reads from /v2/mode
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 NS = 1_000_000_000
 
@@ -37,16 +40,15 @@ class TritonStats:
     def ran(self, rows: int, queued_s: list[float], compute_s: float, answered: bool) -> None:
         """One run of `rows` rows: how long each request queued, how long it computed, and whether it
         answered (a failed run still queued and computed)."""
-        for wait in queued_s:
-            self.queue.add(wait)
+        self.queue.add(sum(queued_s), len(queued_s))
         self.compute.add(compute_s)
         self.execution_count += 1
         if answered:
             self.inference_count += rows
             self.batches.setdefault(rows, Timing()).add(compute_s)
 
-    def answered_all(self, seconds: list[float]) -> None:
-        self.success.add(sum(seconds), len(seconds))
+    def answered_all(self, seconds: Sequence[float] | np.ndarray) -> None:
+        self.success.add(float(sum(seconds) if isinstance(seconds, list) else np.sum(seconds)), len(seconds))
         self.last_inference_ms = int(time.time() * 1000)
 
     def failed(self, seconds: float) -> None:

@@ -76,10 +76,10 @@ class VersionMonitor:
         if outputs:
             self.watch.gather(rows, inputs, names, outputs)
 
-    def answered_all(self, seconds: list[float], rows: int) -> None:
+    def answered_all(self, seconds: np.ndarray, rows: int) -> None:
         """Answers noted together (Monitor.flush): their latencies, and `rows` predictions in all."""
         self.stats.answered_all(seconds)
-        self.series.add_all([s * 1000 for s in seconds])
+        self.series.add_all(seconds)
         self.predictions += rows
 
     def failed(self, seconds: float) -> None:

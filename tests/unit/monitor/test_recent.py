@@ -69,3 +69,18 @@ def test_a_class_stored_as_scores_is_read_only_when_looked_up() -> None:
     assert recent.lookup("a") == RecentPrediction("digits", 1, "class of scores-a")
     assert recent.lookup("b") == RecentPrediction("digits", 1, None)
     assert read == ["scores-a", None]
+
+
+def test_eviction_keeps_exactly_the_latest_whether_or_not_they_were_looked_up() -> None:
+    recent = RecentPredictions(capacity=4)
+    recent.add_all(["a0", "a1", "a2"], "m", 1, ["0", "1", "2"])
+    assert recent.lookup("a1") == RecentPrediction("m", 1, "1")  # indexed from here on
+    recent.add_all(["b0", "b1", "b2"], "m", 2, ["3", "4", "5"])  # evicts a0 and a1
+    assert len(recent) == 4
+    assert [recent.lookup(k) is None for k in ("a0", "a1", "a2", "b0", "b1", "b2")] == [
+        True, True, False, False, False, False,
+    ]  # fmt: skip
+    recent.add_all(["b1", "c0", "c1", "c2", "c3", "c4"], "m", 3, list("xyzuvw"))  # more than it holds
+    assert len(recent) == 4
+    assert recent.lookup("b1") is None and recent.lookup("b2") is None
+    assert recent.lookup("c1") == RecentPrediction("m", 3, "z") and recent.lookup("c4") is not None
