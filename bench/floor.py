@@ -223,11 +223,26 @@ def limits(results: dict[str, Any]) -> list[str]:
         if workers:
             lines.append(
                 f"- **One process.** The best single shipyard process answers {alone['requests_per_s']:,.0f} "
-                f"images/s, as the bare handler does ({bare['requests_per_s']:,.0f}): its event loop and its ORT "
-                "threads take turns with Python's GIL, so a core waits while the other hands a batch over. "
+                f"images/s (the bare handler, one ORT thread on its event loop: {bare['requests_per_s']:,.0f}): "
+                "its event loop and its ORT threads take turns with Python's GIL, so a core waits while the "
+                "other hands a batch over. "
                 f"Two worker processes (`--workers 2`, one ORT thread each) answer {workers['requests_per_s']:,.0f}"
                 f"/s, {workers['requests_per_s'] / ip['batch32_all_cores_per_s']:.0%} of the in-process figure."
             )
+    if "digits" in results:
+        systems = results["digits"]["systems"]
+        bare, on, off = (
+            cell(systems[k], "JSON", 64) for k in ("bare handler", "shipyard", "shipyard, monitoring off")
+        )
+        lines.append(
+            f"- **The digits request path.** At 64 connections the event loop is the bottleneck, so requests/s "
+            f"is one core over the CPU a request takes: {bare['server_cpu_ms_per_request'] * 1000:.0f} us in the "
+            f"bare handler, {off['server_cpu_ms_per_request'] * 1000:.0f} us in shipyard without monitoring and "
+            f"{on['server_cpu_ms_per_request'] * 1000:.0f} us with it. The difference is Python run per request: "
+            "routing and the transport's guards, admission, the version's lease, checking the inputs against "
+            "the signature, the batcher's future, and monitoring's id and bookkeeping (py-spy and cProfile show "
+            "no single part above ~10% of it)."
+        )
     found = results.get("digits", {}).get("grpc")
     if found:
         floor, http = found["bare grpc.aio handler, gRPC"], found["shipyard, HTTP binary"]
