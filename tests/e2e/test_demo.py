@@ -40,28 +40,26 @@ def run_in_terminal(env: dict[str, str], timeout_s: float = 300) -> tuple[str, i
         # the pty becomes make's controlling terminal, as a login shell's terminal is
         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
     )
-    os.close(terminal)
+    # This end of the terminal stays open here until everything is read: were it closed, Linux could
+    # report the terminal gone (EIO) before handing over the last lines written to it ("stopped").
     out = b""
     pressed = False
     deadline = time.monotonic() + timeout_s
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and make.poll() is None:
             if select.select([main], [], [], 1)[0]:
-                try:
-                    chunk = os.read(main, 65536)
-                except OSError:  # EIO: every process holding the terminal has ended
-                    break
-                if not chunk:
-                    break
-                out += chunk
+                out += os.read(main, 65536)
             if not pressed and READY in out:
                 os.write(main, b"\x03")
                 pressed = True
         status = make.wait(timeout=60)
+        while select.select([main], [], [], 1)[0]:  # what is still on its way, until a quiet second
+            out += os.read(main, 65536)
     finally:
         if make.poll() is None:
             os.killpg(make.pid, signal.SIGKILL)
             make.wait()
+        os.close(terminal)
         os.close(main)
     return out.decode(errors="replace").replace("\r\n", "\n"), status
 
