@@ -39,4 +39,7 @@ echo "  -> $(curl -s -H 'content-type: application/json' -d @$OUT/seven.json htt
 echo
 echo "Dashboard: http://127.0.0.1:$PORT/dashboard/digits   Metrics: http://127.0.0.1:$PORT/metrics"
 echo "(SHIPYARD_HOME=$SHIPYARD_HOME; gRPC on 127.0.0.1:$GRPC_PORT; Ctrl-C stops the server)"
+# Ctrl-C reaches the server too, which stops on it by itself: the wait can end that way, before the
+# trap above has run, and the server's status says whether it stopped cleanly.
 wait "$server"
+echo; echo "stopped"
