@@ -48,7 +48,7 @@ class TritonStats:
             self.batches.setdefault(rows, Timing()).add(compute_s)
 
     def answered_all(self, seconds: Sequence[float] | np.ndarray) -> None:
-        self.success.add(float(sum(seconds) if isinstance(seconds, list) else np.sum(seconds)), len(seconds))
+        self.success.add(float(np.sum(seconds)), len(seconds))
         self.last_inference_ms = int(time.time() * 1000)
 
     def failed(self, seconds: float) -> None:
