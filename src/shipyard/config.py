@@ -141,7 +141,10 @@ class Settings(BaseSettings):
         description="Largest request body accepted; larger ones get 413 before being read whole.",
     )
     intra_op_threads: int = Field(
-        default=0, ge=0, description="ONNX Runtime threads inside one operator (0: ORT decides)."
+        default=0,
+        ge=0,
+        description="ONNX Runtime threads inside one operator (0: one for a model that runs on the event "
+        "loop, else ORT decides).",
     )
     inter_op_threads: int = Field(
         default=0, ge=0, description="ONNX Runtime threads across operators (0: ORT decides)."

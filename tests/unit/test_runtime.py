@@ -34,6 +34,27 @@ def test_runner_runs_off_the_loop_and_unloads() -> None:
 
 
 @pytest.mark.parametrize(
+    ("options", "threads"),
+    [
+        (RunnerOptions(execution="loop"), 1),  # a run on the loop: ORT's spinning pool would take its core
+        (RunnerOptions(intra_op_threads=2, execution="loop"), 2),  # a count that was set is kept
+        (RunnerOptions(execution="threads"), 0),  # a run on threads: ORT's own choice, every core
+    ],
+)
+def test_a_model_that_runs_on_the_loop_gets_one_ort_thread_unless_a_count_was_set(
+    options: RunnerOptions, threads: int
+) -> None:
+    runner = Runner("digits:1", digits_linear().onnx_bytes, options)
+    runner.load()
+    X, _ = digits_data()
+    runner.choose_execution({"input": X[:1]})
+    assert runner.threads == threads
+    (logits,) = runner.run_sync({"input": X[:3]})
+    np.testing.assert_allclose(logits, digits_linear().logits(X[:3]), rtol=1e-5, atol=1e-4)
+    runner.unload()
+
+
+@pytest.mark.parametrize(
     ("options", "inline"),
     [
         (RunnerOptions(intra_op_threads=1), None),  # auto: as the measured run time says

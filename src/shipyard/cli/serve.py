@@ -34,7 +34,10 @@ HOST = _setting("host", "HOST", "Address to listen on; 0.0.0.0 for every interfa
 PORT = _setting("port", "PORT", "HTTP port.")
 GRPC_PORT = _setting("grpc_port", "PORT", "gRPC port (with --grpc).")
 INTRA_OP_THREADS = _setting(
-    "intra_op_threads", "N", "ONNX Runtime threads inside one operator; 0: ONNX Runtime decides."
+    "intra_op_threads",
+    "N",
+    "ONNX Runtime threads inside one operator; 0: one for a model run on the event loop, else ONNX "
+    "Runtime decides.",
 )
 INTER_OP_THREADS = _setting(
     "inter_op_threads", "N", "ONNX Runtime threads across operators; 0: ONNX Runtime decides."
