@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,11 +108,15 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
     )
 
 
-def _parameters(value: Any, where: str) -> dict[str, Any]:
+def _parameters(value: Any, where: str, name: str | None = None) -> dict[str, Any]:
+    """A 'parameters' object of the request (`where`), or of its input or output `name`. The message is
+    made only for a refusal: every binary request has a few of these."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InvalidInput(f"{where} 'parameters' must be a JSON object")
+        raise InvalidInput(
+            f"{where if name is None else f'{where} {name!r}'} 'parameters' must be a JSON object"
+        )
     return value
 
 
@@ -144,7 +149,7 @@ def _decode_input(raw: Any, tail: memoryview, offset: int, budget: int) -> tuple
         raise InvalidInput(f"input {name!r}: 'datatype' must be a string such as \"FP32\"")
     dtype = input_dtype(name, datatype)
     count = check_shape(name, shape, budget)
-    params = _parameters(raw.get("parameters"), f"input {name!r}")
+    params = _parameters(raw.get("parameters"), "input", name)
     size = params.get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -218,6 +223,9 @@ def _to_bytes(name: str, item: Any) -> bytes:
     raise InvalidInput(f"input {name!r}: BYTES data must be strings")
 
 
+_NATIVE_IS_LITTLE = sys.byteorder == "little"
+
+
 def decode_raw(
     name: str, chunk: memoryview, dtype: np.dtype, datatype: str, shape: list[int], count: int
 ) -> np.ndarray:
@@ -238,7 +246,8 @@ def decode_raw(
             f"input {name!r}: shape {format_shape(shape)} of {datatype} needs {expected} bytes, "
             f"got {len(chunk)}"
         )
-    return np.frombuffer(chunk, dtype=dtype.newbyteorder("<")).reshape(shape)
+    little = dtype if _NATIVE_IS_LITTLE and dtype.byteorder in "=|" else dtype.newbyteorder("<")
+    return np.frombuffer(chunk, dtype=little).reshape(shape)
 
 
 def _split_bytes(name: str, chunk: memoryview) -> list[bytes]:
@@ -265,7 +274,7 @@ def _decode_outputs(value: Any) -> list[RequestedOutput] | None:
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
             raise InvalidInput("each requested output needs a 'name' string")
         name = raw["name"]
-        params = _parameters(raw.get("parameters"), f"output {name!r}")
+        params = _parameters(raw.get("parameters"), "output", name)
         binary = params.get("binary_data")
         if binary is not None and not isinstance(binary, bool):
             raise InvalidInput(f"output {name!r}: 'binary_data' must be true or false")
@@ -349,7 +358,10 @@ def encode_raw(data: np.ndarray) -> bytes:
             parts.append(struct.pack("<I", len(raw)))
             parts.append(raw)
         return b"".join(parts)
-    return np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<")).tobytes()
+    little = (
+        data.dtype if _NATIVE_IS_LITTLE and data.dtype.byteorder in "=|" else data.dtype.newbyteorder("<")
+    )
+    return np.ascontiguousarray(data, dtype=little).tobytes()
 
 
 def classify(scores: np.ndarray, k: int, labels: list[str] | None) -> np.ndarray:
