@@ -113,44 +113,27 @@ def top_indexes(rows: Sequence[np.ndarray | None]) -> list[int | None]:
     """The index of each row's top score, for rows of class scores; None for anything else and for a
     row with a score that is not finite (as read_row). Rows of one shape are read together, one batch:
     this is all a prediction keeps for feedback, so it must be cheap and small."""
-    together = _one_batch(rows)
-    if together is not None:  # the usual flush: a [1, classes] row of floats each, one shape
-        best = together.argmax(axis=1)
-        if np.isfinite(together).all():
-            return best.tolist()  # type: ignore[no-any-return]
-        return [
-            b if ok else None
-            for b, ok in zip(best.tolist(), np.isfinite(together).all(axis=1).tolist(), strict=True)
-        ]
     found: list[int | None] = [None] * len(rows)
     for indexes, stacked in _stacked(rows):
         finite = np.isfinite(stacked).all(axis=1).tolist()
-        for i, best_, ok in zip(indexes, stacked.argmax(axis=1).tolist(), finite, strict=True):
+        for i, best, ok in zip(indexes, stacked.argmax(axis=1).tolist(), finite, strict=True):
             if ok:
-                found[i] = best_
+                found[i] = best
     return found
 
 
-def _one_batch(rows: Sequence[np.ndarray | None]) -> np.ndarray | None:
-    """`rows` as one [n, classes] float array when each is a [1, classes] row of the same floats (one C
-    call instead of a Python step per row); None otherwise."""
-    try:
-        together: np.ndarray = np.concatenate(rows)  # type: ignore[arg-type]
-    except (ValueError, TypeError):  # a None, rows of other shapes or of no shape
-        return None
-    if (
-        together.ndim != 2
-        or len(together) != len(rows)
-        or together.dtype.kind != "f"
-        or together.shape[1] < 2
-    ):
-        return None
-    return together
-
-
-def _stacked(rows: Sequence[np.ndarray | None]) -> list[tuple[list[int], np.ndarray]]:
+def _stacked(rows: Sequence[np.ndarray | None]) -> list[tuple[Sequence[int], np.ndarray]]:
     """The rows that are class scores (floats, at least two), stacked by shape: (their indexes in
-    `rows`, [n, classes])."""
+    `rows`, [n, classes]). The usual flush, a [1, classes] row of one dtype each, is one concatenate
+    rather than a Python step per row."""
+    try:
+        floats = {row.dtype.kind for row in rows} == {"f"}  # type: ignore[union-attr]
+        together: np.ndarray = np.concatenate(rows) if floats else np.empty(0)  # type: ignore[arg-type]
+    except (AttributeError, ValueError, TypeError):  # a None, rows of other shapes or of no shape
+        pass
+    else:
+        if floats and together.ndim == 2 and len(together) == len(rows):
+            return [(range(len(rows)), together)] if together.shape[1] >= 2 else []
     shapes: dict[tuple[int, ...], list[int]] = {}
     for i, row in enumerate(rows):
         if row is not None and row.dtype.kind == "f" and row.size >= 2:

@@ -226,6 +226,11 @@ def _to_bytes(name: str, item: Any) -> bytes:
 _NATIVE_IS_LITTLE = sys.byteorder == "little"
 
 
+def _little(dtype: np.dtype) -> np.dtype:
+    """`dtype`, little-endian: the wire's byte order (a native dtype already is, on most machines)."""
+    return dtype if _NATIVE_IS_LITTLE and dtype.byteorder in "=|" else dtype.newbyteorder("<")
+
+
 def decode_raw(
     name: str, chunk: memoryview, dtype: np.dtype, datatype: str, shape: list[int], count: int
 ) -> np.ndarray:
@@ -246,8 +251,7 @@ def decode_raw(
             f"input {name!r}: shape {format_shape(shape)} of {datatype} needs {expected} bytes, "
             f"got {len(chunk)}"
         )
-    little = dtype if _NATIVE_IS_LITTLE and dtype.byteorder in "=|" else dtype.newbyteorder("<")
-    return np.frombuffer(chunk, dtype=little).reshape(shape)
+    return np.frombuffer(chunk, dtype=_little(dtype)).reshape(shape)
 
 
 def _split_bytes(name: str, chunk: memoryview) -> list[bytes]:
@@ -358,10 +362,7 @@ def encode_raw(data: np.ndarray) -> bytes:
             parts.append(struct.pack("<I", len(raw)))
             parts.append(raw)
         return b"".join(parts)
-    little = (
-        data.dtype if _NATIVE_IS_LITTLE and data.dtype.byteorder in "=|" else data.dtype.newbyteorder("<")
-    )
-    return np.ascontiguousarray(data, dtype=little).tobytes()
+    return np.ascontiguousarray(data, dtype=_little(data.dtype)).tobytes()
 
 
 def classify(scores: np.ndarray, k: int, labels: list[str] | None) -> np.ndarray:

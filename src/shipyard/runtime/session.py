@@ -68,8 +68,8 @@ class Runner:
 
     def load(self) -> None:
         # One thread until choose_execution has timed a run: a model that runs on the loop keeps it
-        self._session = self._open(1 if self._may_reopen else self._options.intra_op_threads)
-        if not self._may_reopen:
+        self._session = self._open(1 if self._threads_to_choose else self._options.intra_op_threads)
+        if not self._threads_to_choose:
             self._model_bytes = None  # the session holds its own copy
         self._executor = ThreadPoolExecutor(
             max_workers=self._options.instances, thread_name_prefix=f"ort-{self.name}"
@@ -83,9 +83,9 @@ class Runner:
         return int(self._session.get_session_options().intra_op_num_threads)
 
     @property
-    def _may_reopen(self) -> bool:
+    def _threads_to_choose(self) -> bool:
         """Whether the thread count is the runner's to choose (choose_execution): none was set, and runs
-        may happen on the loop. The bytes are kept till then."""
+        may happen on the loop. The model's bytes are kept till then, for a session with more."""
         return self._options.intra_op_threads == 0 and self._options.execution != "threads"
 
     def _open(self, intra_op_threads: int) -> ort.InferenceSession:
@@ -145,7 +145,7 @@ class Runner:
         if execution == "auto":
             execution = "loop" if self.run_s < INLINE_BELOW_S and self._options.instances == 1 else "threads"
         self.inline = execution == "loop"
-        if self._may_reopen and not self.inline:
+        if self._threads_to_choose and not self.inline:
             # Timed on one thread; one that runs on ORT's threads gets ORT's choice (every core). One
             # that runs on the loop keeps its one thread: a pool's threads spin after each run on the
             # core the loop needs (the digits MLP answered ~25% more requests a second at 64
