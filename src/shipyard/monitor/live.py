@@ -222,7 +222,7 @@ class Monitor:
         seconds = np.array([a.seconds for a in answers])
         self.metrics.requests_answered(record.model, str(record.number), protocol, seconds)
         ids, scores = _predictions(answers, monitor.batched)
-        monitor.answered_all(seconds, len(ids))
+        monitor.answered_all(seconds, np.array([a.at for a in answers]) + clock, len(ids))
         top = top_indexes(scores)  # feedback keeps each prediction's top index, not its scores
         self.recent.add_all(ids, record.model, record.number, top, monitor.class_of.name)
         if self.log is not None:

@@ -58,21 +58,45 @@ class Series:
         else:
             bucket.errors += 1
 
-    def add_all(self, seconds: np.ndarray) -> None:
-        """Answers noted together (their latencies in seconds): counted in the bucket of now."""
-        bucket = self._now()
-        bucket.requests += len(seconds)
-        found = np.bincount(np.searchsorted(_EDGES_S, seconds, side="left"), minlength=len(EDGES_MS) + 1)
-        latency = bucket.latency
-        for i in np.flatnonzero(found).tolist():
-            latency[i] += int(found[i])
+    def add_all(self, seconds: np.ndarray, at: np.ndarray) -> None:
+        """Answers noted together: their latencies (seconds), each counted in the bucket of when it was
+        answered (`at`, by the series' clock), not of when they were noted: a flush can come a second
+        later."""
+        indexes = (np.asarray(at) // self.bucket_s).astype(np.int64)
+        bins = np.searchsorted(_EDGES_S, seconds, side="left")
+        for index in np.unique(indexes).tolist():
+            mine = bins[indexes == index]
+            bucket = self._bucket(index)
+            bucket.requests += len(mine)
+            found = np.bincount(mine, minlength=len(EDGES_MS) + 1)
+            latency = bucket.latency
+            for i in np.flatnonzero(found).tolist():
+                latency[i] += int(found[i])
 
     def _now(self) -> Bucket:
-        """The bucket of now, started when the clock has moved past the last one."""
-        index = int(self._clock() // self.bucket_s)
-        if not self._buckets or self._buckets[-1].index != index:
-            self._buckets.append(Bucket(index))
-        return self._buckets[-1]
+        """The bucket of now."""
+        return self._bucket(int(self._clock() // self.bucket_s))
+
+    def _bucket(self, index: int) -> Bucket:
+        """The bucket of second `index`, started if need be; one older than every bucket kept, when no
+        room is left, counts in the oldest."""
+        buckets = self._buckets
+        if not buckets or buckets[-1].index < index:
+            buckets.append(Bucket(index))
+            return buckets[-1]
+        for position in range(len(buckets) - 1, -1, -1):
+            found = buckets[position]
+            if found.index == index:
+                return found
+            if found.index < index:  # a second with no bucket yet, between two that have one
+                if len(buckets) == buckets.maxlen:
+                    buckets.popleft()
+                    position -= 1
+                buckets.insert(position + 1, Bucket(index))
+                return buckets[position + 1]
+        if len(buckets) < (buckets.maxlen or 0):  # older than every bucket, with room for it
+            buckets.appendleft(Bucket(index))
+        return buckets[0]
 
     def recent(self, seconds: float) -> tuple[int, int, list[int]]:
         """Requests, errors and merged latency counts over the last `seconds`."""

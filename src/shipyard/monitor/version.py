@@ -76,10 +76,11 @@ class VersionMonitor:
         if outputs:
             self.watch.gather(rows, inputs, names, outputs)
 
-    def answered_all(self, seconds: np.ndarray, rows: int) -> None:
-        """Answers noted together (Monitor.flush): their latencies, and `rows` predictions in all."""
+    def answered_all(self, seconds: np.ndarray, at: np.ndarray, rows: int) -> None:
+        """Answers noted together (Monitor.flush): their latencies, when each was answered (wall clock),
+        and `rows` predictions in all."""
         self.stats.answered_all(seconds)
-        self.series.add_all(seconds)
+        self.series.add_all(seconds, at)
         self.predictions += rows
 
     def failed(self, seconds: float) -> None:
