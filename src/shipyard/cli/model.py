@@ -202,7 +202,8 @@ def _print_version(r: VersionRecord) -> None:
     table.add_row(
         "check",
         f"{'passed' if check.get('passed') else 'FAILED'} on {check.get('samples')} samples "
-        f"({check.get('source')})" + (f", max |diff| {diff:.2e} <= {check.get('tolerance')}" if diff else ""),
+        f"({check.get('source')})"
+        + (f", max |diff| {diff:.2e} <= {check.get('tolerance')}" if diff is not None else ""),
     )
     if r.dataset:
         table.add_row("dataset", f"{r.dataset.name}  {r.dataset.size:,} bytes")
