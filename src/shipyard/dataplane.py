@@ -12,23 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
-
-import numpy as np
 
 from shipyard import scoring
 from shipyard._version import __version__
 from shipyard.admission import Admission
 from shipyard.errors import InvalidInput, NotFound, Overloaded, status_of
+from shipyard.monitor.answers import prediction_ids
 from shipyard.monitor.feedback import decode_feedback
 from shipyard.protocol import predict as friendly
 from shipyard.protocol import triton, v2
 from shipyard.protocol.v2 import InferenceRequest, InferenceResponse
 from shipyard.registry import VersionRecord
 from shipyard.rollout.changes import Changes
-from shipyard.runtime import LoadedVersion
+from shipyard.runtime import LoadedVersion, tensors
 from shipyard.runtime.manager import ModelManager
 from shipyard.signature import check_inputs, check_outputs
 
@@ -60,17 +58,15 @@ class Inbound(Protocol[Source, Body]):
 
 
 class Tap(Protocol):
-    """What the monitor hears of each request (monitor.live.Monitor is one). Both are quick and never
-    block; `answered` returns one prediction id per row, which feedback names."""
+    """What the monitor hears of each request (monitor.live.Monitor is one). Each is quick and never
+    blocks. A request is noted as it goes to its batcher, which reports the note with its run (what
+    was predicted is read from there), and marked once answered."""
 
-    def answered(
-        self,
-        record: VersionRecord,
-        protocol: str,
-        started: float,
-        inputs: Mapping[str, np.ndarray],
-        scores: np.ndarray | None,
-    ) -> list[str]: ...
+    def note(self, protocol: str, started: float) -> list[Any]:
+        """A new note; its first item is the request's prediction id, which feedback names."""
+        ...
+
+    def answered(self, note: list[Any]) -> None: ...
 
     def failed(
         self, model: str, version: VersionRecord | None, protocol: str, status: int, started: float
@@ -214,7 +210,8 @@ class DataPlane:
                 signature = loaded.signature
                 check_inputs(signature, decoded.inputs)
                 names = check_outputs(signature, None if wanted is None else [out.name for out in wanted])
-                results = await loaded.infer(decoded.inputs, names)
+                note = None if self.tap is None else self.tap.note(protocol, started)
+                results = await loaded.infer(decoded.inputs, names, note)
             outputs = v2.output_tensors(decoded, names, results, loaded.record.labels)
         except Exception as exc:
             self._failed(name, record, protocol, exc, started)
@@ -223,12 +220,9 @@ class DataPlane:
             if stage:
                 admission.release(name, stage == 2)
         response = InferenceResponse(name, str(loaded.number), outputs, decoded.id)
-        if self.tap is not None:
-            scores = signature.scores
-            raw = results[names.index(scores.output)] if scores and scores.output in names else None
-            ids = self._watch(loaded.record, protocol, started, decoded.inputs, raw)
-            if ids:
-                response.parameters = {"prediction_id": ids[0].partition("-")[0]}
+        if note is not None:
+            self._answered(note)
+            response.parameters = {"prediction_id": note[0]}
         return response
 
     async def predict(
@@ -258,8 +252,9 @@ class DataPlane:
                 signature = loaded.signature
                 inputs, single = friendly.decode_predict(body, signature)
                 scores = signature.scores
+                note = None if self.tap is None else self.tap.note("predict", started)
                 (result,) = await loaded.infer(
-                    inputs, [scores.output if scores else signature.outputs[0].name]
+                    inputs, [scores.output if scores else signature.outputs[0].name], note
                 )
         except Exception as exc:
             self._failed(model, record, "predict", exc, started)
@@ -275,7 +270,11 @@ class DataPlane:
             top_k=top_k,
             scored=scored,
         )
-        ids = self._watch(loaded.record, "predict", started, inputs, result if scores else None)
+        ids: list[str] = []
+        if note is not None:
+            self._answered(note)
+            batched = all(spec.batched for spec in signature.inputs)
+            ids = prediction_ids(note[0], tensors.rows(inputs) if batched else 1)
         for i, item in enumerate(items):
             item["model"], item["version"] = loaded.name, loaded.number
             if i < len(ids):
@@ -292,24 +291,12 @@ class DataPlane:
             return self.manager.use(record.model)  # the default: by far the most asked for, read as such
         return self.manager.use(record.model, record.number)
 
-    def _watch(
-        self,
-        record: VersionRecord,
-        protocol: str,
-        started: float,
-        inputs: dict[str, np.ndarray],
-        scores: np.ndarray | None,
-    ) -> list[str]:
-        """Tell the monitor about an answer; a failure to watch never fails the answer itself. The
-        prediction ids are the monitor's own, never a client's request id: feedback must not be able to
-        name someone else's prediction."""
-        if self.tap is None:
-            return []
+    def _answered(self, note: list[Any]) -> None:
+        """Tell the monitor a request was answered; a failure to watch never fails the answer."""
         try:
-            return self.tap.answered(record, protocol, started, inputs, scores)
+            self.tap.answered(note)  # type: ignore[union-attr]
         except Exception:
-            log.exception("%s: monitoring this answer failed", record.ref)
-            return []
+            log.exception("monitoring an answer failed")
 
     def _failed(
         self,

@@ -13,7 +13,7 @@ import pytest
 
 from shipyard.errors import DeadlineExceeded, Overloaded, ShipyardError
 from shipyard.runtime import Runner, RunnerOptions
-from shipyard.runtime.batcher import Batcher, BatchSettings
+from shipyard.runtime.batcher import Batcher, BatchSettings, Ran
 from tests.models import digits_data, digits_linear
 
 
@@ -255,3 +255,44 @@ def test_queue_delay_waits_for_a_fuller_batch() -> None:
 
     rec = asyncio.run(main())
     assert rec.runs == [[0, 1, 2]]  # the batch closed when full, long before the 5 s delay
+
+
+class Reports:
+    """An observer that keeps each run it is told of, and which of the run's notes were marked by
+    then (a note: a caller's dict, marked once the caller has its answer)."""
+
+    def __init__(self) -> None:
+        self.runs: list[Ran] = []
+        self.marked: list[list[bool]] = []
+
+    def batch_done(self, ran: Ran) -> None:
+        self.runs.append(ran)
+        self.marked.append([bool(note and note["answered"]) for note in ran.notes])  # type: ignore[index]
+
+
+def test_the_observer_hears_each_run_with_its_requests_notes_once_they_were_answered() -> None:
+    async def main() -> Reports:
+        rec, reports = Recorder(), Reports()
+        batcher = Batcher("m", rec, BatchSettings(max_batch_size=8), reports)
+        await batcher.start()
+
+        async def call(value: float, rows: int) -> None:
+            note = {"value": value, "answered": False}
+            await batcher.submit(req(value, rows), None, note)
+            note["answered"] = True  # the caller's next step: its answer is out
+
+        rec.gate.clear()
+        first = asyncio.create_task(call(10, 1))
+        await rec.started.wait()
+        waiting = [asyncio.create_task(call(v, n)) for v, n in ((20, 2), (21, 1), (22, 3))]
+        await queued(batcher, 3)
+        rec.gate.set()
+        await asyncio.gather(first, *waiting)
+        await batcher.aclose()
+        return reports
+
+    reports = asyncio.run(main())
+    assert [[note["value"] for note in run.notes] for run in reports.runs] == [[10], [20, 21, 22]]  # type: ignore[index]
+    assert [run.sizes for run in reports.runs] == [[1], [2, 1, 3]] and reports.runs[1].rows == 6
+    assert reports.runs[1].outputs[0][:, 0].tolist() == [40, 40, 42, 44, 44, 44]
+    assert reports.marked == [[True], [True, True, True]]  # every caller answered before the report

@@ -1,67 +1,51 @@
 """What a server watches while it serves: per model version, traffic, latency, confidence, drift from
 the reference profile, accuracy from feedback and cost; plus the prediction log.
 
-The request path calls `answered()` / `failed()` (and each batcher calls its version's `batch_done()`):
-an answer is noted (its ids made, the rest appended to a list) and counted and offered to the log in
-`flush()`: every FLUSH_EVERY answers (once the one that filled the list has gone out), at each tick
-(once a second), and first thing on every read of the figures, so that no reader sees them stale.
-A flush works per group of answers, not per answer: one count and one histogram update per bucket,
-one lock for the recent predictions, the log's sampling and rate limit decided for the group at once;
-feedback keeps each prediction's top class index (read for the group as one batch), and the log reads
-class and confidence only of the records it keeps. Everything that costs more
-(drift scores, quantiles, gauges) runs in `tick()`, once a second, or when a page or `monitor status`
-asks. This module holds the versions' monitors (monitor/version.py) and the request taps; feedback is
-joined in monitor/join.py and the tick's gauges set in monitor/gauges.py.
+The monitor works per batch, not per request (monitor/answers.py). A request is only noted as it
+goes to its batcher (`note()`: its prediction id) and marked when answered (`answered()`); each
+batcher reports its runs with their notes to the version's monitor (`batch_done`). `flush()` counts
+the runs: every FLUSH_EVERY rows, at each tick (once a second), and first thing on every read of the
+figures, so that no reader sees them stale. There the latencies are counted and observed as arrays,
+the top class of every prediction is read from its batch's scores for feedback, and the log's sampling
+and rate limit are decided for all of them at once: the log reads class and confidence only of the
+records it keeps. Everything that costs more (drift scores, quantiles, gauges) runs in `tick()`, once
+a second, or when a page or `monitor status` asks. This module holds the versions' monitors
+(monitor/version.py) and the request taps; feedback is joined in monitor/join.py and the tick's gauges
+set in monitor/gauges.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import os
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
 from shipyard.config import MonitorSettings
+from shipyard.monitor.answers import ANSWERED, PROTOCOL, Answers, Note
 from shipyard.monitor.drift import DriftReport
 from shipyard.monitor.feedback import Label
 from shipyard.monitor.gauges import Gauges
 from shipyard.monitor.join import FeedbackJoin
 from shipyard.monitor.logfiles import ParquetSink
 from shipyard.monitor.metrics import Metrics
-from shipyard.monitor.predlog import PredictionLog, PredictionRecord, Sink
+from shipyard.monitor.predlog import PredictionLog, Sink
 from shipyard.monitor.recent import RecentPredictions
 from shipyard.monitor.version import VersionMonitor
 from shipyard.registry import VersionRecord
-from shipyard.scoring import ClassOf, top_indexes
 
 log = logging.getLogger(__name__)
 
 RECENT_CAPACITY = 100_000
 """Latest predictions kept in memory for feedback (about 20 MB)."""
 FLUSH_EVERY = 256
-"""Answers noted before they are counted and logged together (Monitor.flush). A flush costs tens of
+"""Rows run before they are counted and logged together (Monitor.flush). A flush costs tens of
 microseconds whatever it holds: once per loop turn (a few answers at a time) it was most of what
 monitoring cost the digits MLP at 64 connections."""
-
-
-class Answer(NamedTuple):
-    """An answer noted by Monitor.answered, until flush() counts and logs it."""
-
-    record: VersionRecord
-    protocol: str
-    seconds: float
-    at: float
-    """When it was answered, by time.perf_counter()."""
-    first: np.ndarray | None
-    scores: np.ndarray | None
-    ids: list[str]
 
 
 class RequestIds:
@@ -88,8 +72,6 @@ class RequestIds:
 
 
 new_request_id = RequestIds()
-_new_answer = functools.partial(tuple.__new__, Answer)
-"""Answer((...)) without the Python-level __new__ of a NamedTuple: made once per request."""
 
 
 class Monitor:
@@ -125,7 +107,7 @@ class Monitor:
         self._gauges = Gauges(self.metrics)
         self._versions: dict[tuple[str, int], VersionMonitor] = {}
         self._making = threading.Lock()  # feedback may make a version's monitor from a worker thread
-        self._pending: deque[Answer] = deque()  # appended on the loop, drained by flush() anywhere
+        self._rows = 0  # rows run since the last flush
         self._flushing = threading.Lock()
 
     def exposition(self) -> tuple[bytes, str]:
@@ -137,6 +119,10 @@ class Monitor:
         """The monitor of a version (made on first use, kept across unloads and reloads; a new
         reference profile rebuilds its drift watch, its counters stay), up to date (flush())."""
         self.flush()
+        return self._monitor_of(record)
+
+    def observer(self, record: VersionRecord) -> VersionMonitor:
+        """What a batcher of the version reports its runs to (runtime/batcher.py): its monitor."""
         return self._monitor_of(record)
 
     def _monitor_of(self, record: VersionRecord) -> VersionMonitor:
@@ -153,7 +139,8 @@ class Monitor:
         with self._making:
             found = self._versions.get(key)
             if found is None:
-                found = self._versions[key] = VersionMonitor(record, self.settings, self.metrics)
+                found = VersionMonitor(record, self.settings, self.metrics, self._ran)
+                self._versions[key] = found
             return found
 
     def known(self, model: str) -> list[VersionMonitor]:
@@ -169,69 +156,56 @@ class Monitor:
         if self.log is not None:
             self.log.close(timeout=10)
 
-    def answered(
-        self,
-        record: VersionRecord,
-        protocol: str,
-        started: float,
-        inputs: Mapping[str, np.ndarray],
-        scores: np.ndarray | None,
-        request_id: str | None = None,
-    ) -> list[str]:
-        """Note an answer; returns each row's prediction id, which feedback refers to: `request_id`
-        (new_request_id() when None) for one row, `<id>-<row>` for more. Counting and logging happen in
-        flush(), FLUSH_EVERY answers at a time (or sooner, when the figures are read); confidence and
-        drift are the batcher's (batch_done). `inputs` and `scores` must not change afterwards."""
-        now = time.perf_counter()
-        if request_id is None:
-            request_id = new_request_id()
-        first = next(iter(inputs.values())) if inputs else None
-        rows = 1
-        if first is not None and first.ndim and len(first) > 1 and self._batched(record):
-            rows = len(first)
-        ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
-        pending = self._pending
-        pending.append(_new_answer((record, protocol, now - started, now, first, scores, ids)))
-        if len(pending) == FLUSH_EVERY:
-            _soon(self.flush)
-        elif len(pending) >= 4 * FLUSH_EVERY:
-            self.flush()  # no loop has run the flush asked for: a caller without one
-        return ids
+    def note(self, protocol: str, started: float) -> Note:
+        """A request on its way to its batcher (`started`: its arrival, by time.perf_counter()): its
+        prediction id, made by the server (never a client's: feedback must not be able to name
+        another's prediction), and what the run it goes in reports of it (monitor/answers.py)."""
+        return [new_request_id(), protocol, started, 0.0]
+
+    def answered(self, note: Note) -> None:
+        """The request of `note` was answered: it is counted with its run."""
+        note[ANSWERED] = time.perf_counter()
+
+    def _ran(self, rows: int) -> None:
+        """A batcher reported a run (on the event loop, its callers answered): every FLUSH_EVERY rows
+        the runs are counted."""
+        self._rows += rows
+        if self._rows >= FLUSH_EVERY:
+            self.flush()
 
     def flush(self) -> None:
-        """Count and log the answers noted since the last flush: on every read of what they change
-        (metrics, statistics, summaries, feedback), at each tick, and every FLUSH_EVERY answers."""
+        """Count and log the runs reported since the last flush: on every read of what they change
+        (metrics, statistics, summaries, feedback), at each tick, and every FLUSH_EVERY rows."""
         with self._flushing:  # feedback flushes from a worker thread: a reader waits for a flush under way
-            pending, noted = [], self._pending
-            while noted:  # popleft, not a swap of lists: an answer noted meanwhile is never lost
-                pending.append(noted.popleft())
-            if not pending:
-                return
-            clock = time.time() - time.perf_counter()  # + an answer's `at`: its time for the log
-            groups: dict[tuple[int, str], list[Answer]] = {}
-            for answer in pending:
-                groups.setdefault((id(answer.record), answer.protocol), []).append(answer)
-            for answers in groups.values():
-                self._count(answers, clock)
+            self._rows = 0
+            clock = time.time() - time.perf_counter()  # + a perf_counter time: its time for the log
+            for monitor in list(self._versions.values()):
+                taken = monitor.take()
+                if taken:
+                    self._count(monitor, Answers(taken, monitor.batched), clock)
 
-    def _count(self, answers: list[Answer], clock: float) -> None:
-        """Count answers of one version over one protocol, remember their predictions for feedback and
-        offer them to the log."""
-        record, protocol = answers[0].record, answers[0].protocol
-        monitor = self._monitor_of(record)
-        seconds = np.array([a.seconds for a in answers])
-        self.metrics.requests_answered(record.model, str(record.number), protocol, seconds)
-        ids, scores = _predictions(answers, monitor.batched)
-        monitor.answered_all(seconds, np.array([a.at for a in answers]) + clock, len(ids))
-        top = top_indexes(scores)  # feedback keeps each prediction's top index, not its scores
-        self.recent.add_all(ids, record.model, record.number, top, monitor.class_of.name)
+    def _count(self, monitor: VersionMonitor, answers: Answers, clock: float) -> None:
+        """Count the answered requests of some runs of a version, remember their predictions for
+        feedback and offer them to the log."""
+        if not answers.notes:
+            return
+        record = monitor.record
+        model, number = record.model, record.number
+        seconds, at = answers.seconds()
+        protocols = [note[PROTOCOL] for note in answers.notes]
+        for protocol in set(protocols):
+            mine = (
+                seconds
+                if protocols.count(protocol) == len(protocols)
+                else seconds[np.array([p == protocol for p in protocols])]
+            )
+            self.metrics.requests_answered(model, str(number), protocol, mine)
+        monitor.answered_all(seconds, at + clock, len(answers.ids))
+        self.recent.add_all(answers.ids, model, number, answers.top(), monitor.class_of.name)
         if self.log is not None:
-            chosen = self.log.admit(len(ids))
+            chosen = self.log.admit(len(answers.ids))
             if chosen:
-                self.log.queue(_records(answers, chosen, ids, scores, monitor.class_of, clock))
-
-    def _batched(self, record: VersionRecord) -> bool:
-        return self._monitor_of(record).batched
+                self.log.queue(answers.records(chosen, model, number, monitor.class_of, clock))
 
     def failed(
         self, model: str, version: VersionRecord | None, protocol: str, status: int, started: float
@@ -285,69 +259,3 @@ class Monitor:
         self._gauges.drift(reports or {})
         if self.log is not None:
             self._gauges.log(self.log.counters())
-
-
-def _soon(flush: Callable[[], None]) -> None:
-    """`flush` on the running event loop once the callbacks ready now have run (none: readers flush)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    loop.call_soon(flush)
-
-
-def _predictions(answers: list[Answer], batched: bool) -> tuple[list[str], list[np.ndarray | None]]:
-    """Each prediction's id and row of scores (None: no scores, or not a row of them per prediction)."""
-    if all(len(a.ids) == 1 for a in answers):  # one row each, the usual case
-        each = [a.scores for a in answers]
-        return [a.ids[0] for a in answers], [
-            s if s is None or not batched or len(s) == 1 else None for s in each
-        ]
-    ids: list[str] = []
-    scores: list[np.ndarray | None] = []
-    for answer in answers:
-        ids += answer.ids
-        rows, found = len(answer.ids), answer.scores
-        if found is None or (batched and len(found) != rows):
-            scores.extend([None] * rows)
-        elif rows == 1:
-            scores.append(found)
-        else:
-            scores.extend(found)
-    return ids, scores
-
-
-def _records(
-    answers: list[Answer],
-    chosen: list[int],
-    ids: list[str],
-    scores: list[np.ndarray | None],
-    class_of: ClassOf,
-    clock: float,
-) -> list[PredictionRecord]:
-    """The log's records of the chosen predictions (indexes into `ids`) of answers of one version."""
-    if len(ids) == len(answers):  # one row each, the usual case
-        where = [(answers[k], 0) for k in chosen]
-    else:
-        rows = [(answer, i) for answer in answers for i in range(len(answer.ids))]
-        where = [rows[k] for k in chosen]
-    records = []
-    read = class_of.read_all([scores[k] for k in chosen])
-    for k, (answer, i), (class_, confidence) in zip(chosen, where, read, strict=True):
-        record, first = answer.record, answer.first
-        records.append(
-            PredictionRecord(
-                ids[k],
-                answer.at + clock,
-                record.model,
-                record.number,
-                answer.protocol,
-                first if len(answer.ids) == 1 or first is None else first[i],
-                scores[k],
-                class_,
-                confidence,
-                answer.seconds * 1000,
-                200,
-            )
-        )
-    return records

@@ -1,6 +1,7 @@
-"""One model version's live state, fed by its batcher (`batch_done`), the data plane (`answered`,
-`failed`) and feedback (`label`, from any thread), and read by the dashboard, `monitor status`, the
-statistics extension and the monitor's tick. Each part has its own room:
+"""One model version's live state, fed by its batcher (`batch_done`, counted in `take`), the monitor's
+flush (`answered_all`), the data plane (`failed`) and feedback (`label`, from any thread), and read by
+the dashboard, `monitor status`, the statistics extension and the monitor's tick. Each part has its
+own room:
 
     stats.py      Triton's statistics (counts and times of successes, failures, queueing, compute)
     series.py     recent traffic and latency, for the dashboard
@@ -10,13 +11,16 @@ statistics extension and the monitor's tick. Each part has its own room:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shipyard.config import MonitorSettings
 from shipyard.monitor.accuracy import FeedbackWindow
+from shipyard.monitor.answers import Taken, answered_in
 from shipyard.monitor.feedback import class_names
 from shipyard.monitor.metrics import CONFIDENCE_BUCKETS, Metrics, observe_all
 from shipyard.monitor.series import Series, quantile
@@ -25,6 +29,13 @@ from shipyard.monitor.watch import BatchWatch
 from shipyard.registry import VersionRecord
 from shipyard.scoring import ClassOf
 
+if TYPE_CHECKING:
+    from shipyard.runtime.batcher import Ran
+
+LATE_S = 1.0
+"""A run is counted once every request in it has been answered (their callers are woken before the
+batcher reports it, so that is at once), or failed, or once it is this old: a caller that failed or
+left after its run never marks its answer."""
 FEEDBACK = {True: "new", False: "replaced"}
 """The feedback counter's outcome label, by whether the prediction id was labelled for the first time."""
 
@@ -32,7 +43,14 @@ FEEDBACK = {True: "new", False: "replaced"}
 class VersionMonitor:
     """One version's live state; also the BatchObserver of its batcher."""
 
-    def __init__(self, record: VersionRecord, settings: MonitorSettings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        record: VersionRecord,
+        settings: MonitorSettings,
+        metrics: Metrics,
+        on_run: Callable[[int], None] | None = None,
+    ) -> None:
+        """`on_run(rows)` is told of each run the batcher reports (the monitor flushes by it)."""
         self.record = record
         self.settings = settings
         self.metrics = metrics
@@ -48,6 +66,8 @@ class VersionMonitor:
         """Names a prediction's class for feedback, and reads the log's classes (monitor/live.py)."""
         self.compute_s = 0.0
         self.predictions = 0
+        self._runs: deque[tuple[float, Ran]] = deque()  # reported, not yet counted: take()
+        self._on_run = on_run
 
     def use_reference(self, record: VersionRecord) -> None:
         """(Re)build the drift watch from the version's reference profile; counters stay."""
@@ -56,25 +76,43 @@ class VersionMonitor:
 
     # -- fed by the batcher, the data plane and feedback -------------------------------------------
 
-    def batch_done(
-        self,
-        rows: int,
-        queued_s: list[float],
-        compute_s: float,
-        inputs: dict[str, np.ndarray],
-        names: Sequence[str] | None,
-        outputs: list[np.ndarray],
-    ) -> None:
-        """Once per run: timings, then the batch kept for confidence and drift."""
-        children = self.children
-        observe_all(children.queue, queued_s)
-        children.compute.observe(compute_s)
-        children.batch.observe(rows)
-        children.compute_total.inc(compute_s)
-        self.compute_s += compute_s
-        self.stats.ran(rows, queued_s, compute_s, answered=bool(outputs))
-        if outputs:
-            self.watch.gather(rows, inputs, names, outputs)
+    def batch_done(self, ran: Ran) -> None:
+        """Once per run, on the event loop: kept until the monitor's next flush counts it (take())."""
+        self._runs.append((time.perf_counter(), ran))
+        if self._on_run is not None:
+            self._on_run(ran.rows)
+
+    def take(self) -> list[Taken]:
+        """The runs reported since the last take that are ready (LATE_S), their timings counted and
+        their batches gathered for confidence and drift; the others wait for the next take."""
+        taken: list[Taken] = []
+        waiting, reported = [], self._runs
+        now = time.perf_counter()
+        while reported:  # popleft, not a swap: a run reported meanwhile is never lost
+            at, run = reported.popleft()
+            answered = answered_in(run)
+            if answered or not run.outputs or now - at > LATE_S:  # a failed run has no answers
+                taken.append(Taken(run, self.watch.class_scores(run), answered))
+            else:
+                waiting.append((at, run))
+        reported.extend(waiting)
+        if taken:
+            self._ran(taken)
+        return taken
+
+    def _ran(self, taken: list[Taken]) -> None:
+        runs = [t.run for t in taken]
+        children, computed = self.children, [run.compute_s for run in runs]
+        observe_all(children.queue, [wait for run in runs for wait in run.queued_s])
+        observe_all(children.compute, computed)
+        observe_all(children.batch, [run.rows for run in runs])
+        total = sum(computed)
+        children.compute_total.inc(total)
+        self.compute_s += total
+        for run, scores, _ in taken:
+            self.stats.ran(run.rows, run.queued_s, run.compute_s, answered=bool(run.outputs))
+            if run.outputs:
+                self.watch.gather(run.rows, run.inputs, scores)
 
     def answered_all(self, seconds: np.ndarray, at: np.ndarray, rows: int) -> None:
         """Answers noted together (Monitor.flush): their latencies, when each was answered (wall clock),

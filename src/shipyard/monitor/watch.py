@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +23,9 @@ from shipyard.monitor.metrics import CONFIDENCE_BUCKETS, observe_all
 from shipyard.monitor.profile import Profile
 from shipyard.registry import VersionRecord
 from shipyard.scoring import Scored, is_class_scores, read
+
+if TYPE_CHECKING:
+    from shipyard.runtime.batcher import Ran
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +80,25 @@ class BatchWatch:
         except InvalidInput as exc:
             self.problem = f"the reference profile cannot be used: {exc.message}"
 
-    def gather(
-        self, rows: int, inputs: dict[str, np.ndarray], names: Sequence[str] | None, outputs: list[np.ndarray]
-    ) -> None:
-        """Keep a batch the version answered, for the next flush (on the event loop: quick)."""
-        scores = self._scores(names, outputs)
+    def class_scores(self, run: Ran) -> np.ndarray | None:
+        """A run's class scores, a row per sample (None: the run has none)."""
+        scores = self.record.signature.scores
+        if scores is None or not run.outputs:
+            return None
+        order = list(run.names) if run.names else [spec.name for spec in self.record.signature.outputs]
+        if scores.output not in order or len(order) != len(run.outputs):
+            return None
+        found = run.outputs[order.index(scores.output)]
+        if found.dtype.kind != "f":
+            return None
+        if not self.batched:  # one sample without a batch axis: give it one
+            found = found[None]
+        return found if is_class_scores(found) else None
+
+    def gather(self, rows: int, inputs: dict[str, np.ndarray], scores: np.ndarray | None) -> None:
+        """Keep a batch the version answered and its class_scores(), for the next flush."""
         if not self.batched:  # one sample without a batch axis: give it one
             inputs = {k: v[None] for k, v in inputs.items()}
-            scores = None if scores is None else scores[None]
-        if scores is not None and not is_class_scores(scores):
-            scores = None
         if scores is None and self.drift is None:
             return
         # Confidence and drift take tens of microseconds a call, whatever the rows: gathered and
@@ -96,18 +107,6 @@ class BatchWatch:
         self._pending_rows += rows
         if self._pending_rows >= PENDING_ROWS:
             self.flush()
-
-    def _scores(self, names: Sequence[str] | None, outputs: list[np.ndarray]) -> np.ndarray | None:
-        """The class scores among a run's outputs, if it has them (`names` empty or None: all outputs,
-        in the signature's order, as the runner gives them)."""
-        scores = self.record.signature.scores
-        if scores is None:
-            return None
-        order = list(names) if names else [spec.name for spec in self.record.signature.outputs]
-        if scores.output not in order or len(order) != len(outputs):
-            return None
-        found = outputs[order.index(scores.output)]
-        return found if found.dtype.kind == "f" else None
 
     def flush(self) -> None:
         """Confidence histogram and drift window for the batches gathered so far (any thread).

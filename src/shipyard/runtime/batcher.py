@@ -30,20 +30,29 @@ log = logging.getLogger(__name__)
 RunFn = Callable[[dict[str, np.ndarray], Sequence[str] | None], Awaitable[list[np.ndarray]]]
 
 
-class BatchObserver(Protocol):
-    """Told about every run (metrics, statistics, drift): how many rows, how long each request queued
-    and the run took, in seconds, and the batch itself (`outputs` empty when the run failed; `names`
-    the outputs asked for, None for all). Called on the event loop once per batch: it must be quick."""
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """One run of a batch, as its observer is told of it (times in seconds)."""
 
-    def batch_done(
-        self,
-        rows: int,
-        queued_s: list[float],
-        compute_s: float,
-        inputs: dict[str, np.ndarray],
-        names: Sequence[str] | None,
-        outputs: list[np.ndarray],
-    ) -> None: ...
+    rows: int
+    inputs: dict[str, np.ndarray]
+    names: Sequence[str] | None
+    """The outputs asked for; None: all, in the signature's order."""
+    outputs: list[np.ndarray]
+    """Empty when the run failed."""
+    sizes: list[int]
+    """Each request's rows, in the order of the batch."""
+    queued_s: list[float]
+    compute_s: float
+    notes: list[object]
+    """What each request's caller gave submit() to be known by (None: nothing), in the same order."""
+
+
+class BatchObserver(Protocol):
+    """Told about every run (metrics, statistics, drift, and each request's answer). Called on the
+    event loop once per batch, once its callers have been woken: it must be quick."""
+
+    def batch_done(self, ran: Ran) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,7 @@ class _Request:
     rows: int
     future: asyncio.Future[list[np.ndarray]] = field(repr=False)
     enqueued: float = 0.0
+    note: object = None
 
 
 class Batcher:
@@ -79,7 +89,8 @@ class Batcher:
         self.observer = observer
         self._run = run
         self._queue: deque[_Request] = deque()
-        self._ready: asyncio.Condition | None = None
+        self._idle: deque[asyncio.Future[None]] = deque()  # a worker waiting for work, each
+        self._started = False
         self._workers: list[asyncio.Task[None]] = []
         self._closing = False
 
@@ -88,8 +99,7 @@ class Batcher:
         return len(self._queue)
 
     async def start(self) -> None:
-        self._ready = asyncio.Condition()
-        self._closing = False
+        self._started, self._closing = True, False
         self._workers = [
             asyncio.create_task(self._worker(), name=f"batcher-{self.name}-{i}")
             for i in range(self.settings.instances)
@@ -97,20 +107,21 @@ class Batcher:
 
     async def aclose(self) -> None:
         """Stop taking requests, let the workers finish what is queued, then stop them."""
-        if self._ready is None:
+        if not self._started:
             return
-        async with self._ready:
-            self._closing = True
-            self._ready.notify_all()
+        self._closing = True
+        while self._idle:
+            self._wake()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
-        self._ready = None
+        self._started = False
 
     async def submit(
-        self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None
+        self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None = None, note: object = None
     ) -> list[np.ndarray]:
-        ready = self._ready
-        if ready is None or self._closing:
+        """This request's rows of the outputs of the batch it ran in; its observer is told the run,
+        `note` among the batch's."""
+        if not self._started or self._closing:
             raise Unavailable(f"{self.name} is not accepting requests")
         if len(self._queue) >= self.settings.max_queue_size:
             raise Overloaded(f"{self.name} is overloaded: {len(self._queue)} requests are queued")
@@ -122,10 +133,11 @@ class Batcher:
             tensors.rows(inputs),
             loop.create_future(),
             loop.time(),
+            note,
         )
         self._queue.append(request)
-        async with ready:
-            ready.notify()
+        if self._idle:
+            self._wake()
         try:
             if self.settings.timeout_s is None:
                 return await request.future
@@ -139,15 +151,30 @@ class Batcher:
             request.future.cancel()  # the caller gave up: never run work nobody waits for
             raise
 
+    def _wake(self) -> None:
+        """Wake one idle worker (a plain future each: a lock and a condition per request cost more)."""
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():  # a worker that timed out (top-up) or was cancelled left its own
+                waiter.set_result(None)
+                return
+
+    async def _idle_until_woken(self, timeout_s: float | None = None) -> None:
+        """Wait for a request (or closing); TimeoutError after `timeout_s`."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        if timeout_s is None:
+            await waiter
+        else:
+            await asyncio.wait_for(waiter, timeout_s)
+
     async def _worker(self) -> None:
-        assert self._ready is not None
-        ready = self._ready
         while True:
-            async with ready:
-                await ready.wait_for(lambda: bool(self._queue) or self._closing)
-                if not self._queue:
+            while not self._queue:
+                if self._closing:
                     return  # closing and drained
-                batch = self._take()
+                await self._idle_until_woken()
+            batch = self._take()
             if not batch:
                 continue
             delay = self.settings.max_queue_delay_us
@@ -180,18 +207,16 @@ class Batcher:
         return batch
 
     async def _top_up(self, batch: list[_Request], wait_s: float) -> list[_Request]:
-        assert self._ready is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        async with self._ready:
-            while (remaining := deadline - loop.time()) > 0:
-                if sum(r.rows for r in batch) >= self.settings.max_batch_size or self._closing:
-                    break
-                try:
-                    await asyncio.wait_for(self._ready.wait(), remaining)
-                except TimeoutError:
-                    break
-                batch = self._take(batch)
+        while (remaining := deadline - loop.time()) > 0:
+            if sum(r.rows for r in batch) >= self.settings.max_batch_size or self._closing:
+                break
+            try:
+                await self._idle_until_woken(remaining)
+            except TimeoutError:
+                break
+            batch = self._take(batch)
         return batch
 
     async def _execute(self, batch: list[_Request]) -> None:
@@ -228,10 +253,19 @@ class Batcher:
     ) -> None:
         if self.observer is None:
             return
-        waits = [started - r.enqueued for r in batch]
+        sizes = [r.rows for r in batch]
         try:
             self.observer.batch_done(
-                sum(r.rows for r in batch), waits, ended - started, inputs, batch[0].outputs, outputs
+                Ran(
+                    sum(sizes),
+                    inputs,
+                    batch[0].outputs,
+                    outputs,
+                    sizes,
+                    [started - r.enqueued for r in batch],
+                    ended - started,
+                    [r.note for r in batch],
+                )
             )
         except Exception:  # watching must never fail a batch that was answered
             log.exception("%s: the batch observer failed", self.name)

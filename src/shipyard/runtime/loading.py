@@ -44,8 +44,10 @@ class LoadedVersion:
     def signature(self) -> Signature:
         return self.record.signature
 
-    async def infer(self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None) -> list[np.ndarray]:
-        return await self.batcher.submit(inputs, outputs)
+    async def infer(
+        self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None, note: object = None
+    ) -> list[np.ndarray]:
+        return await self.batcher.submit(inputs, outputs, note)
 
 
 def build_version(

@@ -76,7 +76,7 @@ class Server:
             watch_interval_s=settings.watch_interval_s,
             alias=settings.alias,
             memory_budget_mb=settings.memory_budget_mb,
-            observer=self.monitor.version if self.monitor else None,
+            observer=self.monitor.observer if self.monitor else None,
         )
         self.manager.load(names or None)
         self.dataplane = DataPlane(self.manager, self.monitor)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from shipyard.registry import Registry, VersionRecord
 from shipyard.signature import Signature
 from tests.conftest import register_digits
 from tests.models import digits_data, digits_linear
+from tests.unit.monitor.answering import answer as answer_one
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def digits(registry: Registry) -> VersionRecord:
 def answer(monitor: Monitor, record: VersionRecord, rows: np.ndarray) -> tuple[list[str], list[str]]:
     """Answer `rows` as the data plane does; the prediction ids and the predicted classes."""
     logits = digits_linear().logits(rows)
-    ids = monitor.answered(record, "rest", time.perf_counter(), {"input": rows}, logits)
+    ids = answer_one(monitor, record, {"input": rows}, logits)
     return ids, [str(c) for c in logits.argmax(axis=1)]
 
 
@@ -103,9 +103,7 @@ def test_a_class_index_names_its_label(digits: VersionRecord) -> None:
     named = dataclasses.replace(digits, labels=[f"digit {i}" for i in range(10)])
     monitor = Monitor(MonitorSettings())
     rows = digits_data()[0][:1]
-    (prediction,) = monitor.answered(
-        named, "rest", time.perf_counter(), {"input": rows}, digits_linear().logits(rows)
-    )
+    (prediction,) = answer_one(monitor, named, {"input": rows}, digits_linear().logits(rows))
     index = int(digits_linear().logits(rows).argmax())
     monitor.feedback("digits", [(prediction, index)])
     assert figures(monitor, named)["value"] == 1.0
@@ -135,7 +133,7 @@ def test_a_regressor_takes_numbers_and_counts_them(digits: VersionRecord) -> Non
     assert class_names(regressor) is None
     monitor = Monitor(MonitorSettings())
     rows = digits_data()[0][:3]
-    ids = monitor.answered(regressor, "rest", time.perf_counter(), {"input": rows}, None)
+    ids = answer_one(monitor, regressor, {"input": rows}, None)
     assert monitor.feedback("digits", [(ids[0], 3.5), (ids[1], "2.25"), (ids[2], 7)]) == {"accepted": 3}
     assert figures(monitor, regressor) == {"value": None, "labelled": 3, "window": 0, "replaced": 0}
     for bad in ["seven", "nan", "inf"]:
@@ -146,9 +144,7 @@ def test_a_regressor_takes_numbers_and_counts_them(digits: VersionRecord) -> Non
 def test_a_prediction_answered_without_scores_is_counted_not_judged(digits: VersionRecord) -> None:
     """A request that asked for other outputs than the scores: no predicted class to compare with."""
     monitor = Monitor(MonitorSettings())
-    (prediction,) = monitor.answered(
-        digits, "rest", time.perf_counter(), {"input": digits_data()[0][:1]}, None
-    )
+    (prediction,) = answer_one(monitor, digits, {"input": digits_data()[0][:1]}, None)
     with pytest.raises(InvalidInput, match="'cat'"):  # the label must still be one of the classes
         monitor.feedback("digits", [(prediction, "cat")])
     monitor.feedback("digits", [(prediction, "3")])

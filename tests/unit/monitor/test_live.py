@@ -3,7 +3,6 @@ scores when the log or feedback asks."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Sequence
@@ -12,11 +11,14 @@ import numpy as np
 import pytest
 
 from shipyard.config import MonitorSettings
+from shipyard.monitor import version
 from shipyard.monitor.live import FLUSH_EVERY, Monitor, RequestIds
 from shipyard.monitor.predlog import PredictionRecord
 from shipyard.registry import Registry, VersionRecord
+from shipyard.runtime.batcher import Ran
 from tests.conftest import LABELS, register_digits
 from tests.models import digits_data, digits_linear
+from tests.unit.monitor.answering import answer
 
 
 class Kept:
@@ -49,7 +51,7 @@ def test_the_log_and_feedback_read_each_prediction_s_class_from_its_scores(
     monitor.start()
     x = digits_data()[0][:rows]
     logits = digits_linear().logits(x)
-    raw = monitor.answered(digits, "predict", time.perf_counter(), {"input": x}, logits)
+    raw = answer(monitor, digits, {"input": x}, logits, "predict")
     monitor.close()
     by_id = {r.request_id: r for r in sink.records}
     recent = [monitor.recent.lookup(i) for i in raw]
@@ -67,8 +69,8 @@ def test_scores_that_are_not_one_row_per_prediction_give_no_class(digits: Versio
     x = digits_data()[0][:1]
     two_rows = digits_linear().logits(digits_data()[0][:2])  # a one-row request answered with two
     nan_row = np.full((1, 10), np.nan, dtype=np.float32)
-    (uneven,) = monitor.answered(digits, "rest", time.perf_counter(), {"input": x}, two_rows)
-    (unreadable,) = monitor.answered(digits, "rest", time.perf_counter(), {"input": x}, nan_row)
+    (uneven,) = answer(monitor, digits, {"input": x}, two_rows)
+    (unreadable,) = answer(monitor, digits, {"input": x}, nan_row)
     monitor.close()
     by_id = {r.request_id: r for r in sink.records}
     for prediction in (uneven, unreadable):
@@ -94,7 +96,8 @@ def test_prediction_ids_are_random_and_never_repeat_across_a_fork() -> None:
 
 def test_answers_are_counted_a_flush_at_a_time_or_when_read(digits: VersionRecord) -> None:
     """Without a reader flushing first (another worker's /metrics reads only what this one counted),
-    answers are counted FLUSH_EVERY at a time, once the last of them has gone out, or at the tick."""
+    answers are counted FLUSH_EVERY rows at a time, as the run that fills them is reported (once its
+    requests were answered), or at the tick."""
     monitor = Monitor(MonitorSettings())
     x = digits_data()[0][:1]
     labels = {"model": "digits", "version": "1", "protocol": "rest", "status": "200"}
@@ -102,22 +105,51 @@ def test_answers_are_counted_a_flush_at_a_time_or_when_read(digits: VersionRecor
     def counted() -> float | None:
         return monitor.metrics.registry.get_sample_value("shipyard_requests_total", labels)
 
-    def answer(n: int) -> None:
+    def answer_n(n: int) -> None:
         for _ in range(n):
-            monitor.answered(digits, "rest", time.perf_counter(), {"input": x}, digits_linear().logits(x))
+            answer(monitor, digits, {"input": x}, digits_linear().logits(x))
 
-    async def main() -> list[float | None]:
-        seen = []
-        answer(FLUSH_EVERY - 1)
-        await asyncio.sleep(0)  # a loop turn is over: not enough answers yet
-        seen.append(counted())
-        answer(1)
-        seen.append(counted())  # the flush waits for the loop turn of the answer that asked for it
-        await asyncio.sleep(0)
-        seen.append(counted())
-        answer(2)
-        monitor.tick({})
-        seen.append(counted())
-        return seen
+    seen = []
+    answer_n(FLUSH_EVERY - 1)
+    seen.append(counted())
+    answer_n(1)
+    seen.append(counted())
+    answer_n(2)
+    seen.append(counted())
+    monitor.tick({})
+    seen.append(counted())
+    assert seen == [None, FLUSH_EVERY, FLUSH_EVERY, FLUSH_EVERY + 2]
 
-    assert asyncio.run(main()) == [None, None, FLUSH_EVERY, FLUSH_EVERY + 2]
+
+def test_a_run_waits_for_its_late_callers_and_never_for_a_caller_gone(
+    digits: VersionRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller that marks its answer after its run was reported (its wake-up took longer) is counted
+    by a later flush; one that never does (it failed or left) is left out once the run is LATE_S old,
+    and the run itself is still counted."""
+    monitor = Monitor(MonitorSettings())
+    x = digits_data()[0][:2]
+    late, gone = monitor.note("rest", time.perf_counter()), monitor.note("rest", time.perf_counter())
+    ran = Ran(2, {"input": x}, None, [digits_linear().logits(x)], [1, 1], [0.0, 0.0], 0.001, [late, gone])
+    observer = monitor.observer(digits)
+    observer.batch_done(ran)
+
+    def answered() -> int:
+        return monitor.version(digits).triton_stats()["inference_stats"]["success"]["count"]
+
+    assert answered() == 0 and monitor.recent.lookup(late[0]) is None
+    monitor.answered(late)
+    assert answered() == 0  # the run waits for its other caller
+    monkeypatch.setattr(version, "LATE_S", 0.0)
+    assert answered() == 1 and monitor.version(digits).triton_stats()["inference_count"] == 2
+    assert monitor.recent.lookup(late[0]) is not None and monitor.recent.lookup(gone[0]) is None
+
+
+def test_a_failed_run_is_counted_at_once(digits: VersionRecord) -> None:
+    monitor = Monitor(MonitorSettings())
+    x = digits_data()[0][:1]
+    note = monitor.note("rest", time.perf_counter())
+    monitor.observer(digits).batch_done(Ran(1, {"input": x}, None, [], [1], [0.0], 0.001, [note]))
+    stats = monitor.version(digits).triton_stats()
+    assert stats["execution_count"] == 1 and stats["inference_count"] == 0
+    assert stats["inference_stats"]["success"]["count"] == 0

@@ -14,6 +14,7 @@ from shipyard.monitor.metrics import Metrics
 from shipyard.monitor.profile import build_profile
 from shipyard.monitor.version import VersionMonitor
 from shipyard.registry import Registry, VersionRecord
+from shipyard.runtime.batcher import Ran
 from tests.conftest import register_digits
 from tests.models import digits_data, digits_linear
 
@@ -32,10 +33,16 @@ def watched(record: VersionRecord) -> VersionMonitor:
     return VersionMonitor(record, MonitorSettings(drift_window=WINDOW, drift_min_rows=300), Metrics())
 
 
-def run(monitor: VersionMonitor, x: np.ndarray, outputs: list[np.ndarray] | None = None) -> None:
-    """What the batcher reports after a run of `x`."""
+def run(
+    monitor: VersionMonitor,
+    x: np.ndarray,
+    outputs: list[np.ndarray] | None = None,
+    names: list[str] | None = None,
+) -> None:
+    """What the batcher reports after a run of `x`, and the monitor's flush takes."""
     scores = [digits_linear().logits(x)] if outputs is None else outputs
-    monitor.batch_done(len(x), [0.0], 0.001, {"input": x}, None, scores)
+    monitor.batch_done(Ran(len(x), {"input": x}, names, scores, [len(x)], [0.0], 0.001, [None]))
+    assert monitor.take()
 
 
 def confidences(monitor: VersionMonitor) -> list[int]:
@@ -83,7 +90,7 @@ def test_runs_without_the_score_output_keep_the_scores_of_the_others(record: Ver
     for seed in range(10):
         x = live(10, seed)
         if seed % 2:
-            monitor.batch_done(10, [0.0], 0.001, {"input": x}, ["other"], [np.zeros(10, np.int64)])
+            run(monitor, x, [np.zeros(10, np.int64)], ["other"])
         else:
             run(monitor, x)
     report = monitor.drift_report()
