@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from shipyard.errors import InvalidInput
+from shipyard.protocol import heads, v2
 from shipyard.protocol.v2 import (
     InferenceResponse,
     OutputTensor,
@@ -166,3 +167,52 @@ def test_classify_matches_triton_format() -> None:
     assert out.shape == (2, 2)
     assert out.tolist() == [[b"0.700000:1:b", b"0.200000:2:c"], [b"0.500000:0:a", b"0.300000:2:c"]]
     assert classify(scores[0], 1, None).tolist() == [b"0.700000:1"]
+
+
+def binary(values: np.ndarray, **extra: object) -> tuple[bytes, int]:
+    """A binary request of one FP32 input `x` (shape and size from `values`), and its header length."""
+    head = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": list(values.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": values.nbytes},
+                }
+            ],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+            **extra,
+        }
+    )
+    return head + values.astype("<f4").tobytes(), len(head)
+
+
+def test_a_header_seen_before_gives_each_body_its_own_tensors() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # the first decodes the header; the others find it remembered
+        values = rng.random((2, 3), dtype=np.float32)
+        request = decode_request(*binary(values, id="same"))
+        np.testing.assert_array_equal(request.inputs["x"], values)
+        assert request.id == "same" and request.outputs is not None and request.outputs[0].binary
+
+
+def test_a_header_seen_before_with_other_data_after_it_is_refused_as_ever() -> None:
+    good, length = binary(np.ones((2, 3), np.float32))
+    decode_request(good, length)
+    with pytest.raises(InvalidInput, match="4 bytes of binary data follow no input"):
+        decode_request(good + b"\0" * 4, length)
+    with pytest.raises(InvalidInput, match="only 20 bytes of binary data are left"):
+        decode_request(good[:-4], length)
+
+
+def test_headers_are_remembered_within_a_bound_and_only_when_their_data_follows_them() -> None:
+    remembered = v2._HEADS._layouts
+    before = len(remembered)
+    decode_request(body({"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}), None)
+    mixed = orjson.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]})
+    decode_request(mixed, len(mixed))  # its values are in the header: never remembered
+    assert len(remembered) == before
+    for i in range(heads.KEEP + 10):  # a client sending a new header every time
+        decode_request(*binary(np.ones((1, 1), np.float32), id=str(i)))
+    assert len(remembered) == heads.KEEP

@@ -19,10 +19,12 @@ import orjson
 from shipyard import scoring
 from shipyard.datatypes import numpy_dtype, v2_datatype
 from shipyard.errors import InvalidInput
+from shipyard.protocol.heads import Heads
 from shipyard.signature import format_shape
 
 HEADER_LENGTH = "inference-header-content-length"
 MAX_DIMS = 16
+_HEADS = Heads()
 
 
 @dataclass(slots=True)
@@ -67,7 +69,8 @@ def loads(body: bytes | memoryview) -> Any:
 
 
 def decode_request(body: bytes, header_length: int | None = None) -> InferenceRequest:
-    """Decode a v2 infer body; `header_length` is Inference-Header-Content-Length when binary."""
+    """Decode a v2 infer body; `header_length` is Inference-Header-Content-Length when binary (a
+    header seen before is not decoded again: protocol/heads.py)."""
     view = memoryview(body)
     if header_length is not None:
         if not 0 < header_length <= len(body):
@@ -75,8 +78,18 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
                 f"Inference-Header-Content-Length is {header_length}, but the body has {len(body)} bytes"
             )
         head, tail = view[:header_length], view[header_length:]
-    else:
-        head, tail = view, view[:0]
+        seen = body[:header_length]
+        layout = _HEADS.find(seen, len(tail))
+        if layout is not None:
+            return InferenceRequest(layout.tensors(tail), layout.id, layout.outputs, layout.binary_output)
+        request, sizes = _decode(body, head, tail)
+        _HEADS.remember(seen, request, sizes)
+        return request
+    return _decode(body, view, view[:0])[0]
+
+
+def _decode(body: bytes, head: memoryview, tail: memoryview) -> tuple[InferenceRequest, list[int]]:
+    """A request, and the bytes of binary data of each input (0: given as JSON)."""
     doc = loads(head)
     if not isinstance(doc, dict):
         raise InvalidInput("request body must be a JSON object with an 'inputs' list")
@@ -85,13 +98,14 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
         raise InvalidInput("request needs a non-empty 'inputs' list")
     params = _parameters(doc.get("parameters"), "request")
     inputs: dict[str, np.ndarray] = {}
-    offset = 0
+    offset, sizes = 0, []
     for raw in raw_inputs:
         name, array, used = _decode_input(raw, tail, offset, len(body))
         if name in inputs:
             raise InvalidInput(f"input {name!r} is given twice")
         inputs[name] = array
         offset += used
+        sizes.append(used)
     if offset != len(tail):
         raise InvalidInput(f"{len(tail) - offset} bytes of binary data follow no input")
     request_id = doc.get("id")
@@ -100,12 +114,13 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferenceRe
     binary_output = params.get("binary_data_output", False)
     if not isinstance(binary_output, bool):
         raise InvalidInput("parameter 'binary_data_output' must be true or false")
-    return InferenceRequest(
+    request = InferenceRequest(
         inputs=inputs,
         id=request_id,
         outputs=_decode_outputs(doc.get("outputs")),
         binary_output=binary_output,
     )
+    return request, sizes
 
 
 def _parameters(value: Any, where: str, name: str | None = None) -> dict[str, Any]:
