@@ -123,10 +123,9 @@ class Answers:
 
     def seconds(self) -> tuple[np.ndarray, np.ndarray]:
         """Each answered request's latency and when it was answered (perf_counter), in seconds."""
-        times = np.array([(note[STARTED], note[ANSWERED]) for note in self.notes], dtype=np.float64)
-        if not len(times):
-            return np.empty(0), np.empty(0)
-        return times[:, 1] - times[:, 0], times[:, 1]
+        notes = self.notes
+        answered = np.array([note[ANSWERED] for note in notes], dtype=np.float64)
+        return answered - np.array([note[STARTED] for note in notes], dtype=np.float64), answered
 
     def records(
         self, chosen: list[int], model: str, version: int, class_of: ClassOf, clock: float

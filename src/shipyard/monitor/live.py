@@ -56,19 +56,16 @@ class RequestIds:
     BATCH = 256
 
     def __init__(self) -> None:
-        self._hex = ""
-        self._at = 0
-        os.register_at_fork(after_in_child=self._forget)  # a forked worker never repeats its parent's
-
-    def _forget(self) -> None:
-        self._hex, self._at = "", 0
+        self._ready: list[str] = []
+        os.register_at_fork(after_in_child=self._ready.clear)  # a forked worker never repeats its parent's
 
     def __call__(self) -> str:
-        at = self._at
-        if at >= len(self._hex):
-            self._hex, at = os.urandom(16 * self.BATCH).hex(), 0
-        self._at = at + 32
-        return self._hex[at : at + 32]
+        try:
+            return self._ready.pop()
+        except IndexError:
+            text = os.urandom(16 * self.BATCH).hex()
+            self._ready[:] = [text[i : i + 32] for i in range(0, len(text), 32)]
+            return self._ready.pop()
 
 
 new_request_id = RequestIds()

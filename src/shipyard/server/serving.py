@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
@@ -34,6 +36,10 @@ from shipyard.server.transport import protocol_for
 
 log = logging.getLogger("shipyard.server")
 TICK_S = 1.0
+DRIFT_EVERY_S = 10.0
+"""The drift gauges are scored at most this often (a scrape every 15 s or more is the norm). Scoring a
+version's window takes ~2 ms in a thread, made of many small numpy calls, each of which takes the GIL
+back from the event loop under load. Pages and `monitor status` score drift when they are asked."""
 
 
 class ServeSpec(BaseModel):
@@ -66,6 +72,7 @@ class Server:
         default one as `settings.monitor` says (or none); its gauges are updated every `tick_s` (None:
         only when tick() is called)."""
         self.settings, self.registry, self.tick_s = settings, registry, tick_s
+        self._drift_scored = -math.inf  # when the drift gauges were last scored (time.monotonic)
         if monitor is None and settings.monitor.enabled:
             monitor = Monitor(settings.monitor, str(settings.predictions_dir))
         self.monitor = monitor
@@ -176,9 +183,14 @@ class Server:
         )
 
     async def tick(self) -> None:
-        """The monitor's gauges (state, drift, accuracy, cost), off the request path."""
+        """The monitor's gauges (state, accuracy, cost, and every DRIFT_EVERY_S drift), off the
+        request path."""
         assert self.monitor is not None
-        reports = await asyncio.to_thread(self.monitor.drift_reports)
+        reports = None
+        now = time.monotonic()
+        if now - self._drift_scored >= DRIFT_EVERY_S:
+            self._drift_scored = now
+            reports = await asyncio.to_thread(self.monitor.drift_reports)
         self.monitor.tick(self.manager.gauges(), reports)
 
     async def _read_tokens(self) -> None:
