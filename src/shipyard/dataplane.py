@@ -68,6 +68,10 @@ class Tap(Protocol):
 
     def answered(self, note: list[Any]) -> None: ...
 
+    def unanswered(self, note: list[Any]) -> None:
+        """The request will not be answered (it failed, or was given up): its run need not wait."""
+        ...
+
     def failed(
         self, model: str, version: VersionRecord | None, protocol: str, status: int, started: float
     ) -> None: ...
@@ -190,6 +194,7 @@ class DataPlane:
         """One v2 inference request, from its arrival to its answer (see the module's docstring)."""
         started = time.perf_counter()
         record: VersionRecord | None = None
+        note: list[Any] | None = None
         admission, stage = self.admission, 0  # 1: admitted, its body on its way; 2: at work
         try:
             inbound.allow(request, name)
@@ -214,7 +219,11 @@ class DataPlane:
                 results = await loaded.infer(decoded.inputs, names, note)
             outputs = v2.output_tensors(decoded, names, results, loaded.record.labels)
         except Exception as exc:
+            self._unanswered(note)
             self._failed(name, record, protocol, exc, started)
+            raise
+        except asyncio.CancelledError:
+            self._unanswered(note)
             raise
         finally:
             if stage:
@@ -236,6 +245,7 @@ class DataPlane:
         request; each answer carries the id that feedback (POST /v1/models/{name}/feedback) names."""
         started = time.perf_counter()
         record: VersionRecord | None = None
+        note: list[Any] | None = None
         admission, stage, model = self.admission, 0, UNKNOWN
         try:
             model = self.only_model() if name is None else name
@@ -257,7 +267,11 @@ class DataPlane:
                     inputs, [scores.output if scores else signature.outputs[0].name], note
                 )
         except Exception as exc:
+            self._unanswered(note)
             self._failed(model, record, "predict", exc, started)
+            raise
+        except asyncio.CancelledError:
+            self._unanswered(note)
             raise
         finally:
             if stage:
@@ -297,6 +311,10 @@ class DataPlane:
             self.tap.answered(note)  # type: ignore[union-attr]
         except Exception:
             log.exception("monitoring an answer failed")
+
+    def _unanswered(self, note: list[Any] | None) -> None:
+        if note is not None and self.tap is not None:
+            self.tap.unanswered(note)
 
     def _failed(
         self,

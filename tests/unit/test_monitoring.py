@@ -358,3 +358,23 @@ def test_requests_without_scores_never_switch_drift_off(
 
 def drift_of(client: ASGIClient, model: str) -> dict[str, object]:
     return client.get(f"/v1/models/{model}/monitor").json()["versions"][0]["drift"]
+
+
+def test_every_tick_brings_the_confidence_histogram_up_to_date_while_drift_waits_its_turn(
+    referenced: Registry, settings: Settings
+) -> None:
+    """Drift is scored every DRIFT_EVERY_S, but each tick works the batches gathered since into the
+    confidence histogram, so a scrape trails the request counts by a second at most."""
+    monitor = Monitor(MonitorSettings())
+    X = digits_data()[0]
+
+    def confidences(text: str) -> float:
+        found = re.search(r'shipyard_prediction_confidence_count\{model="digits",version="1"\} (\S+)', text)
+        return float(found.group(1)) if found else 0.0
+
+    with serve(referenced, settings, monitor) as (client, server):
+        client.run(server.tick())  # the first tick scores drift
+        infer(client, X[:3])
+        infer(client, X[3:5])
+        client.run(server.tick())  # drift is not due: the histogram is brought up to date all the same
+        assert confidences(client.get("/metrics").text) == 5

@@ -22,17 +22,23 @@ if TYPE_CHECKING:
 
 Note = list[Any]
 """[prediction id, protocol, started, answered]: a plain list, as it is made for every request.
-`answered` stays 0.0 until the request is answered (perf_counter times, as its start)."""
+`answered` stays 0.0 until the request is settled: answered (its perf_counter time, as its start), or
+UNANSWERED (it failed, timed out or its caller left after all)."""
 ID, PROTOCOL, STARTED, ANSWERED = range(4)
+UNANSWERED = -1.0
 
 
 class Taken(NamedTuple):
-    """A run as a flush takes it: with its class scores (VersionMonitor.take), and whether every
-    request in it was answered."""
+    """A run as a flush takes it (VersionMonitor.take)."""
 
     run: Ran
+    """Its outputs dropped as it was reported: only `scores` is kept of them."""
     scores: np.ndarray | None
+    """Its class scores, a row per sample (None: it has none)."""
+    ok: bool
+    """Whether the run answered (a failed run has no outputs)."""
     answered: bool
+    """Whether every request in it was answered."""
 
 
 def prediction_ids(base: str, rows: int) -> list[str]:
@@ -40,9 +46,18 @@ def prediction_ids(base: str, rows: int) -> list[str]:
     return [base] if rows == 1 else [f"{base}-{i}" for i in range(rows)]
 
 
-def answered_in(run: Ran) -> bool:
-    """Whether every request of `run` has been answered (or none was watched)."""
-    return all(note is None or note[ANSWERED] for note in run.notes)  # type: ignore[index]
+def settled(run: Ran) -> tuple[bool, bool]:
+    """Whether every request of `run` is settled (answered or not), and whether every one was answered
+    (a request nobody watched counts as settled, not answered)."""
+    answered = True
+    for note in run.notes:
+        if note is None:
+            answered = False
+        elif not note[ANSWERED]:  # type: ignore[index]
+            return False, False
+        elif note[ANSWERED] < 0:  # type: ignore[index]
+            answered = False
+    return True, answered
 
 
 class _Segment:
@@ -76,7 +91,7 @@ class Answers:
         self._segments: list[_Segment] = []
         self._starts: list[int] = []
         self._batched = batched
-        for run, scores, answered in taken:
+        for run, scores, _, answered in taken:
             if scores is not None and len(scores) != (run.rows if batched else 1):
                 scores = None  # not a row per prediction: no class can be read from them
             self._read(run, scores, answered)
@@ -92,7 +107,7 @@ class Answers:
             offset = 0
             for note, size in zip(notes, run.sizes, strict=True):
                 rows = size if self._batched else 1
-                if isinstance(note, list) and note[ANSWERED]:
+                if isinstance(note, list) and note[ANSWERED] > 0:
                     segment.notes.append(note)
                     segment.firsts.append(len(self.ids) - segment.start)
                     segment.offsets.append((offset, rows))
@@ -139,13 +154,9 @@ class Answers:
             row = slice(offset, offset + 1) if rows == 1 else offset + i
             first = next(iter(segment.run.inputs.values()), None)
             scores = segment.scores
-            picked.append(
-                (
-                    note,
-                    first[row] if first is not None and first.ndim and self._batched else first,
-                    None if scores is None else scores[row],
-                )
-            )
+            if first is not None and first.ndim and self._batched:
+                first = first[row].copy()  # its own rows: a record waiting for the writer pins no batch
+            picked.append((note, first, None if scores is None else scores[row].copy()))
         read = class_of.read_all([scores for _, _, scores in picked])
         return [
             PredictionRecord(

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from shipyard.config import MonitorSettings
-from shipyard.monitor.answers import ANSWERED, PROTOCOL, Answers, Note
+from shipyard.monitor.answers import ANSWERED, PROTOCOL, UNANSWERED, Answers, Note
 from shipyard.monitor.drift import DriftReport
 from shipyard.monitor.feedback import Label
 from shipyard.monitor.gauges import Gauges
@@ -149,7 +149,7 @@ class Monitor:
             self.log.start()
 
     def close(self) -> None:
-        self.flush()
+        self.flush(everything=True)
         if self.log is not None:
             self.log.close(timeout=10)
 
@@ -163,6 +163,12 @@ class Monitor:
         """The request of `note` was answered: it is counted with its run."""
         note[ANSWERED] = time.perf_counter()
 
+    def unanswered(self, note: Note) -> None:
+        """The request of `note` failed or was given up: its run need not wait for it (failed() counts
+        it)."""
+        if not note[ANSWERED]:
+            note[ANSWERED] = UNANSWERED
+
     def _ran(self, rows: int) -> None:
         """A batcher reported a run (on the event loop, its callers answered): every FLUSH_EVERY rows
         the runs are counted."""
@@ -170,14 +176,15 @@ class Monitor:
         if self._rows >= FLUSH_EVERY:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, everything: bool = False) -> None:
         """Count and log the runs reported since the last flush: on every read of what they change
-        (metrics, statistics, summaries, feedback), at each tick, and every FLUSH_EVERY rows."""
+        (metrics, statistics, summaries, feedback), at each tick, and every FLUSH_EVERY rows (a run
+        waits for its requests to settle; `everything`, on closing: not even that)."""
         with self._flushing:  # feedback flushes from a worker thread: a reader waits for a flush under way
             self._rows = 0
             clock = time.time() - time.perf_counter()  # + a perf_counter time: its time for the log
             for monitor in list(self._versions.values()):
-                taken = monitor.take()
+                taken = monitor.take(everything)
                 if taken:
                     self._count(monitor, Answers(taken, monitor.batched), clock)
 
@@ -232,9 +239,17 @@ class Monitor:
 
         return self._join.join(model, items, monitor_of)
 
+    def windows(self) -> None:
+        """Every version's confidence histogram and drift window up to date with the batches gathered
+        (watch.py; milliseconds, any thread): what drift_reports() does but the scoring."""
+        self.flush()
+        for monitor in list(self._versions.values()):
+            monitor.watch.flush()
+
     def drift_reports(self) -> dict[tuple[str, int], DriftReport]:
         """Every watched version's drift scores now: milliseconds each, so callers run it in a thread
         (the windows are thread-safe)."""
+        self.flush()
         reports = {}
         for key, monitor in list(self._versions.items()):
             report = monitor.watch.drift_scores()

@@ -11,6 +11,7 @@ own room:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import numpy as np
 
 from shipyard.config import MonitorSettings
 from shipyard.monitor.accuracy import FeedbackWindow
-from shipyard.monitor.answers import Taken, answered_in
+from shipyard.monitor.answers import Taken, settled
 from shipyard.monitor.feedback import class_names
 from shipyard.monitor.metrics import CONFIDENCE_BUCKETS, Metrics, observe_all
 from shipyard.monitor.series import Series, quantile
@@ -33,9 +34,9 @@ if TYPE_CHECKING:
     from shipyard.runtime.batcher import Ran
 
 LATE_S = 1.0
-"""A run is counted once every request in it has been answered (their callers are woken before the
-batcher reports it, so that is at once), or failed, or once it is this old: a caller that failed or
-left after its run never marks its answer."""
+"""A run is counted once every request in it is settled, answered or not (their callers are woken
+before the batcher reports it, so that is at once), or the run failed, or once it is this old: the
+last resort for a caller that never settled its note."""
 FEEDBACK = {True: "new", False: "replaced"}
 """The feedback counter's outcome label, by whether the prediction id was labelled for the first time."""
 
@@ -66,7 +67,7 @@ class VersionMonitor:
         """Names a prediction's class for feedback, and reads the log's classes (monitor/live.py)."""
         self.compute_s = 0.0
         self.predictions = 0
-        self._runs: deque[tuple[float, Ran]] = deque()  # reported, not yet counted: take()
+        self._runs: deque[tuple[float, Ran, np.ndarray | None, bool]] = deque()  # not yet counted: take()
         self._on_run = on_run
 
     def use_reference(self, record: VersionRecord) -> None:
@@ -77,24 +78,28 @@ class VersionMonitor:
     # -- fed by the batcher, the data plane and feedback -------------------------------------------
 
     def batch_done(self, ran: Ran) -> None:
-        """Once per run, on the event loop: kept until the monitor's next flush counts it (take())."""
-        self._runs.append((time.perf_counter(), ran))
+        """Once per run, on the event loop: kept until the monitor's next flush counts it (take()),
+        with only its class scores of its outputs (a model's other outputs can be large)."""
+        scores = self.watch.class_scores(ran)
+        slim = dataclasses.replace(ran, outputs=[])
+        self._runs.append((time.perf_counter(), slim, scores, bool(ran.outputs)))
         if self._on_run is not None:
             self._on_run(ran.rows)
 
-    def take(self) -> list[Taken]:
-        """The runs reported since the last take that are ready (LATE_S), their timings counted and
-        their batches gathered for confidence and drift; the others wait for the next take."""
+    def take(self, everything: bool = False) -> list[Taken]:
+        """The runs reported since the last take that are ready (every request settled, the run failed,
+        or LATE_S passed; `everything`: all of them), their timings counted and their batches gathered
+        for confidence and drift; the others wait for the next take."""
         taken: list[Taken] = []
         waiting, reported = [], self._runs
         now = time.perf_counter()
         while reported:  # popleft, not a swap: a run reported meanwhile is never lost
-            at, run = reported.popleft()
-            answered = answered_in(run)
-            if answered or not run.outputs or now - at > LATE_S:  # a failed run has no answers
-                taken.append(Taken(run, self.watch.class_scores(run), answered))
+            at, run, scores, ok = item = reported.popleft()
+            ready, answered = settled(run)
+            if ready or not ok or everything or now - at > LATE_S:
+                taken.append(Taken(run, scores, ok, answered))
             else:
-                waiting.append((at, run))
+                waiting.append(item)
         reported.extend(waiting)
         if taken:
             self._ran(taken)
@@ -109,9 +114,9 @@ class VersionMonitor:
         total = sum(computed)
         children.compute_total.inc(total)
         self.compute_s += total
-        for run, scores, _ in taken:
-            self.stats.ran(run.rows, run.queued_s, run.compute_s, answered=bool(run.outputs))
-            if run.outputs:
+        for run, scores, ok, _ in taken:
+            self.stats.ran(run.rows, run.queued_s, run.compute_s, answered=ok)
+            if ok:
                 self.watch.gather(run.rows, run.inputs, scores)
 
     def answered_all(self, seconds: np.ndarray, at: np.ndarray, rows: int) -> None:

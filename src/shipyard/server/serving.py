@@ -191,6 +191,8 @@ class Server:
         if now - self._drift_scored >= DRIFT_EVERY_S:
             self._drift_scored = now
             reports = await asyncio.to_thread(self.monitor.drift_reports)
+        else:  # the confidence histogram stays a second behind at most
+            await asyncio.to_thread(self.monitor.windows)
         self.monitor.tick(self.manager.gauges(), reports)
 
     async def _read_tokens(self) -> None:

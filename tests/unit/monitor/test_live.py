@@ -3,6 +3,7 @@ scores when the log or feedback asks."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Sequence
@@ -15,7 +16,8 @@ from shipyard.monitor import version
 from shipyard.monitor.live import FLUSH_EVERY, Monitor, RequestIds
 from shipyard.monitor.predlog import PredictionRecord
 from shipyard.registry import Registry, VersionRecord
-from shipyard.runtime.batcher import Ran
+from shipyard.runtime import Runner, RunnerOptions
+from shipyard.runtime.batcher import Batcher, BatchSettings, Ran
 from tests.conftest import LABELS, register_digits
 from tests.models import digits_data, digits_linear
 from tests.unit.monitor.answering import answer
@@ -121,12 +123,12 @@ def test_answers_are_counted_a_flush_at_a_time_or_when_read(digits: VersionRecor
     assert seen == [None, FLUSH_EVERY, FLUSH_EVERY, FLUSH_EVERY + 2]
 
 
-def test_a_run_waits_for_its_late_callers_and_never_for_a_caller_gone(
+def test_a_run_waits_for_its_late_callers_and_not_for_ever(
     digits: VersionRecord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A caller that marks its answer after its run was reported (its wake-up took longer) is counted
-    by a later flush; one that never does (it failed or left) is left out once the run is LATE_S old,
-    and the run itself is still counted."""
+    by a later flush; one that never settles its note is left out once the run is LATE_S old, and the
+    run itself is still counted."""
     monitor = Monitor(MonitorSettings())
     x = digits_data()[0][:2]
     late, gone = monitor.note("rest", time.perf_counter()), monitor.note("rest", time.perf_counter())
@@ -153,3 +155,64 @@ def test_a_failed_run_is_counted_at_once(digits: VersionRecord) -> None:
     stats = monitor.version(digits).triton_stats()
     assert stats["execution_count"] == 1 and stats["inference_count"] == 0
     assert stats["inference_stats"]["success"]["count"] == 0
+
+
+def test_a_caller_that_fails_or_leaves_settles_its_note_and_its_batch_is_counted_at_once(
+    digits: VersionRecord,
+) -> None:
+    """Two requests share a run; the second's caller is cancelled while it runs (a client gone, a
+    timeout), as the data plane settles it. The first is counted, found by feedback and logged at
+    once; the second is neither."""
+    sink = Kept()
+    monitor = Monitor(MonitorSettings(), sink)
+    monitor.start()
+    runner = Runner("digits:1", digits_linear().onnx_bytes, RunnerOptions(intra_op_threads=1))
+    runner.load()
+    x = digits_data()[0][:1]
+
+    async def main() -> tuple[list, list]:
+        gate = asyncio.Event()
+
+        async def held(inputs: dict, outputs: object) -> list:
+            await gate.wait()
+            return await runner.run(inputs, outputs)  # type: ignore[arg-type]
+
+        batcher = Batcher("digits:1", held, BatchSettings(max_batch_size=8), monitor.observer(digits))
+        await batcher.start()
+        first = monitor.note("rest", time.perf_counter())
+        second = monitor.note("rest", time.perf_counter())
+        blocker = asyncio.create_task(batcher.submit({"input": x}))  # holds the worker at the gate
+        await asyncio.sleep(0)
+        calls = [asyncio.create_task(batcher.submit({"input": x}, None, n)) for n in (first, second)]
+        while batcher.queued < 2:
+            await asyncio.sleep(0)
+        gate.set()
+        await blocker
+        while not calls[0].done():
+            await asyncio.sleep(0)
+        calls[1].cancel()
+        monitor.answered(first)
+        monitor.unanswered(second)  # as DataPlane.infer settles a request given up
+        await asyncio.gather(*calls, return_exceptions=True)
+        await batcher.aclose()
+        return first, second
+
+    first, second = asyncio.run(main())
+    runner.unload()
+    stats = monitor.version(digits).triton_stats()
+    assert stats["inference_count"] == 3 and stats["inference_stats"]["success"]["count"] == 1
+    assert monitor.recent.lookup(first[0]) is not None and monitor.recent.lookup(second[0]) is None
+    monitor.close()
+    assert [r.request_id for r in sink.records] == [first[0]]
+
+
+def test_closing_counts_every_run_reported(digits: VersionRecord) -> None:
+    sink = Kept()
+    monitor = Monitor(MonitorSettings(), sink)
+    monitor.start()
+    x = digits_data()[0][:1]
+    never = monitor.note("rest", time.perf_counter())  # a caller that never settled
+    ran = Ran(1, {"input": x}, None, [digits_linear().logits(x)], [1], [0.0], 0.001, [never])
+    monitor.observer(digits).batch_done(ran)
+    monitor.close()
+    assert monitor.version(digits).triton_stats()["inference_count"] == 1 and sink.records == []
