@@ -263,10 +263,12 @@ class Reports:
 
     def __init__(self) -> None:
         self.runs: list[Ran] = []
+        self.outputs: list[list[np.ndarray]] = []
         self.marked: list[list[bool]] = []
 
-    def batch_done(self, ran: Ran) -> None:
+    def batch_done(self, ran: Ran, outputs: list[np.ndarray]) -> None:
         self.runs.append(ran)
+        self.outputs.append(outputs)
         self.marked.append([bool(note and note["answered"]) for note in ran.notes])  # type: ignore[index]
 
 
@@ -294,5 +296,5 @@ def test_the_observer_hears_each_run_with_its_requests_notes_once_they_were_answ
     reports = asyncio.run(main())
     assert [[note["value"] for note in run.notes] for run in reports.runs] == [[10], [20, 21, 22]]  # type: ignore[index]
     assert [run.sizes for run in reports.runs] == [[1], [2, 1, 3]] and reports.runs[1].rows == 6
-    assert reports.runs[1].outputs[0][:, 0].tolist() == [40, 40, 42, 44, 44, 44]
+    assert reports.outputs[1][0][:, 0].tolist() == [40, 40, 42, 44, 44, 44] and reports.runs[1].ok
     assert reports.marked == [[True], [True, True, True]]  # every caller answered before the report

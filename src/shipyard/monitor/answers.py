@@ -32,11 +32,8 @@ class Taken(NamedTuple):
     """A run as a flush takes it (VersionMonitor.take)."""
 
     run: Ran
-    """Its outputs dropped as it was reported: only `scores` is kept of them."""
     scores: np.ndarray | None
-    """Its class scores, a row per sample (None: it has none)."""
-    ok: bool
-    """Whether the run answered (a failed run has no outputs)."""
+    """Its class scores, a row per sample (None: it has none): all that is kept of its outputs."""
     answered: bool
     """Whether every request in it was answered."""
 
@@ -91,7 +88,7 @@ class Answers:
         self._segments: list[_Segment] = []
         self._starts: list[int] = []
         self._batched = batched
-        for run, scores, _, answered in taken:
+        for run, scores, answered in taken:
             if scores is not None and len(scores) != (run.rows if batched else 1):
                 scores = None  # not a row per prediction: no class can be read from them
             self._read(run, scores, answered)

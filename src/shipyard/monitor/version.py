@@ -11,7 +11,6 @@ own room:
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable
@@ -67,7 +66,7 @@ class VersionMonitor:
         """Names a prediction's class for feedback, and reads the log's classes (monitor/live.py)."""
         self.compute_s = 0.0
         self.predictions = 0
-        self._runs: deque[tuple[float, Ran, np.ndarray | None, bool]] = deque()  # not yet counted: take()
+        self._runs: deque[tuple[float, Ran, np.ndarray | None]] = deque()  # not yet counted: take()
         self._on_run = on_run
 
     def use_reference(self, record: VersionRecord) -> None:
@@ -77,12 +76,10 @@ class VersionMonitor:
 
     # -- fed by the batcher, the data plane and feedback -------------------------------------------
 
-    def batch_done(self, ran: Ran) -> None:
+    def batch_done(self, ran: Ran, outputs: list[np.ndarray]) -> None:
         """Once per run, on the event loop: kept until the monitor's next flush counts it (take()),
         with only its class scores of its outputs (a model's other outputs can be large)."""
-        scores = self.watch.class_scores(ran)
-        slim = dataclasses.replace(ran, outputs=[])
-        self._runs.append((time.perf_counter(), slim, scores, bool(ran.outputs)))
+        self._runs.append((time.perf_counter(), ran, self.watch.class_scores(ran.names, outputs)))
         if self._on_run is not None:
             self._on_run(ran.rows)
 
@@ -94,10 +91,10 @@ class VersionMonitor:
         waiting, reported = [], self._runs
         now = time.perf_counter()
         while reported:  # popleft, not a swap: a run reported meanwhile is never lost
-            at, run, scores, ok = item = reported.popleft()
+            at, run, scores = item = reported.popleft()
             ready, answered = settled(run)
-            if ready or not ok or everything or now - at > LATE_S:
-                taken.append(Taken(run, scores, ok, answered))
+            if ready or not run.ok or everything or now - at > LATE_S:  # a failed run has no answers
+                taken.append(Taken(run, scores, answered))
             else:
                 waiting.append(item)
         reported.extend(waiting)
@@ -114,9 +111,9 @@ class VersionMonitor:
         total = sum(computed)
         children.compute_total.inc(total)
         self.compute_s += total
-        for run, scores, ok, _ in taken:
-            self.stats.ran(run.rows, run.queued_s, run.compute_s, answered=ok)
-            if ok:
+        for run, scores, _ in taken:
+            self.stats.ran(run.rows, run.queued_s, run.compute_s, answered=run.ok)
+            if run.ok:
                 self.watch.gather(run.rows, run.inputs, scores)
 
     def answered_all(self, seconds: np.ndarray, at: np.ndarray, rows: int) -> None:

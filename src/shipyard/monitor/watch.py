@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,9 +24,6 @@ from shipyard.monitor.metrics import CONFIDENCE_BUCKETS, observe_all
 from shipyard.monitor.profile import Profile
 from shipyard.registry import VersionRecord
 from shipyard.scoring import Scored, is_class_scores, read
-
-if TYPE_CHECKING:
-    from shipyard.runtime.batcher import Ran
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +78,15 @@ class BatchWatch:
         except InvalidInput as exc:
             self.problem = f"the reference profile cannot be used: {exc.message}"
 
-    def class_scores(self, run: Ran) -> np.ndarray | None:
-        """A run's class scores, a row per sample (None: the run has none)."""
+    def class_scores(self, names: Sequence[str] | None, outputs: list[np.ndarray]) -> np.ndarray | None:
+        """A run's class scores, a row per sample (None: the run has none); `names` as in Ran."""
         scores = self.record.signature.scores
-        if scores is None or not run.outputs:
+        if scores is None or not outputs:
             return None
-        order = list(run.names) if run.names else [spec.name for spec in self.record.signature.outputs]
-        if scores.output not in order or len(order) != len(run.outputs):
+        order = list(names) if names else [spec.name for spec in self.record.signature.outputs]
+        if scores.output not in order or len(order) != len(outputs):
             return None
-        found = run.outputs[order.index(scores.output)]
+        found = outputs[order.index(scores.output)]
         if found.dtype.kind != "f":
             return None
         if not self.batched:  # one sample without a batch axis: give it one

@@ -38,8 +38,8 @@ class Ran:
     inputs: dict[str, np.ndarray]
     names: Sequence[str] | None
     """The outputs asked for; None: all, in the signature's order."""
-    outputs: list[np.ndarray]
-    """Empty when the run failed."""
+    ok: bool
+    """Whether the run answered (its outputs come beside it: the observer keeps what it needs)."""
     sizes: list[int]
     """Each request's rows, in the order of the batch."""
     queued_s: list[float]
@@ -52,7 +52,9 @@ class BatchObserver(Protocol):
     """Told about every run (metrics, statistics, drift, and each request's answer). Called on the
     event loop once per batch, once its callers have been woken: it must be quick."""
 
-    def batch_done(self, ran: Ran) -> None: ...
+    def batch_done(self, ran: Ran, outputs: list[np.ndarray]) -> None:
+        """`outputs`: the run's, in the order of `ran.names` (empty when it failed)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -260,12 +262,13 @@ class Batcher:
                     sum(sizes),
                     inputs,
                     batch[0].outputs,
-                    outputs,
+                    bool(outputs),
                     sizes,
                     [started - r.enqueued for r in batch],
                     ended - started,
                     [r.note for r in batch],
-                )
+                ),
+                outputs,
             )
         except Exception:  # watching must never fail a batch that was answered
             log.exception("%s: the batch observer failed", self.name)

@@ -29,5 +29,5 @@ def answer(
     else:
         names, outputs = [record.signature.outputs[0].name], [scores]
     monitor.answered(note)
-    monitor.observer(record).batch_done(Ran(rows, inputs, names, outputs, [rows], [0.0], 0.001, [note]))
+    monitor.observer(record).batch_done(Ran(rows, inputs, names, True, [rows], [0.0], 0.001, [note]), outputs)
     return prediction_ids(note[ID], rows)

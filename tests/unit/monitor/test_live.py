@@ -132,9 +132,8 @@ def test_a_run_waits_for_its_late_callers_and_not_for_ever(
     monitor = Monitor(MonitorSettings())
     x = digits_data()[0][:2]
     late, gone = monitor.note("rest", time.perf_counter()), monitor.note("rest", time.perf_counter())
-    ran = Ran(2, {"input": x}, None, [digits_linear().logits(x)], [1, 1], [0.0, 0.0], 0.001, [late, gone])
-    observer = monitor.observer(digits)
-    observer.batch_done(ran)
+    ran = Ran(2, {"input": x}, None, True, [1, 1], [0.0, 0.0], 0.001, [late, gone])
+    monitor.observer(digits).batch_done(ran, [digits_linear().logits(x)])
 
     def answered() -> int:
         return monitor.version(digits).triton_stats()["inference_stats"]["success"]["count"]
@@ -151,7 +150,7 @@ def test_a_failed_run_is_counted_at_once(digits: VersionRecord) -> None:
     monitor = Monitor(MonitorSettings())
     x = digits_data()[0][:1]
     note = monitor.note("rest", time.perf_counter())
-    monitor.observer(digits).batch_done(Ran(1, {"input": x}, None, [], [1], [0.0], 0.001, [note]))
+    monitor.observer(digits).batch_done(Ran(1, {"input": x}, None, False, [1], [0.0], 0.001, [note]), [])
     stats = monitor.version(digits).triton_stats()
     assert stats["execution_count"] == 1 and stats["inference_count"] == 0
     assert stats["inference_stats"]["success"]["count"] == 0
@@ -212,7 +211,7 @@ def test_closing_counts_every_run_reported(digits: VersionRecord) -> None:
     monitor.start()
     x = digits_data()[0][:1]
     never = monitor.note("rest", time.perf_counter())  # a caller that never settled
-    ran = Ran(1, {"input": x}, None, [digits_linear().logits(x)], [1], [0.0], 0.001, [never])
-    monitor.observer(digits).batch_done(ran)
+    ran = Ran(1, {"input": x}, None, True, [1], [0.0], 0.001, [never])
+    monitor.observer(digits).batch_done(ran, [digits_linear().logits(x)])
     monitor.close()
     assert monitor.version(digits).triton_stats()["inference_count"] == 1 and sink.records == []

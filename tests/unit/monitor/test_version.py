@@ -41,7 +41,7 @@ def run(
 ) -> None:
     """What the batcher reports after a run of `x`, and the monitor's flush takes."""
     scores = [digits_linear().logits(x)] if outputs is None else outputs
-    monitor.batch_done(Ran(len(x), {"input": x}, names, scores, [len(x)], [0.0], 0.001, [None]))
+    monitor.batch_done(Ran(len(x), {"input": x}, names, True, [len(x)], [0.0], 0.001, [None]), scores)
     assert monitor.take()
 
 
