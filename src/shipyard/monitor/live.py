@@ -46,6 +46,8 @@ FLUSH_EVERY = 256
 """Rows run before they are counted and logged together (Monitor.flush). A flush costs tens of
 microseconds whatever it holds: once per loop turn (a few answers at a time) it was most of what
 monitoring cost the digits MLP at 64 connections."""
+FLUSH_BYTES = 4 << 20
+"""Or input bytes run: the runs kept till a flush hold their inputs, so large ones flush sooner."""
 
 
 class RequestIds:
@@ -104,7 +106,7 @@ class Monitor:
         self._gauges = Gauges(self.metrics)
         self._versions: dict[tuple[str, int], VersionMonitor] = {}
         self._making = threading.Lock()  # feedback may make a version's monitor from a worker thread
-        self._rows = 0  # rows run since the last flush
+        self._rows = self._bytes = 0  # rows and input bytes run since the last flush
         self._flushing = threading.Lock()
 
     def exposition(self) -> tuple[bytes, str]:
@@ -169,11 +171,12 @@ class Monitor:
         if not note[ANSWERED]:
             note[ANSWERED] = UNANSWERED
 
-    def _ran(self, rows: int) -> None:
+    def _ran(self, rows: int, nbytes: int) -> None:
         """A batcher reported a run (on the event loop, its callers answered): every FLUSH_EVERY rows
-        the runs are counted."""
+        (or FLUSH_BYTES of inputs) the runs are counted."""
         self._rows += rows
-        if self._rows >= FLUSH_EVERY:
+        self._bytes += nbytes
+        if self._rows >= FLUSH_EVERY or self._bytes >= FLUSH_BYTES:
             self.flush()
 
     def flush(self, everything: bool = False) -> None:
@@ -181,7 +184,7 @@ class Monitor:
         (metrics, statistics, summaries, feedback), at each tick, and every FLUSH_EVERY rows (a run
         waits for its requests to settle; `everything`, on closing: not even that)."""
         with self._flushing:  # feedback flushes from a worker thread: a reader waits for a flush under way
-            self._rows = 0
+            self._rows = self._bytes = 0
             clock = time.time() - time.perf_counter()  # + a perf_counter time: its time for the log
             for monitor in list(self._versions.values()):
                 taken = monitor.take(everything)

@@ -48,9 +48,10 @@ class VersionMonitor:
         record: VersionRecord,
         settings: MonitorSettings,
         metrics: Metrics,
-        on_run: Callable[[int], None] | None = None,
+        on_run: Callable[[int, int], None] | None = None,
     ) -> None:
-        """`on_run(rows)` is told of each run the batcher reports (the monitor flushes by it)."""
+        """`on_run(rows, input bytes)` is told of each run the batcher reports (the monitor flushes
+        by it)."""
         self.record = record
         self.settings = settings
         self.metrics = metrics
@@ -81,7 +82,7 @@ class VersionMonitor:
         with only its class scores of its outputs (a model's other outputs can be large)."""
         self._runs.append((time.perf_counter(), ran, self.watch.class_scores(ran.names, outputs)))
         if self._on_run is not None:
-            self._on_run(ran.rows)
+            self._on_run(ran.rows, sum(array.nbytes for array in ran.inputs.values()))
 
     def take(self, everything: bool = False) -> list[Taken]:
         """The runs reported since the last take that are ready (every request settled, the run failed,

@@ -13,7 +13,7 @@ import pytest
 
 from shipyard.config import MonitorSettings
 from shipyard.monitor import version
-from shipyard.monitor.live import FLUSH_EVERY, Monitor, RequestIds
+from shipyard.monitor.live import FLUSH_BYTES, FLUSH_EVERY, Monitor, RequestIds
 from shipyard.monitor.predlog import PredictionRecord
 from shipyard.registry import Registry, VersionRecord
 from shipyard.runtime import Runner, RunnerOptions
@@ -215,3 +215,15 @@ def test_closing_counts_every_run_reported(digits: VersionRecord) -> None:
     monitor.observer(digits).batch_done(ran, [digits_linear().logits(x)])
     monitor.close()
     assert monitor.version(digits).triton_stats()["inference_count"] == 1 and sink.records == []
+
+
+def test_runs_with_large_inputs_are_counted_sooner(digits: VersionRecord) -> None:
+    """The runs kept till a flush hold their inputs: FLUSH_BYTES of them flush as FLUSH_EVERY rows do."""
+    monitor = Monitor(MonitorSettings())
+    labels = {"model": "digits", "version": "1", "protocol": "rest", "status": "200"}
+    x = digits_data()[0][:1]
+    large = np.zeros((1, FLUSH_BYTES // 4), np.float32)  # one row of FLUSH_BYTES
+    answer(monitor, digits, {"input": x}, digits_linear().logits(x))
+    assert monitor.metrics.registry.get_sample_value("shipyard_requests_total", labels) is None
+    answer(monitor, digits, {"input": large}, digits_linear().logits(x))
+    assert monitor.metrics.registry.get_sample_value("shipyard_requests_total", labels) == 2
