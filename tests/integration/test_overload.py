@@ -10,12 +10,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import orjson
 import pytest
 
 from shipyard.config import Settings
 from shipyard.registry import Registry
 from shipyard.signature import Signature, TensorSpec
+from tests.bodies import binary_request
 from tests.integration.conftest import Server, start_server, stop_server
 from tests.models import slow_model
 
@@ -41,24 +41,9 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     stop_server(server)
 
 
-def binary_request(x: np.ndarray) -> tuple[bytes, dict[str, str]]:
-    head = orjson.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "x",
-                    "shape": list(x.shape),
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": x.nbytes},
-                }
-            ]
-        }
-    )
-    return head + x.tobytes(), {"Inference-Header-Content-Length": str(len(head))}
-
-
 async def blast(url: str, requests: int, concurrency: int) -> Counter[int]:
-    body, headers = binary_request(np.ones((1, 128, 128), np.float32))
+    body, length = binary_request(np.ones((1, 128, 128), np.float32))
+    headers = {"Inference-Header-Content-Length": str(length)}
     statuses: Counter[int] = Counter()
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:

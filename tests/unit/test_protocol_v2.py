@@ -17,6 +17,7 @@ from shipyard.protocol.v2 import (
     decode_request,
     encode_response,
 )
+from tests.bodies import binary_request
 
 
 def body(*inputs: dict, **extra: object) -> bytes:
@@ -170,22 +171,8 @@ def test_classify_matches_triton_format() -> None:
 
 
 def binary(values: np.ndarray, **extra: object) -> tuple[bytes, int]:
-    """A binary request of one FP32 input `x` (shape and size from `values`), and its header length."""
-    head = orjson.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "x",
-                    "shape": list(values.shape),
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": values.nbytes},
-                }
-            ],
-            "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
-            **extra,
-        }
-    )
-    return head + values.astype("<f4").tobytes(), len(head)
+    """A binary request of one FP32 input `x` asking for output `y` in binary, and its header length."""
+    return binary_request(values, outputs=[{"name": "y", "parameters": {"binary_data": True}}], **extra)
 
 
 def test_a_header_seen_before_gives_each_body_its_own_tensors() -> None:
