@@ -109,17 +109,19 @@ class ClassOf:
         return None if index is None else label(index, self.labels)
 
 
-def top_indexes(rows: Sequence[np.ndarray | None]) -> list[int | None]:
-    """The index of each row's top score, for rows of class scores; None for anything else and for a
-    row with a score that is not finite (as read_row). Rows of one shape are read together, one batch:
-    this is all a prediction keeps for feedback, so it must be cheap and small."""
-    found: list[int | None] = [None] * len(rows)
-    for indexes, stacked in _stacked(rows):
-        finite = np.isfinite(stacked).all(axis=1).tolist()
-        for i, best, ok in zip(indexes, stacked.argmax(axis=1).tolist(), finite, strict=True):
-            if ok:
-                found[i] = best
-    return found
+def top_indexes(scores: np.ndarray) -> list[int | None]:
+    """The index of each row's top score, for a batch of class scores (a row per prediction); None for
+    a row with a score that is not finite (as read_row). This is all a prediction keeps for feedback,
+    so it is read for a whole flush at once."""
+    if not len(scores):
+        return []
+    flat = scores.reshape(len(scores), -1)
+    best: list[int | None] = flat.argmax(axis=1).tolist()
+    finite = np.isfinite(flat).all(axis=1)
+    if not finite.all():
+        for i in np.flatnonzero(~finite).tolist():
+            best[i] = None
+    return best
 
 
 def _stacked(rows: Sequence[np.ndarray | None]) -> list[tuple[Sequence[int], np.ndarray]]:

@@ -111,9 +111,10 @@ ROWS = [
 """Rows of answers as the monitor keeps them: rows of class scores among others that are not."""
 
 
-def test_top_indexes_read_rows_of_class_scores_only() -> None:
-    assert top_indexes(ROWS) == [1, 0, None, None, None, None, 2]
-    assert top_indexes([]) == []
+def test_top_indexes_read_a_batch_and_name_no_class_for_a_row_not_finite() -> None:
+    scores = np.array([[0.1, 0.7, 0.2], [2.0, -1.0, 0.5], [0.3, np.nan, 0.2], [0.2, 0.1, 0.7]])
+    assert top_indexes(scores) == [1, 0, None, 2]
+    assert top_indexes(np.empty((0, 3))) == []
 
 
 def test_the_log_reads_a_flush_of_rows_at_once_as_each_row_alone() -> None:

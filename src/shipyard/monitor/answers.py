@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from shipyard.monitor.predlog import PredictionRecord
-from shipyard.scoring import ClassOf
+from shipyard.scoring import ClassOf, top_indexes
 
 if TYPE_CHECKING:
     from shipyard.runtime.batcher import Ran
@@ -127,10 +127,10 @@ class Answers:
                 blocks += [(None if scores is None else scores[o : o + n], n) for o, n in segment.offsets]
         arrays = [scores for scores, _ in blocks if scores is not None]
         if arrays and len(arrays) == len(blocks) and len({(a.shape[1:], a.dtype) for a in arrays}) == 1:
-            return _top(np.concatenate(arrays))
+            return top_indexes(np.concatenate(arrays))
         found: list[int | None] = []
         for scores, n in blocks:
-            found += [None] * n if scores is None else _top(scores)
+            found += [None] * n if scores is None else top_indexes(scores)
         return found
 
     def seconds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -171,14 +171,3 @@ class Answers:
             )
             for k, (note, inputs, scores), (class_, confidence) in zip(chosen, picked, read, strict=True)
         ]
-
-
-def _top(scores: np.ndarray) -> list[int | None]:
-    """Each row's top class index; None for a row with a score that is not finite."""
-    flat = scores.reshape(len(scores), -1)
-    best: list[int | None] = flat.argmax(axis=1).tolist()
-    finite = np.isfinite(flat).all(axis=1)
-    if not finite.all():
-        for i in np.flatnonzero(~finite).tolist():
-            best[i] = None
-    return best
