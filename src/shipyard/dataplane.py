@@ -287,8 +287,7 @@ class DataPlane:
         ids: list[str] = []
         if note is not None:
             self._answered(note)
-            batched = all(spec.batched for spec in signature.inputs)
-            ids = prediction_ids(note[0], tensors.rows(inputs) if batched else 1)
+            ids = prediction_ids(note[0], tensors.rows(inputs) if signature.batched else 1)
         for i, item in enumerate(items):
             item["model"], item["version"] = loaded.name, loaded.number
             if i < len(ids):

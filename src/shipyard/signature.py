@@ -55,6 +55,12 @@ class Signature:
         return next((spec for spec in self.outputs if spec.name == name), None)
 
     @cached_property
+    def batched(self) -> bool:
+        """Every input has a batch axis: requests may be stacked along it, and a request of n rows
+        holds n predictions."""
+        return all(spec.batched for spec in self.inputs)
+
+    @cached_property
     def output_names(self) -> tuple[str, ...]:
         """The outputs' names in order; every request that names its outputs is checked against them."""
         return tuple(spec.name for spec in self.outputs)

@@ -51,7 +51,7 @@ class BatchWatch:
         self.confidence_counts = [0] * len(CONFIDENCE_BUCKETS)
         signature = record.signature
         self.kind = signature.scores.kind if signature.scores else None
-        self.batched = all(spec.batched for spec in signature.inputs)
+        self.batched = signature.batched
         self._pending: list[Pending] = []
         self._pending_rows = self._pending_bytes = 0
         self._flushing = threading.Lock()

@@ -102,7 +102,7 @@ def warmup_inputs(signature: Signature) -> dict[str, np.ndarray]:
 
 def batch_settings(serving: ModelServing, signature: Signature) -> BatchSettings:
     """A model whose inputs have no dynamic batch axis is never batched."""
-    batchable = serving.batching and all(spec.batched for spec in signature.inputs)
+    batchable = serving.batching and signature.batched
     return BatchSettings(
         max_batch_size=serving.max_batch_size if batchable else 1,
         max_queue_delay_us=serving.max_queue_delay_us,
