@@ -8,6 +8,8 @@ from a CLI, a server's admin endpoint or threads queue up instead of breaking th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,6 +18,7 @@ from shipyard.names import check_alias
 from shipyard.registry.reading import ReadingMixin, aliases_of, record
 from shipyard.registry.records import VersionRecord
 from shipyard.registry.tables import AliasRow, EventRow, ModelRow, VersionRow, utcnow
+from shipyard.rollout.router import Split
 from shipyard.signature import Signature
 
 PRODUCTION = "production"
@@ -100,6 +103,51 @@ class AliasesMixin(ReadingMixin):
             self._move(session, model, previous, alias, kind="rollback", reason=reason, actor=actor)
             return current, previous
 
+    def set_split(
+        self,
+        name: str,
+        shares: Mapping[int, float] | None,
+        *,
+        alias: str = PRODUCTION,
+        force: bool = False,
+        reason: str = "",
+        actor: str | None = None,
+    ) -> tuple[Split | None, Split | None]:
+        """Divide the requests for `name` that name no version among versions, by percent (the alias's
+        own version takes what the others leave); None (or all to the alias's version) ends the split.
+        Every version must take the alias's inputs, as for deploy. Returns (before, after)."""
+        check_alias(alias)
+        with self._writing() as session:
+            model = self._locked_model(session, name)
+            row = next((a for a in model.aliases if a.name == alias), None)
+            if row is None:
+                raise Conflict(f"{name} has no {alias} version to split the traffic of: deploy one first")
+            before = None if row.split is None else Split.from_dict(row.split)
+            split = None if shares is None else Split.of(shares, rest_to=row.version)
+            if split is not None:
+                for version in split.versions:
+                    _deployable(model, version, force=force, alias=alias)
+                if split.versions == (row.version,):
+                    split = None
+            if split != before:
+                row.split, row.updated_at = (None if split is None else split.to_dict()), utcnow()
+                self._split_event(session, model.name, row, split, reason=reason, actor=actor)
+            return before, split
+
+    def _split_event(
+        self,
+        session: Session,
+        model: str,
+        row: AliasRow,
+        split: Split | None,
+        *,
+        reason: str,
+        actor: str | None,
+    ) -> None:
+        """History of a split: the alias's version, and `alias: 1=80%, 2=20%` (or `alias: ended`)."""
+        detail = f"{row.name}: {split if split is not None else 'ended'}"
+        self._event(session, model, "split", row.version, detail=detail, reason=reason, actor=actor)
+
     def _move(
         self,
         session: Session,
@@ -123,6 +171,9 @@ class AliasesMixin(ReadingMixin):
         self._event(
             session, model.name, kind, version, from_version=before, detail=alias, reason=reason, actor=actor
         )
+        if row is not None and row.split is not None:  # a move sends all the alias's traffic to one version
+            row.split = None
+            self._split_event(session, model.name, row, None, reason=f"ended by {kind}", actor=actor)
         return before
 
 

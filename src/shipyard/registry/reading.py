@@ -106,6 +106,7 @@ def summary(row: ModelRow) -> ModelSummary:
         versions=tuple(v.number for v in row.versions),
         aliases={a.name: a.version for a in row.aliases},
         created_at=row.created_at,
+        splits={a.name: dict(a.split) for a in row.aliases if a.split},
         serving=dict(row.serving or {}),
     )
 

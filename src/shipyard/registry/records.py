@@ -75,6 +75,8 @@ class ModelSummary:
     aliases: dict[str, int]
     created_at: datetime
     serving: dict[str, Any] = field(default_factory=dict)
+    splits: dict[str, dict[str, float]] = field(default_factory=dict)
+    """alias -> the shares of its traffic by version ({"1": 80.0, "2": 20.0}), for split aliases."""
 
     @property
     def latest(self) -> int | None:

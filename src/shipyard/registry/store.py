@@ -154,8 +154,13 @@ class Registry(AliasesMixin, TokensMixin):
                 model.serving, model.deleted_at = None, utcnow()
                 self._event(session, name, "deleted", None, detail="model and all versions")
             else:
-                for alias in [a for a in model.aliases if a.version == version]:
-                    session.delete(alias)
+                for alias in model.aliases:
+                    if alias.version == version:
+                        session.delete(alias)
+                    elif alias.split is not None and str(version) in alias.split:
+                        alias.split = None  # its traffic goes back to the alias's own version
+                        why = f"version {version} deleted"
+                        self._split_event(session, name, alias, None, reason=why, actor=None)
                 session.delete(doomed[0])
                 self._event(session, name, "deleted", version)
             session.flush()

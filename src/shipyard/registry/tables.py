@@ -82,6 +82,9 @@ class AliasRow(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
+    # The shares of the requests that name no version, {"1": 80.0, "2": 20.0}, when the alias's
+    # traffic is split (rollout/router.py Split); None: all of it goes to `version`.
+    split: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
