@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +16,7 @@ from shipyard.cli import serving_options as opts
 from shipyard.cli.common import console, get_state, when
 from shipyard.cli.help import Group
 from shipyard.errors import InvalidInput, NotFound
-from shipyard.registry import Registry, VersionRecord, parse_ref
+from shipyard.registry import Event, Registry, VersionRecord, parse_ref
 
 app = typer.Typer(cls=Group, help="Import models and manage their versions.", no_args_is_help=True)
 
@@ -277,10 +278,24 @@ def restore(ctx: typer.Context, name: str = NAME, version: int = VERSION) -> Non
 
 
 @app.command("history")
-def history(ctx: typer.Context, name: str = NAME) -> None:
+def history(
+    ctx: typer.Context,
+    name: str = NAME,
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        metavar="TIME",
+        help="Only which versions served what share of the traffic then (2026-12-01 14:30, local time "
+        "unless it names a zone).",
+    ),
+) -> None:
     """Every change to a model, oldest first."""
+    events = get_state(ctx).registry.history(name)
+    if at is not None:
+        _live_at(name, events, _moment(at))
+        return
     table = Table("time", "event", "version", "from", "detail", "actor", "reason")
-    for e in get_state(ctx).registry.history(name):
+    for e in events:
         table.add_row(
             when(e.created_at),
             e.kind,
@@ -291,6 +306,26 @@ def history(ctx: typer.Context, name: str = NAME) -> None:
             e.reason,
         )
     console.print(table)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(f"--at {text!r} is not a time like 2026-12-01 14:30") from None
+    return moment.astimezone() if moment.tzinfo is None else moment
+
+
+def _live_at(name: str, events: list[Event], moment: datetime) -> None:
+    from shipyard.rollout.timeline import traffic_at
+
+    live = traffic_at(events, moment)
+    if not live:
+        console.print(f"{name} served nothing at {when(moment)}: no alias pointed at a version yet (a server answered with the newest)")
+        return
+    for alias, now in sorted(live.items()):
+        shares = ", ".join(f"version {v} {s:g}%" for v, s in now.shares())
+        console.print(f"{name} {alias} at {when(moment)}: {shares} (since {when(now.since)})")
 
 
 @app.command("export")
