@@ -49,10 +49,13 @@ class Inbound(Protocol[Source, Body]):
     """How a transport hands over one kind of request: made once, so a request costs no object.
 
     `allow` raises Unauthorized, Forbidden or RateLimited when the caller may not ask `model`;
+    `key` is the request's routing key (X-Shipyard-Key), read only when a traffic split needs one;
     `read` reads and decodes the body (a 413, a 400, or errors.ClientGone), and is called only once
     the request has been admitted."""
 
     def allow(self, request: Source, model: str) -> None: ...
+
+    def key(self, request: Source) -> str | None: ...
 
     async def read(self, request: Source) -> Body: ...
 
@@ -167,6 +170,17 @@ class DataPlane:
         before, after = await self.changes.rollback(name, reason=reason, actor=actor)
         return {"name": name, "alias": self.manager.alias, "version": after, "previous": before}
 
+    async def split(
+        self, name: str, shares: dict[int, float] | None, *, force: bool, reason: str, actor: str
+    ) -> dict[str, Any]:
+        before, after = await self.changes.split(name, shares, force=force, reason=reason, actor=actor)
+        return {
+            "name": name,
+            "alias": self.manager.alias,
+            "split": None if after is None else after.to_dict(),
+            "previous": None if before is None else before.to_dict(),
+        }
+
     def models(self) -> list[dict[str, Any]]:
         out = []
         for name in self.manager.names:
@@ -175,6 +189,7 @@ class DataPlane:
                 {
                     "name": name,
                     "default_version": served.default,
+                    "split": None if served.split is None else served.split.to_dict(),
                     "versions": sorted(served.records),
                     "resident": sorted(served.versions),
                 }
@@ -198,7 +213,7 @@ class DataPlane:
         admission, stage = self.admission, 0  # 1: admitted, its body on its way; 2: at work
         try:
             inbound.allow(request, name)
-            record = self.manager.record(name, version)  # the version that answers, resolved once
+            record = self._route(name, version, request, inbound)  # the version that answers, resolved once
             refusal = admission.admit(name, self.manager.models[name].serving.in_flight_limit)
             if refusal is not None:
                 raise refusal
@@ -250,7 +265,7 @@ class DataPlane:
         try:
             model = self.only_model() if name is None else name
             inbound.allow(request, model)
-            record = self.manager.record(model, version)
+            record = self._route(model, version, request, inbound)
             refusal = admission.admit(model, self.manager.models[model].serving.in_flight_limit)
             if refusal is not None:
                 raise refusal
@@ -293,6 +308,15 @@ class DataPlane:
             if i < len(ids):
                 item["id"] = ids[i]
         return items[0] if single else items
+
+    def _route(
+        self, name: str, version: str | None, request: Source, inbound: Inbound[Source, Any]
+    ) -> VersionRecord:
+        """The version that answers: the one named, else where the model's traffic split sends the
+        request's key (read only then), else the default."""
+        served = self.manager.models.get(name)
+        split = None if served is None or version else served.split
+        return self.manager.record(name, version, None if split is None else inbound.key(request))
 
     def _use(self, record: VersionRecord, version: str | None) -> AbstractAsyncContextManager[LoadedVersion]:
         """The version resolved as the request arrived, held while it runs; unless the request named

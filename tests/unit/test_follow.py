@@ -157,3 +157,27 @@ def test_within_a_memory_budget_the_new_copy_makes_room_like_any_load(registry: 
         assert manager.served("m0").versions[1] is not old
     finally:
         manager.unload_all()
+
+
+def test_a_split_waits_for_its_versions_to_load(registry: Registry, manager: ModelManager) -> None:
+    from tests.conftest import DIGITS_SIGNATURE, LABELS
+
+    onnx = digits_linear(seed=3).onnx_bytes
+    broken = registry.register(
+        "digits", onnx, signature=DIGITS_SIGNATURE, framework="onnx", check={}, labels=LABELS
+    )
+    path = registry.artifacts.path(broken.sha256)
+    path.write_bytes(path.read_bytes() + b"tampered")
+
+    async def body() -> tuple[list[str], object, set[int], list[str]]:
+        registry.set_split("digits", {3: 10})
+        refused = await manager.refresh()  # version 3 cannot load: no split yet, 1 answers everything
+        waiting = manager.served("digits").split
+        routed = {manager.record("digits").number for _ in range(200)}
+        registry.set_split("digits", {2: 30})
+        return refused, waiting, routed, await manager.refresh()
+
+    refused, waiting, routed, applied = serving(manager, body)
+    assert not any("traffic" in change for change in refused) and waiting is None and routed == {1}
+    assert applied == ["digits: traffic split 1=70%, 2=30%"]
+    assert str(manager.served("digits").split) == "1=70%, 2=30%"

@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(model.app, name="model")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(registry.app, name="registry")
+app.add_typer(rollout.app, name="rollout")
 app.add_typer(token.app, name="token")
 app.command("serve")(serve.serve)
 app.command("deploy")(rollout.deploy)

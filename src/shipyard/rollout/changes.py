@@ -1,15 +1,17 @@
 """Changes asked of a running server (the repository extension and the admin endpoints): load or
-unload a model, deploy a version, roll back. Each loads and warms up what it needs before anything
-moves, so a version that cannot serve changes nothing, and the registry is written last. The registry
-moves the alias; the server follows it (runtime/follow.py), here at once rather than at its next
-check."""
+unload a model, deploy a version, roll back, split the traffic. Each loads and warms up what it needs
+before anything moves, so a version that cannot serve changes nothing, and the registry is written
+last. The registry moves the alias (or its split); the server follows it (runtime/follow.py), here at
+once rather than at its next check."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from shipyard.errors import ShipyardError, Unavailable
 from shipyard.registry import VersionRecord
+from shipyard.rollout.router import Split
 from shipyard.runtime.manager import ModelManager
 from shipyard.runtime.served import ServedModel
 
@@ -68,6 +70,28 @@ class Changes:
         )
         await manager.refresh([name])
         return moved
+
+    async def split(
+        self,
+        name: str,
+        shares: Mapping[int, float] | None,
+        *,
+        force: bool = False,
+        reason: str = "",
+        actor: str | None = None,
+    ) -> tuple[Split | None, Split | None]:
+        """Share the requests that name no version among versions (None: end the split): every
+        version it names loaded first, as deploy. Returns (before, after)."""
+        manager, registry, alias = self.manager, self.manager.registry, self.manager.alias
+        served = manager.served(name)
+        if shares is not None:  # checked before anything loads; the registry checks it again, locked
+            for number in Split.of(shares, rest_to=served.default).versions:
+                await self._switch_to(served, await asyncio.to_thread(registry.version, name, number))
+        done = await asyncio.to_thread(
+            registry.set_split, name, shares, alias=alias, force=force, reason=reason, actor=actor
+        )
+        await manager.refresh([name])
+        return done
 
     async def _switch_to(self, served: ServedModel, record: VersionRecord) -> None:
         """Have `record` resident before any alias moves; a failure says why and changes nothing."""

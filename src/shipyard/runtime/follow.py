@@ -9,6 +9,8 @@ all off the request path:
     versions           the ones the policy now serves are loaded and warmed up, those it no longer
                        serves drained and unloaded
     default            moves to the version the alias names, once that version is resident
+    traffic split      applied once every version it names is resident (or loads on demand, within
+                       a memory budget); ended at once
 
 Each switch is one assignment on the event loop, so a request sees the old state or the new one,
 never neither, and requests already queued finish where they were queued.
@@ -111,9 +113,21 @@ class Follower:
         if now.default != served.default and now.default in served.versions:
             changes.append(f"{name}: default version {served.default} -> {now.default}")
             served.default = now.default
+        if now.split != served.split:
+            self._split(served, now, changes)
         leaving = set(served.records) - set(now.records) - {served.default}
         for number in sorted(leaving):
             del served.records[number]
             if number in served.versions:
                 await residency.drain(served, [served.versions[number]])
                 changes.append(f"{name}: unloaded version {number}")
+
+    def _split(self, served: ServedModel, now: ServedModel, changes: list[str]) -> None:
+        """Apply the registry's traffic split once every version it sends traffic to can answer."""
+        name, split = served.name, now.split
+        missing = [] if split is None else [n for n in split.versions if n not in served.versions]
+        if missing and not self._residency.budgeted:
+            log.error("%s: traffic split %s not applied: version %s is not loaded", name, split, missing[0])
+            return
+        served.split = split
+        changes.append(f"{name}: traffic {'split ' + str(split) if split else 'split ended'}")

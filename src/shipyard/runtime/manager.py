@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable
 
@@ -24,7 +25,7 @@ from shipyard.config import ModelServing
 from shipyard.errors import NotFound, Unavailable
 from shipyard.registry import ModelSummary, Registry, VersionRecord
 from shipyard.registry.store import PRODUCTION
-from shipyard.rollout.router import route
+from shipyard.rollout.router import route, sticky_point
 from shipyard.runtime import report
 from shipyard.runtime.batcher import BatchObserver
 from shipyard.runtime.budget import MemoryBudget
@@ -154,10 +155,17 @@ class ModelManager:
 
     # -- answering requests ----------------------------------------------------------------------
 
-    def record(self, name: str, version: str | int | None = None) -> VersionRecord:
-        """The manifest of the version that answers for `name` (resident or not): no loading."""
+    def record(self, name: str, version: str | int | None = None, key: str | None = None) -> VersionRecord:
+        """The manifest of the version that answers for `name` (resident or not): no loading. A request
+        that names no version goes where the model's traffic split sends it: by its `key` when it has
+        one (the same key, the same version), else at random."""
         served = self.served(name)
-        return served.records[route(name, version, served.default, served.records)]
+        split = served.split
+        if split is None or version:
+            return served.records[route(name, version, served.default, served.records)]
+        point = random.random() if key is None else sticky_point(key)  # a share, not a secret
+        number = route(name, None, served.default, served.records, split, point)
+        return served.records.get(number) or served.records[served.default]  # one leaving: the default
 
     def use(self, name: str, version: str | int | None = None) -> Held:
         """The version that answers (loaded first if it is not resident), held while the block runs

@@ -1,4 +1,4 @@
-"""Admin request bodies (deploy, rollback): small pydantic models, read and checked in one place."""
+"""Admin request bodies (deploy, rollback, split): small pydantic models, read and checked in one place."""
 
 from __future__ import annotations
 
@@ -24,6 +24,19 @@ class DeployRequest(BaseModel):
     )
     force: bool = Field(
         default=False, description="Deploy even when its inputs differ from the current one's."
+    )
+    reason: str = Field(default="", max_length=1000, description="Why; kept in the model's history.")
+
+
+class SplitRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    shares: dict[int, float] | None = Field(
+        description='Percent of the requests that name no version, by version: {"2": 20} sends 20% '
+        "to version 2 and the rest to the production version; null ends the split.",
+    )
+    force: bool = Field(
+        default=False, description="Split even when a version's inputs differ from the current one's."
     )
     reason: str = Field(default="", max_length=1000, description="Why; kept in the model's history.")
 

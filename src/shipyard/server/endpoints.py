@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, Response
 from shipyard.dataplane import DataPlane
 from shipyard.errors import InvalidInput
 from shipyard.monitor import dashboard
-from shipyard.server.admin import DeployRequest, RollbackRequest, admin_body
+from shipyard.server.admin import DeployRequest, RollbackRequest, SplitRequest, admin_body
 from shipyard.server.auth import Auth
 from shipyard.server.handlers import Handlers, json_response, read_body
 from shipyard.server.openapi import swagger_page
@@ -99,6 +99,17 @@ class Endpoints(Handlers):
         body = await admin_body(request, RollbackRequest)
         name, actor = request.path_params["name"], request.state.actor
         return json_response(await self.dataplane.rollback(name, reason=body.reason, actor=actor))
+
+    async def split(self, request: Request) -> Response:
+        body = await admin_body(request, SplitRequest)
+        answer = await self.dataplane.split(
+            request.path_params["name"],
+            body.shares,
+            force=body.force,
+            reason=body.reason,
+            actor=request.state.actor,
+        )
+        return json_response(answer)
 
     # -- monitoring -----------------------------------------------------------------------------------
 

@@ -65,11 +65,15 @@ def _guard(method: Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Res]
     return wrapper
 
 
-def _authorization(context: grpc.aio.ServicerContext) -> str | None:
+def _metadata(context: grpc.aio.ServicerContext, wanted: str) -> str | None:
     for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
-            return str(value)
+        if key == wanted:
+            return value.decode("latin-1") if isinstance(value, bytes) else str(value)
     return None
+
+
+def _authorization(context: grpc.aio.ServicerContext) -> str | None:
+    return _metadata(context, "authorization")
 
 
 Call = tuple[Any, grpc.aio.ServicerContext]
@@ -87,6 +91,9 @@ class InferInbound:
         if self.auth.enforced("predict"):
             context = call[1]
             self.auth.check(_authorization(context), "predict", model, context.peer())
+
+    def key(self, call: Call) -> str | None:
+        return _metadata(call[1], "x-shipyard-key")
 
     async def read(self, call: Call) -> InferenceRequest:
         return codec.decode_infer(call[0])[0]

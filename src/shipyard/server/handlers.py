@@ -23,6 +23,8 @@ from shipyard.server.auth import Auth
 from shipyard.server.hot import BINARY, Call, receive_body
 
 JSON = "application/json"
+VERSION = b"x-shipyard-version"
+"""The response header naming the version that answered (a traffic split may have chosen it)."""
 
 
 def json_response(doc: Any, status: int = 200) -> Response:
@@ -63,6 +65,9 @@ class Inference:
             token = None if authorization is None else authorization.decode("latin-1")
             self.auth.check(token, "predict", model, call.client)
 
+    def key(self, call: Call) -> str | None:
+        return None if call.key is None else call.key.decode("latin-1")
+
 
 class V2Inbound(Inference):
     """A v2 request over HTTP: JSON, or a JSON header and binary tensors (the binary extension)."""
@@ -95,10 +100,12 @@ class Handlers:
         except Exception as exc:
             await call.fail(exc)
             return
+        served_by = (VERSION, answer.model_version.encode())
         if header_length is None:
-            await call.answer(content)
+            await call.answer(content, extra=(served_by,))
         else:
-            await call.answer(content, BINARY, [(b"inference-header-content-length", b"%d" % header_length)])
+            length = (b"inference-header-content-length", b"%d" % header_length)
+            await call.answer(content, BINARY, (length, served_by))
 
     async def predict(self, call: Call) -> None:
         params = call.params
@@ -110,7 +117,8 @@ class Handlers:
         except Exception as exc:
             await call.fail(exc)
             return
-        await call.answer(content)
+        first = answer[0] if isinstance(answer, list) else answer
+        await call.answer(content, extra=((VERSION, b"%d" % first["version"]),) if first else ())
 
 
 def overload_refusal(dataplane: DataPlane, auth: Auth) -> Callable[[bytes], tuple[bytes, int] | None]:

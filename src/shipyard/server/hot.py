@@ -29,13 +29,15 @@ class Call:
     """One request on the hot path: its ASGI scope and channels, the route's parameters, and the
     headers the hot path reads (the first of each, as Starlette's `headers.get` would give)."""
 
-    __slots__ = ("authorization", "header_length", "length", "params", "receive", "scope", "send")
+    __slots__ = ("authorization", "header_length", "key", "length", "params", "receive", "scope", "send")
 
     def __init__(self, scope: Any, receive: Any, send: Any, params: dict[str, str]) -> None:
         self.scope, self.receive, self.send, self.params = scope, receive, send, params
         self.length: bytes | None = None
         self.header_length: bytes | None = None
         self.authorization: bytes | None = None
+        self.key: bytes | None = None
+        """X-Shipyard-Key: where a traffic split sends the request (rollout/router.py sticky_point)."""
         for key, value in scope["headers"]:
             if key == b"content-length":
                 self.length = self.length or value
@@ -43,6 +45,8 @@ class Call:
                 self.header_length = self.header_length or value
             elif key == b"authorization":
                 self.authorization = self.authorization or value
+            elif key == b"x-shipyard-key":
+                self.key = self.key or value
 
     @property
     def client(self) -> str:
