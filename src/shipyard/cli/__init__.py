@@ -28,6 +28,7 @@ app.add_typer(token.app, name="token")
 app.command("serve")(serve.serve)
 app.command("deploy")(rollout.deploy)
 app.command("rollback")(rollout.rollback)
+app.command("gate")(rollout.gate)
 app.command("optimize")(optimize.optimize)
 
 

@@ -321,7 +321,9 @@ def _live_at(name: str, events: list[Event], moment: datetime) -> None:
 
     live = traffic_at(events, moment)
     if not live:
-        console.print(f"{name} served nothing at {when(moment)}: no alias pointed at a version yet (a server answered with the newest)")
+        console.print(
+            f"{name}: no alias named a version at {when(moment)} (a server answered with the newest)"
+        )
         return
     for alias, now in sorted(live.items()):
         shares = ", ".join(f"version {v} {s:g}%" for v, s in now.shares())

@@ -137,7 +137,7 @@ def optimize(
         learning_rate=learning_rate,
         label_column=label_column,
     )
-    with _progress() as progress:
+    with progress() as bars:
         outcome = optimize(
             get_state(ctx).registry,
             ref,
@@ -146,16 +146,16 @@ def optimize(
             max_drop=max_drop,
             metric=metric,
             options=options,
-            timing=_timing(threads, latency_runs, throughput_batches),
+            timing=timing(threads, latency_runs, throughput_batches),
             force=force,
             description=description,
-            progress=progress,
+            progress=bars,
         )
     verdict, record = outcome.verdict, outcome.record
     message = verdict.message(outcome.report.parent.ref)
     if as_json:
         version = record.ref if record else None
-        _write_json({"version": version, "gate": verdict.to_dict(), "report": outcome.report.to_dict()})
+        write_json({"version": version, "gate": verdict.to_dict(), "report": outcome.report.to_dict()})
     else:
         console.print(report_table(outcome.report))
     if record is None:
@@ -184,7 +184,7 @@ def compare(
     """
     from shipyard.optimize import compare
 
-    with _progress() as progress:
+    with progress() as bars:
         report = compare(
             get_state(ctx).registry,
             first,
@@ -192,11 +192,11 @@ def compare(
             eval_path,
             metric=metric,
             label_column=label_column,
-            timing=_timing(threads, latency_runs, throughput_batches),
-            progress=progress,
+            timing=timing(threads, latency_runs, throughput_batches),
+            progress=bars,
         )
     if as_json:
-        _write_json({"report": report.to_dict()})
+        write_json({"report": report.to_dict()})
     else:
         console.print(report_table(report))
 
@@ -318,7 +318,7 @@ def _ratio(new: int, old: int) -> str:
     return f"{new / old:.2f}x" if old else ""
 
 
-def _timing(threads: int, latency_runs: int, throughput_batches: int) -> Timing:
+def timing(threads: int, latency_runs: int, throughput_batches: int) -> Timing:
     from shipyard.errors import InvalidInput
     from shipyard.optimize import Timing
 
@@ -327,12 +327,12 @@ def _timing(threads: int, latency_runs: int, throughput_batches: int) -> Timing:
     return Timing(latency_runs=latency_runs, throughput_batches=throughput_batches, threads=threads)
 
 
-def _write_json(doc: dict[str, Any]) -> None:
+def write_json(doc: dict[str, Any]) -> None:
     sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 @contextmanager
-def _progress() -> Iterator[Any]:
+def progress() -> Iterator[Any]:
     """A bar per stage on stderr (stdout stays clean for --json), gone when the work is done."""
     bars = Progress(
         TextColumn("{task.description:<28}"),

@@ -1,5 +1,5 @@
 """`shipyard deploy` and `shipyard rollback`: move the production alias, with checks and a reason;
-`shipyard rollout split`: share its traffic among versions.
+`shipyard gate`: judge a candidate against it offline; `shipyard rollout split`: share its traffic.
 
 Through the registry (the default), every server following it loads the new version, warms it up, then
 switches (SHIPYARD_WATCH_INTERVAL_S, default 1 s). With `--server URL` (or SHIPYARD_SERVER set), one
@@ -9,8 +9,11 @@ load moves nothing; the registry then carries the change to the other servers.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
+from shipyard.cli import optimize as measuring
 from shipyard.cli.client import SERVER_ENV, TOKEN_ENVS, call
 from shipyard.cli.common import console, get_state
 from shipyard.cli.help import Group
@@ -139,3 +142,67 @@ def _shares(texts: list[str]) -> dict[int, float]:
             raise InvalidInput(f"version {number} is given twice")
         found[number] = percent
     return found
+
+
+def gate(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="NAME:VERSION", help="The candidate."),
+    against: str = typer.Option(
+        PRODUCTION, "--against", metavar="VERSION", help="What it would replace: a version or an alias."
+    ),
+    eval_path: Path = measuring.EVAL,
+    metric: str = measuring.METRIC,
+    max_drop: float = typer.Option(
+        0.01, "--max-accuracy-drop", metavar="NUMBER", help="Largest metric drop (0.01: a point)."
+    ),
+    max_latency_ratio: float = typer.Option(
+        1.5, "--max-latency-ratio", metavar="NUMBER", help="Largest p99 latency, times the other's."
+    ),
+    max_size_ratio: float = typer.Option(
+        2.0, "--max-size-ratio", metavar="NUMBER", help="Largest file size, as a multiple of the other's."
+    ),
+    label_column: str | None = measuring.LABEL_COLUMN,
+    threads: int = measuring.THREADS,
+    latency_runs: int = measuring.LATENCY_RUNS,
+    throughput_batches: int = measuring.THROUGHPUT_BATCHES,
+    reason: str = REASON,
+    as_json: bool = measuring.AS_JSON,
+) -> None:
+    """Judge a candidate before any traffic: measured beside production on the same data, it passes
+    when its metric drops no more than the margin and its latency and size stay within their ratios.
+    The verdict goes into the history; a failing one exits with 1."""
+    from shipyard.optimize import compare
+    from shipyard.rollout.gate import Bounds, offline_gate
+
+    bounds = Bounds(max_drop, max_latency_ratio, max_size_ratio)
+    name, version = parse_ref(ref)
+    registry = get_state(ctx).registry
+    candidate, current = registry.version(name, version), registry.version(name, against)
+    if candidate.number == current.number:
+        raise InvalidInput(f"{candidate.ref} is {against} already: give another version to judge")
+    timing = measuring.timing(threads, latency_runs, throughput_batches)
+    with measuring.progress() as bars:
+        report = compare(
+            registry,
+            current.ref,
+            candidate.ref,
+            eval_path,
+            metric=metric,
+            label_column=label_column,
+            timing=timing,
+            progress=bars,
+        )
+    verdict = offline_gate(report, bounds)
+    registry.record(
+        name, "gate", candidate.number, reason, from_version=current.number, detail=verdict.summary
+    )
+    if as_json:
+        measuring.write_json({"report": report.to_dict(), "verdict": verdict.to_dict()})
+    else:
+        console.print(measuring.report_table(report))
+        for check in verdict.checks:
+            console.print(f"  {check}")
+        outcome = "passed" if verdict.passed else "failed"
+        console.print(f"gate {outcome}: {candidate.ref} against {current.ref}")
+    if not verdict.passed:
+        raise typer.Exit(1)

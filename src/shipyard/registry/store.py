@@ -129,11 +129,29 @@ class Registry(AliasesMixin, TokensMixin):
             return dict(model.serving)
 
     def record(
-        self, name: str, kind: str, version: int | None, reason: str, actor: str | None = None
+        self,
+        name: str,
+        kind: str,
+        version: int | None,
+        reason: str,
+        actor: str | None = None,
+        *,
+        from_version: int | None = None,
+        detail: str = "",
     ) -> None:
-        """Add an event that changes nothing else (e.g. a server failing to load a version)."""
+        """Add an event that changes nothing else (e.g. a server failing to load a version, a gate's
+        verdict)."""
         with self._writing() as session:
-            self._event(session, name, kind, version, reason=reason, actor=actor)
+            self._event(
+                session,
+                name,
+                kind,
+                version,
+                from_version=from_version,
+                detail=detail,
+                reason=reason,
+                actor=actor,
+            )
 
     def delete(self, name: str, version: int | None = None) -> list[int]:
         """Delete one version (and aliases pointing at it) or the whole model; returns the numbers.
