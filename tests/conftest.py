@@ -46,11 +46,12 @@ def empty_postgres(url: str) -> None:
     """Drop the registry's tables so each test starts from an empty, freshly migrated schema."""
     from sqlalchemy import create_engine, text
 
+    from shipyard.registry.tables import Base
+
+    tables = ", ".join([*Base.metadata.tables, "alembic_version"])  # every table the migrations make
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(
-            text("DROP TABLE IF EXISTS tokens, events, aliases, versions, models, alembic_version CASCADE")
-        )
+        conn.execute(text(f"DROP TABLE IF EXISTS {tables} CASCADE"))
     engine.dispose()
 
 

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from shipyard.cli import model, monitor, optimize, registry, rollout, serve, token
+from shipyard.cli import model, monitor, optimize, registry, rollout, rollouts, serve, token
 from shipyard.cli.common import state
 from shipyard.cli.help import Group
 from shipyard.config import Settings
@@ -23,7 +23,7 @@ app = typer.Typer(
 app.add_typer(model.app, name="model")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(registry.app, name="registry")
-app.add_typer(rollout.app, name="rollout")
+app.add_typer(rollouts.app, name="rollout")
 app.add_typer(token.app, name="token")
 app.command("serve")(serve.serve)
 app.command("deploy")(rollout.deploy)

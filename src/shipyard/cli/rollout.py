@@ -1,5 +1,5 @@
 """`shipyard deploy` and `shipyard rollback`: move the production alias, with checks and a reason;
-`shipyard gate`: judge a candidate against it offline; `shipyard rollout split`: share its traffic.
+`shipyard gate`: judge a candidate against it offline (the `rollout` group is cli/rollouts.py).
 
 Through the registry (the default), every server following it loads the new version, warms it up, then
 switches (SHIPYARD_WATCH_INTERVAL_S, default 1 s). With `--server URL` (or SHIPYARD_SERVER set), one
@@ -16,13 +16,9 @@ import typer
 from shipyard.cli import optimize as measuring
 from shipyard.cli.client import SERVER_ENV, TOKEN_ENVS, call
 from shipyard.cli.common import console, get_state
-from shipyard.cli.help import Group
 from shipyard.errors import InvalidInput
 from shipyard.registry import parse_ref
 from shipyard.registry.store import PRODUCTION
-from shipyard.rollout.router import Split
-
-app = typer.Typer(cls=Group, help="Roll a new version out gradually: traffic splits.", no_args_is_help=True)
 
 SERVER = typer.Option(
     None,
@@ -87,61 +83,6 @@ def _number(version: str) -> int:
     if not version.isdigit():
         raise InvalidInput(f"with --server, deploy takes NAME:NUMBER or NAME, not {version!r}")
     return int(version)
-
-
-@app.command("split")
-def split(
-    ctx: typer.Context,
-    name: str = typer.Argument(..., metavar="NAME", help="The model."),
-    shares: list[str] = typer.Argument(
-        None,
-        metavar="SHARES",
-        help="VERSION=PERCENT of the requests that name no version (2=20: 20% to version 2, the "
-        "rest to the production version). None given: show the split.",
-    ),
-    end: bool = typer.Option(False, "--end", help="End the split: all traffic to the production version."),
-    force: bool = typer.Option(
-        False, "--force", help="Split even when a version's inputs differ from the production version's."
-    ),
-    reason: str = REASON,
-    server: str | None = SERVER,
-    token: str | None = TOKEN,
-) -> None:
-    """Share the traffic among versions; a request with X-Shipyard-Key always gets the same one."""
-    if end and shares:
-        raise InvalidInput("give VERSION=PERCENT shares or --end, not both")
-    if not end and not shares:
-        summary = get_state(ctx).registry.model(name)
-        now = summary.splits.get(PRODUCTION)
-        where = f"{name}: all traffic to version {summary.default_version}"
-        console.print(f"{name}: traffic split {Split.from_dict(now)}" if now else where)
-        return
-    wanted = None if end else _shares(shares)
-    if server:
-        body = {"shares": wanted, "force": force, "reason": reason}
-        done = call("POST", server, f"/v2/repository/models/{name}/split", body, token)
-        after = None if done["split"] is None else Split.from_dict(done["split"])
-    else:
-        _, after = get_state(ctx).registry.set_split(name, wanted, force=force, reason=reason)
-    ended = f"{name}: split ended, all traffic to production"
-    console.print(f"{name}: traffic split {after}" if after else ended)
-
-
-def _shares(texts: list[str]) -> dict[int, float]:
-    """VERSION=PERCENT arguments ("2=20", "2=20%") as {2: 20.0}."""
-    found: dict[int, float] = {}
-    for text in texts:
-        version, sep, share = text.partition("=")
-        try:
-            number, percent = int(version), float(share.strip().removesuffix("%"))
-        except ValueError:
-            number = percent = -1
-        if not sep or number < 1 or not 0 <= percent <= 100:
-            raise InvalidInput(f"{text!r} is not VERSION=PERCENT (e.g. 2=20)")
-        if number in found:
-            raise InvalidInput(f"version {number} is given twice")
-        found[number] = percent
-    return found
 
 
 def gate(

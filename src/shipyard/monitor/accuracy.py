@@ -44,6 +44,9 @@ class FeedbackWindow:
         self.capacity = capacity
         self._outcomes: OrderedDict[str, Outcome] = OrderedDict()
         self._correct = self._wrong = self._labelled = self._replaced = 0
+        self.ever = [0, 0]
+        """[right, wrong] of every labelled prediction since the start, each as its latest label says
+        (a rollout's accuracy gate judges these: they never forget, the window does)."""
         self._lock = threading.Lock()
 
     def add(self, prediction_id: str, outcome: Outcome) -> bool:
@@ -54,10 +57,13 @@ class FeedbackWindow:
             if new:
                 self._labelled += 1
             else:
-                self._count(outcomes.pop(prediction_id), -1)
+                old = outcomes.pop(prediction_id)
+                self._count(old, -1)
+                self._ever(old, -1)
                 self._replaced += 1
             outcomes[prediction_id] = outcome
             self._count(outcome, 1)
+            self._ever(outcome, 1)
             if len(outcomes) > self.capacity:
                 self._count(outcomes.popitem(last=False)[1], -1)
             return new
@@ -67,6 +73,10 @@ class FeedbackWindow:
             self._correct += step
         elif outcome is False:
             self._wrong += step
+
+    def _ever(self, outcome: Outcome, step: int) -> None:
+        if outcome is not None:
+            self.ever[0 if outcome else 1] += step
 
     def figures(self) -> Accuracy:
         with self._lock:

@@ -49,12 +49,16 @@ class Series:
         self.bucket_s = bucket_s
         self._clock = clock
         self._buckets: deque[Bucket] = deque(maxlen=keep)
+        self.latency_total = np.zeros(len(EDGES_MS) + 1, dtype=np.int64)
+        """Every answer's latency since the start, by bin: what a rollout's gates judge (counts only grow)."""
 
     def add(self, latency_ms: float, ok: bool) -> None:
         bucket = self._now()
         bucket.requests += 1
         if ok:
-            bucket.latency[bisect.bisect_left(EDGES_MS, latency_ms)] += 1
+            i = bisect.bisect_left(EDGES_MS, latency_ms)
+            bucket.latency[i] += 1
+            self.latency_total[i] += 1
         else:
             bucket.errors += 1
 
@@ -64,6 +68,7 @@ class Series:
         later."""
         indexes = (np.asarray(at) // self.bucket_s).astype(np.int64)
         bins = np.searchsorted(_EDGES_S, seconds, side="left")
+        self.latency_total += np.bincount(bins, minlength=len(self.latency_total))
         for index in np.unique(indexes).tolist():
             mine = bins[indexes == index]
             bucket = self._bucket(index)

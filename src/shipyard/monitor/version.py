@@ -142,6 +142,22 @@ class VersionMonitor:
             return None
         return self.settings.price_per_hour / 3600 * self.compute_s / self.predictions * 1000
 
+    def evidence(self) -> dict[str, Any]:
+        """What this version has answered so far, as counts that only grow: what a rollout's gates
+        judge (rollout/gates.py Figures), reported to the registry by rollout/evidence.py."""
+        watch = self.watch
+        right, wrong = self.feedback.ever
+        return {
+            "requests": self.stats.success.count,
+            "errors": self.stats.fail.count,
+            "latency": self.series.latency_total.tolist(),
+            "correct": right,
+            "wrong": wrong,
+            "confidence_sum": watch.confidence_sum,
+            "confidence_n": sum(watch.confidence_counts),
+            "drifted": watch.drifted,
+        }
+
     def drift_report(self) -> dict[str, Any]:
         """The drift scores now (milliseconds: off the event loop), as summary() shows them."""
         return self.watch.drift_report()

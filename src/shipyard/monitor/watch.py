@@ -49,6 +49,9 @@ class BatchWatch:
         self.settings = settings
         self._confidence = confidence
         self.confidence_counts = [0] * len(CONFIDENCE_BUCKETS)
+        self.confidence_sum = 0.0  # of every confidence counted: with the counts, the mean a rollout judges
+        self.drifted = False
+        """Whether the last drift scores flagged the window (a rollout's drift gate reads it)."""
         signature = record.signature
         self.kind = signature.scores.kind if signature.scores else None
         self.batched = signature.batched
@@ -169,6 +172,7 @@ class BatchWatch:
     def _count_confidence(self, scored: Scored) -> None:
         confidence = scored.confidence[np.isfinite(scored.confidence)]
         observe_all(self._confidence, confidence)
+        self.confidence_sum += float(confidence.sum())
         bins = np.minimum((confidence * 10).astype(np.int64), 9)
         for i, n in enumerate(np.bincount(bins, minlength=10).tolist()):
             self.confidence_counts[i] += n
@@ -185,7 +189,11 @@ class BatchWatch:
     def drift_scores(self) -> DriftReport | None:
         """The drift scores of the window now, the gathered batches in (milliseconds: off the loop)."""
         self.flush()
-        return None if self.drift is None else self.drift.report()
+        if self.drift is None:
+            return None
+        report = self.drift.report()
+        self.drifted = report.flagged
+        return report
 
     def drift_report(self) -> dict[str, Any]:
         """The drift scores as the dashboard and `monitor status` show them, with why rows were left out."""

@@ -53,7 +53,7 @@ class AliasesMixin(ReadingMixin):
         """The version `deploy` would serve; Conflict when its inputs differ from the current one's."""
         with self._session() as session:
             model = self._model_row(session, name)
-            target = _deployable(model, version, force=force, alias=alias)
+            target = deployable(model, version, force=force, alias=alias)
             return record(name, target, aliases_of(model, version))
 
     def deploy(
@@ -70,7 +70,7 @@ class AliasesMixin(ReadingMixin):
         check_alias(alias)
         with self._writing() as session:
             model = self._locked_model(session, name)
-            _deployable(model, version, force=force, alias=alias)
+            deployable(model, version, force=force, alias=alias)
             return self._move(session, model, version, alias, kind="deploy", reason=reason, actor=actor)
 
     def rollback_target(self, name: str, *, alias: str = PRODUCTION) -> tuple[int, int]:
@@ -126,7 +126,7 @@ class AliasesMixin(ReadingMixin):
             split = None if shares is None else Split.of(shares, rest_to=row.version)
             if split is not None:
                 for version in split.versions:
-                    _deployable(model, version, force=force, alias=alias)
+                    deployable(model, version, force=force, alias=alias)
                 if split.versions == (row.version,):
                     split = None
             if split != before:
@@ -177,7 +177,7 @@ class AliasesMixin(ReadingMixin):
         return before
 
 
-def _deployable(model: ModelRow, version: int, *, force: bool, alias: str) -> VersionRow:
+def deployable(model: ModelRow, version: int, *, force: bool, alias: str) -> VersionRow:
     target = _version_row(model, version)
     current = next((a.version for a in model.aliases if a.name == alias), None)
     if current is not None and current != version and not force:

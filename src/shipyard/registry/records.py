@@ -93,6 +93,37 @@ class ModelSummary:
 
 
 @dataclass(frozen=True)
+class RolloutRecord:
+    """A rollout as stored (registry/rollouts.py); what its plan and gates mean is rollout/'s."""
+
+    id: int
+    model: str
+    candidate: int
+    baseline: int
+    plan: str
+    gates: dict[str, Any]
+    step: int
+    step_started_at: datetime
+    extensions: int
+    status: str
+    """running or paused (active); promoted, rolled-back or aborted (ended)."""
+    reason: str
+    marks: dict[str, Any] | None
+    verdict: dict[str, Any] | None
+    actor: str
+    started_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+ACTIVE = ("running", "paused")
+
+
+@dataclass(frozen=True)
 class Event:
     model: str
     kind: str

@@ -17,10 +17,11 @@ from shipyard.config import Settings
 from shipyard.errors import Conflict, InvalidInput, NotFound
 from shipyard.names import check_name
 from shipyard.registry import tempfiles
-from shipyard.registry.aliases import ALIAS_CHANGES, PRODUCTION, AliasesMixin, input_difference
+from shipyard.registry.aliases import ALIAS_CHANGES, PRODUCTION, input_difference
 from shipyard.registry.artifacts import ArtifactStore
 from shipyard.registry.reading import record
 from shipyard.registry.records import DatasetInfo, VersionRecord
+from shipyard.registry.rollouts import RolloutsMixin
 from shipyard.registry.tables import ModelRow, VersionRow, utcnow
 from shipyard.registry.tokens import TokensMixin
 from shipyard.signature import Signature
@@ -36,7 +37,7 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
     return name, version or None
 
 
-class Registry(AliasesMixin, TokensMixin):
+class Registry(RolloutsMixin, TokensMixin):
     @classmethod
     def open(cls, settings: Settings) -> Registry:
         """The registry the settings point at, creating SHIPYARD_HOME on first use."""

@@ -128,3 +128,61 @@ class TokenRow(Base):
     burst: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class RolloutRow(Base):
+    """A candidate's way to production, step by step (rollout/plan.py); at most one active per model."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (
+        Index(
+            "uq_rollouts_active_model",
+            "model",
+            unique=True,
+            sqlite_where=text("status IN ('running', 'paused')"),
+            postgresql_where=text("status IN ('running', 'paused')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    candidate: Mapped[int] = mapped_column(Integer)
+    baseline: Mapped[int] = mapped_column(Integer)
+    plan: Mapped[str] = mapped_column(Text)
+    gates: Mapped[dict[str, Any]] = mapped_column(JSON)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    step_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    extensions: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    # The evidence of both versions when the step began (the step is judged on what came since) and
+    # the last judgement, with its figures, for `rollout status`.
+    marks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    verdict: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class EvidenceRow(Base):
+    """What one serving process has seen of a version so far (rollout/evidence.py): counts that only
+    grow while the process lives, summed over processes by whoever judges a rollout."""
+
+    __tablename__ = "evidence"
+
+    reporter: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LeaseRow(Base):
+    """A lease: which process does a job that must run once among all sharing the registry."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

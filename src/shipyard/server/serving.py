@@ -2,7 +2,8 @@
 
 `Server` builds it all, loading and warming up the models (errors surface there, before serving), and
 owns its life: `running()` starts what runs beside the transports (the model manager and its registry
-watch, the monitor and its tick, the following of the registry's tokens) and stops it in reverse;
+watch, the monitor and its tick, the rollout controller, the following of the registry's tokens) and
+stops it in reverse;
 `serve()` runs gRPC and HTTP as siblings inside it until SIGINT or SIGTERM. `shipyard serve` runs one
 in its own process, or one in each of `--workers N` processes (server/workers.py); tests run
 `running()` and call the ASGI app in-process.
@@ -28,6 +29,7 @@ from shipyard.dataplane import DataPlane
 from shipyard.errors import InvalidInput
 from shipyard.monitor.live import Monitor
 from shipyard.registry import Registry
+from shipyard.rollout.controller import Controller
 from shipyard.runtime import ModelManager, RunnerOptions
 from shipyard.server.auth import Auth, is_loopback
 from shipyard.server.handlers import overload_refusal
@@ -92,6 +94,7 @@ class Server:
         if self._follow_tokens:
             self.auth.update(registry.tokens())
         self.app = create_app(self.dataplane, self.auth, max_body_bytes=settings.max_body_bytes)
+        self.controller = Controller(registry, self.monitor)
         self.grpc_port = settings.grpc_port if grpc else None
         self.reuse_port = reuse_port
         self.tls = tls_pair(settings)
@@ -119,6 +122,8 @@ class Server:
             stack.push_async_callback(self.manager.aclose)  # queued requests finish first
             if self.monitor is not None and self.tick_s is not None:
                 await stack.enter_async_context(every(self.tick_s, self.tick, "the monitor's tick"))
+            if self.tick_s is not None:
+                await stack.enter_async_context(every(self.tick_s, self.roll_out, "the rollout controller"))
             if self._follow_tokens:
                 interval = self.settings.watch_interval_s or 1.0  # revocations are followed regardless
                 await stack.enter_async_context(every(interval, self._read_tokens, "reading the tokens"))
@@ -194,6 +199,16 @@ class Server:
         else:  # the confidence histogram stays a second behind at most
             await asyncio.to_thread(self.monitor.windows)
         self.monitor.tick(self.manager.gauges(), reports)
+
+    async def roll_out(self) -> None:
+        """Rollouts (rollout/controller.py): this process's evidence reported and, when it leads, each
+        rollout judged and moved; what moved traffic is followed here at once."""
+        moved = await asyncio.to_thread(self.controller.tick)
+        for line in moved:
+            log.info("rollout: %s", line)
+        served = [name for name in self.manager.names if any(line.startswith(f"{name}: ") for line in moved)]
+        if served:
+            await self.manager.refresh(served)
 
     async def _read_tokens(self) -> None:
         """Tokens created or revoked in the registry take effect here within an interval."""
