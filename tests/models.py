@@ -141,3 +141,42 @@ def dense_model(seed: int, hidden: int = 2048) -> Dense:
     model = helper.make_model(graph, opset_imports=OPSET)
     onnx.checker.check_model(model)
     return Dense(model.SerializeToString(), weights)
+
+
+@cache
+def digits_slow(steps: int = 600, size: int = 512) -> bytes:
+    """digits_linear's answers after `steps` extra matrix products per batch (a few ms on one core):
+    the same inputs, outputs and logits, only slower (a candidate a latency gate must catch)."""
+    good = digits_linear()
+    rng = np.random.default_rng(0)
+    spread = rng.standard_normal((64, size)).astype(np.float32) / 8
+    W = np.linalg.qr(rng.standard_normal((size, size)))[0].astype(np.float32)  # orthogonal: no blow-up
+    nodes = [
+        helper.make_node("Gemm", ["input", "W", "b"], ["fast"]),
+        helper.make_node("MatMul", ["input", "spread"], ["h0"]),
+    ]
+    for i in range(steps):
+        nodes.append(helper.make_node("MatMul", [f"h{i}", "square"], [f"h{i + 1}"]))
+    nodes += [
+        helper.make_node(
+            "ReduceSum", [f"h{steps}"], ["total"], keepdims=1
+        ),  # depends on the input: not folded
+        helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+        helper.make_node("Add", ["fast", "nothing"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "digits_slow",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        [
+            numpy_helper.from_array(good.W, "W"),
+            numpy_helper.from_array(good.b, "b"),
+            numpy_helper.from_array(spread, "spread"),
+            numpy_helper.from_array(W, "square"),
+            numpy_helper.from_array(np.zeros((1, 1), np.float32), "zero"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=OPSET)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
