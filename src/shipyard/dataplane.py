@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from shipyard import scoring
 from shipyard._version import __version__
 from shipyard.admission import Admission
+from shipyard.controlplane import ControlPlane
 from shipyard.errors import InvalidInput, NotFound, Overloaded, status_of
 from shipyard.monitor.answers import prediction_ids
 from shipyard.monitor.feedback import decode_feedback
@@ -25,7 +26,6 @@ from shipyard.protocol import predict as friendly
 from shipyard.protocol import triton, v2
 from shipyard.protocol.v2 import InferenceRequest, InferenceResponse
 from shipyard.registry import VersionRecord
-from shipyard.rollout.changes import Changes
 from shipyard.runtime import LoadedVersion, tensors
 from shipyard.runtime.manager import ModelManager
 from shipyard.signature import check_inputs, check_outputs
@@ -84,7 +84,7 @@ class DataPlane:
     def __init__(self, manager: ModelManager, monitor: Monitor | None = None) -> None:
         """`monitor` answers the monitoring endpoints; requests reach it only through its `Tap`."""
         self.manager = manager
-        self.changes = Changes(manager)
+        self.control = ControlPlane(manager)
         self.monitor = monitor
         self.tap: Tap | None = monitor
         self.admission = Admission()
@@ -142,44 +142,6 @@ class DataPlane:
 
     def in_flight(self, name: str) -> int:
         return self.admission.in_flight(name)
-
-    # -- repository extension ----------------------------------------------------------------
-
-    async def repository_index(self) -> list[dict[str, str]]:
-        """Every registered version with its state here: READY, LOADING, or UNAVAILABLE and why."""
-        out = []
-        for summary in await asyncio.to_thread(self.manager.registry.models):
-            for number in summary.versions:
-                state, reason = self.manager.state(summary.name, number)
-                out.append({"name": summary.name, "version": str(number), "state": state, "reason": reason})
-        return out
-
-    async def repository_load(self, name: str) -> None:
-        await self.changes.load_model(name)
-
-    async def repository_unload(self, name: str) -> None:
-        await self.changes.unload_model(name)
-
-    async def deploy(
-        self, name: str, version: int | None, *, force: bool, reason: str, actor: str
-    ) -> dict[str, Any]:
-        before, after = await self.changes.deploy(name, version, force=force, reason=reason, actor=actor)
-        return {"name": name, "alias": self.manager.alias, "version": after, "previous": before}
-
-    async def rollback(self, name: str, *, reason: str, actor: str) -> dict[str, Any]:
-        before, after = await self.changes.rollback(name, reason=reason, actor=actor)
-        return {"name": name, "alias": self.manager.alias, "version": after, "previous": before}
-
-    async def split(
-        self, name: str, shares: dict[int, float] | None, *, force: bool, reason: str, actor: str
-    ) -> dict[str, Any]:
-        before, after = await self.changes.split(name, shares, force=force, reason=reason, actor=actor)
-        return {
-            "name": name,
-            "alias": self.manager.alias,
-            "split": None if after is None else after.to_dict(),
-            "previous": None if before is None else before.to_dict(),
-        }
 
     def models(self) -> list[dict[str, Any]]:
         out = []

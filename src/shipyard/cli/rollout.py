@@ -109,9 +109,11 @@ def gate(
     reason: str = REASON,
     as_json: bool = measuring.AS_JSON,
 ) -> None:
-    """Judge a candidate before any traffic: measured beside production on the same data, it passes
-    when its metric drops no more than the margin and its latency and size stay within their ratios.
-    The verdict goes into the history; a failing one exits with 1."""
+    """Judge a candidate against production offline, before any traffic.
+
+    Measured beside it on the same data, it passes when its metric drops no more than the margin and
+    its latency and size stay within their ratios. The verdict goes into the history; a failing one
+    exits with 1."""
     from shipyard.optimize import compare
     from shipyard.rollout.gate import Bounds, offline_gate
 

@@ -98,8 +98,8 @@ def start(
     gate: list[str] = typer.Option(
         None,
         "--gate",
-        metavar="SETTING=VALUE",
-        help="An online gate's setting, repeatable: max_error_increase (0.01), max_p99_ratio (1.5), "
+        metavar="SETTING",
+        help="An online gate's setting as NAME=NUMBER, repeatable: max_error_increase (0.01), max_p99_ratio (1.5), "
         "max_confidence_shift (0.1), accuracy_margin (0.02), min_requests (100), min_labels (30).",
     ),
     force: bool = typer.Option(
@@ -173,7 +173,7 @@ def _gate_settings(texts: list[str]) -> dict[str, float]:
             number = float("nan")
         if not sep or number != number:
             raise InvalidInput(f"--gate {text!r} is not SETTING=NUMBER (e.g. max_p99_ratio=2)")
-        found[key.strip()] = int(number) if key.strip().startswith("min_") and number.is_integer() else number
+        found[key.strip()] = number
     return found
 
 

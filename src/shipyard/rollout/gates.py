@@ -53,7 +53,14 @@ class GateSettings:
         unknown = sorted(set(doc) - known)
         if unknown:
             raise InvalidInput(f"unknown gate setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        return cls(**doc)
+        found = dict(doc)
+        for name in ("min_requests", "min_labels"):  # counts: 30.0 from JSON is 30, 30.5 is a mistake
+            value = found.get(name)
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise InvalidInput(f"the gate setting {name} is a count, not {value}")
+                found[name] = int(value)
+        return cls(**found)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

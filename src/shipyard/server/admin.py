@@ -1,4 +1,5 @@
-"""Admin request bodies (deploy, rollback, split): small pydantic models, read and checked in one place."""
+"""Admin request bodies (deploy, rollback, split, rollouts): small pydantic models, read and checked in
+one place."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 
 from shipyard.errors import InvalidInput
+from shipyard.rollout.commands import DEFAULT_PLAN
 from shipyard.server.handlers import read_body
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -38,6 +40,22 @@ class SplitRequest(BaseModel):
     force: bool = Field(
         default=False, description="Split even when a version's inputs differ from the current one's."
     )
+    reason: str = Field(default="", max_length=1000, description="Why; kept in the model's history.")
+
+
+class RolloutRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    candidate: int = Field(ge=1, description="The version to roll out.")
+    plan: str = Field(
+        default=DEFAULT_PLAN,
+        max_length=2000,
+        description="Steps, comma-separated: P%:DURATION, pause, 100% (rollout/plan.py).",
+    )
+    gates: dict[str, float] = Field(
+        default_factory=dict, description="Online gate settings (rollout/gates.py)."
+    )
+    force: bool = Field(default=False, description="Roll out even when its inputs differ from production's.")
     reason: str = Field(default="", max_length=1000, description="Why; kept in the model's history.")
 
 

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, Response
 from shipyard.dataplane import DataPlane
 from shipyard.errors import InvalidInput
 from shipyard.monitor import dashboard
-from shipyard.server.admin import DeployRequest, RollbackRequest, SplitRequest, admin_body
+from shipyard.server.admin import DeployRequest, RollbackRequest, RolloutRequest, SplitRequest, admin_body
 from shipyard.server.auth import Auth
 from shipyard.server.handlers import Handlers, json_response, read_body
 from shipyard.server.openapi import swagger_page
@@ -72,21 +72,21 @@ class Endpoints(Handlers):
     # -- repository extension (Triton's), admin ----------------------------------------------------
 
     async def repository_index(self, request: Request) -> Response:
-        return json_response(await self.dataplane.repository_index())
+        return json_response(await self.dataplane.control.repository_index())
 
     async def repository_load(self, request: Request) -> Response:
         name = request.path_params["name"]
-        await self.dataplane.repository_load(name)
+        await self.dataplane.control.repository_load(name)
         return json_response({"name": name, "loaded": True})
 
     async def repository_unload(self, request: Request) -> Response:
         name = request.path_params["name"]
-        await self.dataplane.repository_unload(name)
+        await self.dataplane.control.repository_unload(name)
         return json_response({"name": name, "loaded": False})
 
     async def deploy(self, request: Request) -> Response:
         body = await admin_body(request, DeployRequest)
-        answer = await self.dataplane.deploy(
+        answer = await self.dataplane.control.deploy(
             request.path_params["name"],
             body.version,
             force=body.force,
@@ -98,11 +98,11 @@ class Endpoints(Handlers):
     async def rollback(self, request: Request) -> Response:
         body = await admin_body(request, RollbackRequest)
         name, actor = request.path_params["name"], request.state.actor
-        return json_response(await self.dataplane.rollback(name, reason=body.reason, actor=actor))
+        return json_response(await self.dataplane.control.rollback(name, reason=body.reason, actor=actor))
 
     async def split(self, request: Request) -> Response:
         body = await admin_body(request, SplitRequest)
-        answer = await self.dataplane.split(
+        answer = await self.dataplane.control.split(
             request.path_params["name"],
             body.shares,
             force=body.force,
@@ -110,6 +110,20 @@ class Endpoints(Handlers):
             actor=request.state.actor,
         )
         return json_response(answer)
+
+    async def rollout_start(self, request: Request) -> Response:
+        body = await admin_body(request, RolloutRequest)
+        name, actor = request.path_params["name"], request.state.actor
+        return json_response(await self.dataplane.control.rollout_start(name, body.model_dump(), actor))
+
+    async def rollout_steer(self, request: Request) -> Response:
+        body = await admin_body(request, RollbackRequest)
+        name, action = request.path_params["name"], request.path_params["action"]
+        control = self.dataplane.control
+        return json_response(await control.rollout_steer(name, action, body.reason, request.state.actor))
+
+    async def rollout_status(self, request: Request) -> Response:
+        return json_response(await self.dataplane.control.rollout_status(request.path_params["name"]))
 
     # -- monitoring -----------------------------------------------------------------------------------
 

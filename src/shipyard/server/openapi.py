@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from shipyard.datatypes import V2_TO_NUMPY
-from shipyard.server.admin import DeployRequest, RollbackRequest, SplitRequest
+from shipyard.server.admin import DeployRequest, RollbackRequest, RolloutRequest, SplitRequest
 
 if TYPE_CHECKING:
     from shipyard.server.routes import Route
@@ -74,6 +74,7 @@ FEEDBACK_BODY = json_body(
 DEPLOY_BODY = json_body(DeployRequest.model_json_schema(), required=False)
 ROLLBACK_BODY = json_body(RollbackRequest.model_json_schema(), required=False)
 SPLIT_BODY = json_body(SplitRequest.model_json_schema())
+ROLLOUT_BODY = json_body(RolloutRequest.model_json_schema())
 
 TOP_K: dict[str, Any] = {
     "name": "top_k",
