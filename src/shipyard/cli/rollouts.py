@@ -99,8 +99,9 @@ def start(
         None,
         "--gate",
         metavar="SETTING",
-        help="An online gate's setting as NAME=NUMBER, repeatable: max_error_increase (0.01), max_p99_ratio (1.5), "
-        "max_confidence_shift (0.1), accuracy_margin (0.02), min_requests (100), min_labels (30).",
+        help="An online gate's setting as NAME=NUMBER, repeatable: max_error_increase (0.01), "
+        "max_p99_ratio (1.5), max_confidence_shift (0.1), accuracy_margin (0.02), min_requests (100), "
+        "min_labels (30).",
     ),
     force: bool = typer.Option(
         False, "--force", help="Roll out even when its inputs differ from production's."

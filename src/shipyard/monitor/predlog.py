@@ -29,6 +29,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from shipyard.buckets import TokenBucket
 from shipyard.monitor.recent import RecentPredictions
 
 log = logging.getLogger(__name__)
@@ -87,24 +88,6 @@ class PredictionLogCounters:
     """Records waiting for the writer now (a gauge; the others only grow)."""
 
 
-class _TokenBucket:
-    """At most `rate` per second on average, bursts of up to `burst`, timed on a monotonic clock."""
-
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
-        self.rate, self.burst, self._clock = rate, burst, clock
-        self._tokens = burst
-        self._last = clock()
-
-    def take(self, wanted: int = 1) -> int:
-        """How many of `wanted` may go now (all, some or none); those are taken from the bucket."""
-        now = self._clock()
-        tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        taken = min(wanted, int(tokens))
-        self._tokens = tokens - taken
-        return taken
-
-
 class PredictionLog:
     """Samples predictions and writes them through one writer thread; ``offer()`` never blocks.
 
@@ -147,7 +130,7 @@ class PredictionLog:
         self._bucket = (
             None
             if max_per_second is None
-            else _TokenBucket(max_per_second, max(1.0, burst or max_per_second), clock)
+            else TokenBucket(max_per_second, max(1.0, burst or max_per_second), clock)
         )
         self._lock = threading.Lock()
         # Waking the writer for every record cost more than writing it (a thread switch per request

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from shipyard.buckets import TokenBucket
 from shipyard.errors import Forbidden, RateLimited, Unauthorized
 from shipyard.registry.tokens import SCOPES, hash_token
 
@@ -41,25 +41,6 @@ class TokenLike(Protocol):
     def burst(self) -> int | None: ...
     @property
     def sha256(self) -> str: ...
-
-
-class TokenBucket:
-    """`rate` requests a second on average, `burst` at once."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self._tokens = float(burst)
-        self._at = time.monotonic()
-
-    def take(self) -> float:
-        """0 when a request may go now, else the seconds until it may."""
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return 0.0
-        return (1 - self._tokens) / self.rate
 
 
 @dataclass
@@ -136,7 +117,7 @@ class Auth:
             where = f"model {model!r}" if model is not None else "every model"
             raise Forbidden(f"{grant.actor} is not for {where}")
         if grant.bucket is not None:
-            wait = grant.bucket.take()
+            wait = grant.bucket.wait()
             if wait:
                 raise RateLimited(f"{grant.actor} is over its rate limit", max(1, math.ceil(wait)))
         return grant.actor
