@@ -26,6 +26,7 @@ from shipyard.protocol import predict as friendly
 from shipyard.protocol import triton, v2
 from shipyard.protocol.v2 import InferenceRequest, InferenceResponse
 from shipyard.registry import VersionRecord
+from shipyard.rollout.shadow import Shadow
 from shipyard.runtime import LoadedVersion, tensors
 from shipyard.runtime.manager import ModelManager
 from shipyard.signature import check_inputs, check_outputs
@@ -88,6 +89,7 @@ class DataPlane:
         self.monitor = monitor
         self.tap: Tap | None = monitor
         self.admission = Admission()
+        self.shadow = None if monitor is None else Shadow(monitor)
 
     # -- health and metadata ---------------------------------------------------------------
 
@@ -205,6 +207,7 @@ class DataPlane:
         finally:
             if stage:
                 admission.release(name, stage == 2)
+        self._copy(name, version, loaded, decoded.inputs, names, results)
         response = InferenceResponse(name, str(loaded.number), outputs, decoded.id)
         if note is not None:
             self._answered(note)
@@ -240,9 +243,8 @@ class DataPlane:
                 inputs, single = friendly.decode_predict(body, signature)
                 scores = signature.scores
                 note = None if self.tap is None else self.tap.note("predict", started)
-                (result,) = await loaded.infer(
-                    inputs, [scores.output if scores else signature.outputs[0].name], note
-                )
+                asked = [scores.output if scores else signature.outputs[0].name]
+                (result,) = await loaded.infer(inputs, asked, note)
         except Exception as exc:
             self._unanswered(note)
             self._failed(model, record, "predict", exc, started)
@@ -253,6 +255,7 @@ class DataPlane:
         finally:
             if stage:
                 admission.release(model, stage == 2)
+        self._copy(model, version, loaded, inputs, asked, [result])
         scored = scoring.read(result.reshape(-1, result.shape[-1]), scores.kind) if scores else None
         items = friendly.predictions(
             result,
@@ -289,6 +292,13 @@ class DataPlane:
         ):
             return self.manager.use(record.model)  # the default: by far the most asked for, read as such
         return self.manager.use(record.model, record.number)
+
+    def _copy(self, name: str, version: str | None, loaded: LoadedVersion, *request: Any) -> None:
+        """A copy of an answered request (inputs, outputs asked for, outputs) for the model's shadow,
+        when it has one (rollout/shadow.py): only of requests that name no version."""
+        served = self.manager.models.get(name)
+        if served is not None and served.shadow is not None and not version and self.shadow is not None:
+            self.shadow.offer(served, loaded, *request)
 
     def _answered(self, note: list[Any]) -> None:
         """Tell the monitor a request was answered; a failure to watch never fails the answer."""

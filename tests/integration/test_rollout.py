@@ -1,7 +1,7 @@
 """Rollouts as a user runs them, against a real server under the traffic of 16 clients: a good
-candidate promoted through every step, a less accurate one (found out through feedback) and a slower
-one rolled back at their first step, a controller killed mid-step going on at that step, and not one
-failed request through any of it."""
+candidate promoted through every step (a shadow first), a less accurate one (found out through
+feedback), a slower one and one that disagrees with production as a shadow rolled back at their first
+step, a controller killed mid-step going on at that step, and not one failed request through any of it."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def moves(home: Path) -> list[str]:
 def test_a_good_candidate_is_promoted_through_every_step_with_no_failed_request(home: Path) -> None:
     server = start_server(home, "--no-grpc")
     try:
-        cli(home, "rollout", "start", "digits", "--candidate", "2", "--plan", "20%:2s,50%:2s,100%", *GATES)
+        cli(home, "rollout", "start", "digits", "--candidate", "2", "--plan", "shadow:2s,50%:2s,100%", *GATES)
         with traffic(server) as seen:
             done = wait_for(home, "promoted")
         assert seen.statuses == {200: sum(seen.versions.values())}, seen.statuses
@@ -141,18 +141,21 @@ def test_a_good_candidate_is_promoted_through_every_step_with_no_failed_request(
 
 
 @pytest.mark.parametrize(
-    ("candidate", "gate", "feedback"),
-    [(3, "accuracy gate failed at step 1", True), (4, "latency gate failed at step 1", False)],
-    ids=["less accurate", "slower"],
+    ("candidate", "first", "gate", "feedback"),
+    [
+        (3, "20%:1h", "accuracy gate failed at step 1", True),
+        (4, "20%:1h", "latency gate failed at step 1", False),
+        (3, "shadow:1h", "agreement gate failed at step 1", False),
+    ],
+    ids=["less accurate", "slower", "disagreeing shadow"],
 )
 def test_a_worse_candidate_is_rolled_back_at_its_first_step_with_no_failed_request(
-    home: Path, candidate: int, gate: str, feedback: bool
+    home: Path, candidate: int, first: str, gate: str, feedback: bool
 ) -> None:
     server = start_server(home, "--no-grpc")
     try:
-        cli(
-            home, "rollout", "start", "digits", "--candidate", str(candidate), "--plan", "20%:1h,100%", *GATES
-        )
+        plan = f"{first},100%"
+        cli(home, "rollout", "start", "digits", "--candidate", str(candidate), "--plan", plan, *GATES)
         with traffic(server, feedback=feedback) as seen:
             done = wait_for(home, "rolled-back")
             rolled_back = time.monotonic()
@@ -163,7 +166,8 @@ def test_a_worse_candidate_is_rolled_back_at_its_first_step_with_no_failed_reque
                     assert time.monotonic() - rolled_back < 5
                     time.sleep(0.05)
         assert seen.statuses.keys() == {200}, seen.statuses
-        assert seen.versions[candidate] > 0
+        shadow = first.startswith("shadow")  # a shadow answers no one
+        assert seen.versions.keys() == {1} if shadow else seen.versions[candidate] > 0
         assert done.reason.startswith(gate), done.reason
         assert moves(home)[-1] == f"rolled back: {done.reason}"
         assert "reason: " + gate in cli(home, "rollout", "status", "digits")

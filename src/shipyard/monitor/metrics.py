@@ -113,6 +113,20 @@ class Metrics:
             r,
             mode="livemostrecent",
         )
+        self.shadow = Counter(
+            "shipyard_shadow_requests",
+            "Copies of requests offered to a shadow version, by outcome: answered, failed, or dropped "
+            "(it was busy, or past its rate).",
+            [*VERSION, "outcome"],
+            registry=r,
+        )
+        self.shadow_rows = Counter(
+            "shipyard_shadow_rows",
+            "Rows a shadow version answered beside production's, by outcome: compared (both had a "
+            "class), agreed (the same class).",
+            [*VERSION, "outcome"],
+            registry=r,
+        )
         self.feedback = Counter(
             "shipyard_feedback",
             "Labels received for predictions: outcome new (the first for its prediction id) or replaced.",

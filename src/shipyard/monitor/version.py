@@ -67,6 +67,8 @@ class VersionMonitor:
         """Names a prediction's class for feedback, and reads the log's classes (monitor/live.py)."""
         self.compute_s = 0.0
         self.predictions = 0
+        self.shadow = {"answered": 0, "agreed": 0, "compared": 0, "failed": 0, "dropped": 0}
+        """Copies of requests this version answered as a shadow (rollout/shadow.py): counts that grow."""
         self._runs: deque[tuple[float, Ran, np.ndarray | None]] = deque()  # not yet counted: take()
         self._on_run = on_run
 
@@ -128,6 +130,21 @@ class VersionMonitor:
         self.stats.failed(seconds)
         self.series.add(seconds * 1000, ok=False)
 
+    def shadowed(self, outcome: str, seconds: float = 0.0, compared: int = 0, agreed: int = 0) -> None:
+        """A copy of a request, as this version's shadow run ended: answered (its latency counts as an
+        answer's, `compared` rows of it had a class to compare, `agreed` the production's), failed
+        or dropped (the version was busy, so it never ran)."""
+        self.shadow[outcome] += 1
+        self.shadow["compared"] += compared
+        self.shadow["agreed"] += agreed
+        metrics, model, version = self.metrics, self.record.model, str(self.record.number)
+        metrics.shadow.labels(model, version, outcome).inc()
+        if compared:
+            metrics.shadow_rows.labels(model, version, "compared").inc(compared)
+            metrics.shadow_rows.labels(model, version, "agreed").inc(agreed)
+        if outcome != "dropped":
+            self.series.add(seconds * 1000, ok=outcome == "answered")
+
     def label(self, prediction_id: str, truth: str | float, predicted: str | None) -> None:
         """A prediction's true label (as read_label gives it), replacing any earlier one for that id;
         any thread. A value (regression) or a prediction without a class is counted, not judged."""
@@ -147,9 +164,12 @@ class VersionMonitor:
         judge (rollout/gates.py Figures), reported to the registry by rollout/evidence.py."""
         watch = self.watch
         right, wrong = self.feedback.ever
+        shadow = self.shadow
         return {
-            "requests": self.stats.success.count,
-            "errors": self.stats.fail.count,
+            "requests": self.stats.success.count + shadow["answered"],
+            "errors": self.stats.fail.count + shadow["failed"],
+            "compared": shadow["compared"],
+            "agreed": shadow["agreed"],
             "latency": self.series.latency_total.tolist(),
             "correct": right,
             "wrong": wrong,

@@ -174,7 +174,26 @@ class AliasesMixin(ReadingMixin):
         if row is not None and row.split is not None:  # a move sends all the alias's traffic to one version
             row.split = None
             self._split_event(session, model.name, row, None, reason=f"ended by {kind}", actor=actor)
+        if row is not None and row.shadow is not None:
+            self._shadow(session, model.name, row, None, reason=f"ended by {kind}", actor=actor)
         return before
+
+    def _shadow(
+        self,
+        session: Session,
+        model: str,
+        row: AliasRow,
+        version: int | None,
+        *,
+        reason: str,
+        actor: str | None,
+    ) -> None:
+        """Give the alias a shadow (None: none), recorded: `alias: shadow 2` (or `alias: shadow ended`)."""
+        if row.shadow == version:
+            return
+        row.shadow, row.updated_at = version, utcnow()
+        detail = f"{row.name}: " + ("shadow ended" if version is None else f"shadow {version}")
+        self._event(session, model, "shadow", row.version, detail=detail, reason=reason, actor=actor)
 
 
 def deployable(model: ModelRow, version: int, *, force: bool, alias: str) -> VersionRow:

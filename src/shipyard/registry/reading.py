@@ -107,6 +107,7 @@ def summary(row: ModelRow) -> ModelSummary:
         aliases={a.name: a.version for a in row.aliases},
         created_at=row.created_at,
         splits={a.name: dict(a.split) for a in row.aliases if a.split},
+        shadows={a.name: a.shadow for a in row.aliases if a.shadow is not None},
         serving=dict(row.serving or {}),
     )
 

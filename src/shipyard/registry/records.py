@@ -77,6 +77,8 @@ class ModelSummary:
     serving: dict[str, Any] = field(default_factory=dict)
     splits: dict[str, dict[str, float]] = field(default_factory=dict)
     """alias -> the shares of its traffic by version ({"1": 80.0, "2": 20.0}), for split aliases."""
+    shadows: dict[str, int] = field(default_factory=dict)
+    """alias -> the version that gets a copy of its requests, for shadowed aliases."""
 
     @property
     def latest(self) -> int | None:

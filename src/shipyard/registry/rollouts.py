@@ -110,6 +110,7 @@ class RolloutsMixin(AliasesMixin):
         step: int = KEEP,
         status: str = KEEP,
         split: Split | None = KEEP,
+        shadow: int | None = KEEP,
         promote: bool = False,
         marks: dict[str, Any] | None = KEEP,
         verdict: dict[str, Any] | None = KEEP,
@@ -119,8 +120,9 @@ class RolloutsMixin(AliasesMixin):
         actor: str | None = None,
     ) -> RolloutRecord | None:
         """Move `rollout` from the step and status it has: its fields, the production alias's split
-        (`split`: None ends it) or a promotion (the alias moves to the candidate), and `event` into the
-        history, in one transaction. None, moving nothing, when it was moved meanwhile."""
+        (`split`: None ends it) and shadow (`shadow`: a version, or None), or a promotion (the alias
+        moves to the candidate), and `event` into the history, in one transaction. None, moving
+        nothing, when it was moved meanwhile."""
         with self._writing() as session:
             model = self._locked_model(session, rollout.model)
             row = session.get(RolloutRow, rollout.id)
@@ -133,6 +135,9 @@ class RolloutsMixin(AliasesMixin):
                     alias.split, alias.updated_at = after, utcnow()
                     why = f"rollout of {row.model}:{row.candidate}"
                     self._split_event(session, model.name, alias, split, reason=why, actor=actor)
+            if shadow is not KEEP and alias is not None and alias.version == row.baseline:
+                why = f"rollout of {row.model}:{row.candidate}"
+                self._shadow(session, model.name, alias, shadow, reason=why, actor=actor)
             if promote:
                 why = f"rollout of {row.model}:{row.candidate} promoted"
                 self._move(session, model, row.candidate, PRODUCTION, kind="deploy", reason=why, actor=actor)

@@ -176,10 +176,13 @@ class Registry(RolloutsMixin, TokensMixin):
                 for alias in model.aliases:
                     if alias.version == version:
                         session.delete(alias)
-                    elif alias.split is not None and str(version) in alias.split:
+                        continue
+                    why = f"version {version} deleted"
+                    if alias.split is not None and str(version) in alias.split:
                         alias.split = None  # its traffic goes back to the alias's own version
-                        why = f"version {version} deleted"
                         self._split_event(session, name, alias, None, reason=why, actor=None)
+                    if alias.shadow == version:
+                        self._shadow(session, name, alias, None, reason=why, actor=None)
                 session.delete(doomed[0])
                 self._event(session, name, "deleted", version)
             session.flush()

@@ -85,6 +85,8 @@ class AliasRow(Base):
     # The shares of the requests that name no version, {"1": 80.0, "2": 20.0}, when the alias's
     # traffic is split (rollout/router.py Split); None: all of it goes to `version`.
     split: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    # A version that gets a copy of the alias's requests and answers no one (rollout/shadow.py).
+    shadow: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -83,7 +83,7 @@ def abort(registry: Registry, name: str, reason: str = "", actor: str | None = N
     rollout = _active(registry, name)
     why = reason or "aborted by hand"
     moved = registry.move_rollout(
-        rollout, status="aborted", split=None, reason=why, event=f"aborted: {why}", actor=actor
+        rollout, status="aborted", split=None, shadow=None, reason=why, event=f"aborted: {why}", actor=actor
     )
     return _moved(moved)
 

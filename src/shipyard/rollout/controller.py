@@ -65,16 +65,21 @@ def decide(rollout: RolloutRecord, now: datetime, figures: dict[int, Figures]) -
         if step.kind == "pause":
             reason = f"step {number} is a manual gate: `shipyard rollout resume` (or promote, or abort)"
             return Decision({"status": "paused", "marks": marks, "reason": reason}, f"paused: {reason}")
+        changes: dict[str, Any]
+        if step.kind == "shadow":
+            changes = {"shadow": rollout.candidate, "split": None, "marks": marks}
+            return Decision(changes, f"step {number}: {step}: a copy of the traffic, answering no one")
         split = Split.of({rollout.candidate: step.percent}, rest_to=rollout.baseline)
-        return Decision({"split": split, "marks": marks}, f"step {number}: {step}: traffic {split}")
+        changes = {"split": split, "shadow": None, "marks": marks}
+        return Decision(changes, f"step {number}: {step}: traffic {split}")
     since = {v: f.since(Figures.from_dict(rollout.marks.get(str(v), {}))) for v, f in figures.items()}
-    gates = judge(since[rollout.baseline], since[rollout.candidate], settings)
+    gates = judge(since[rollout.baseline], since[rollout.candidate], settings, shadow=step.kind == "shadow")
     verdict = {"step": rollout.step, "at": now.isoformat(), "gates": [vars(g) for g in gates]}
     failed = [g for g in gates if g.outcome == FAIL]
     if failed:
         reason = f"{failed[0].name} gate failed at step {number}: {failed[0].figures}"
-        changes = {"status": "rolled-back", "split": None, "reason": reason, "verdict": verdict}
-        return Decision(changes, f"rolled back: {reason}", verdict)
+        back = {"status": "rolled-back", "split": None, "shadow": None, "reason": reason, "verdict": verdict}
+        return Decision(back, f"rolled back: {reason}", verdict)
     if (now - rollout.step_started_at).total_seconds() < step.seconds * (1 + rollout.extensions):
         return Decision(verdict=verdict)
     waiting = [g for g in gates if g.outcome == WAIT]

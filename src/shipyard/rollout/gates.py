@@ -3,6 +3,7 @@
 Both versions are judged on what they answered since the step began (`Figures`, summed over every
 serving process, minus the marks taken when the step began), side by side:
 
+    agreement    as a shadow, its top class must be production's on `min_agreement` of the rows at least
     errors       the candidate's error rate may exceed production's by `max_error_increase` at most
     latency      its p99 may be `max_p99_ratio` times production's at most
     confidence   its mean confidence may move `max_confidence_shift` from production's at most
@@ -31,6 +32,7 @@ Z95 = 1.959964
 
 @dataclass(frozen=True)
 class GateSettings:
+    min_agreement: float = 0.9
     max_error_increase: float = 0.01
     max_p99_ratio: float = 1.5
     max_confidence_shift: float = 0.1
@@ -39,7 +41,7 @@ class GateSettings:
     min_labels: int = 30
 
     def __post_init__(self) -> None:
-        for name in ("max_error_increase", "max_confidence_shift", "accuracy_margin"):
+        for name in ("min_agreement", "max_error_increase", "max_confidence_shift", "accuracy_margin"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InvalidInput(f"the gate setting {name} must be from 0 to 1, not {getattr(self, name)}")
         if not self.max_p99_ratio >= 1:
@@ -78,6 +80,9 @@ class Figures:
     confidence_sum: float = 0.0
     confidence_n: int = 0
     drifted: bool = False
+    compared: int = 0
+    """Rows answered as a shadow beside production's answer, and those with the same top class."""
+    agreed: int = 0
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Figures:
@@ -96,6 +101,8 @@ class Figures:
             self.confidence_sum + other.confidence_sum,
             self.confidence_n + other.confidence_n,
             self.drifted or other.drifted,
+            self.compared + other.compared,
+            self.agreed + other.agreed,
         )
 
     def since(self, mark: Figures) -> Figures:
@@ -109,6 +116,8 @@ class Figures:
             max(0.0, self.confidence_sum - mark.confidence_sum),
             max(0, self.confidence_n - mark.confidence_n),
             self.drifted,
+            max(0, self.compared - mark.compared),
+            max(0, self.agreed - mark.agreed),
         )
 
     @property
@@ -144,9 +153,12 @@ class Gate:
     """What was measured, as a person reads it: `candidate 2.1% vs production 0.4% (bound +1%)`."""
 
 
-def judge(production: Figures, candidate: Figures, settings: GateSettings) -> list[Gate]:
-    """Every gate on the evidence of one step."""
+def judge(
+    production: Figures, candidate: Figures, settings: GateSettings, shadow: bool = False
+) -> list[Gate]:
+    """Every gate on the evidence of one step (`shadow`: a shadow step, where agreement is judged)."""
     return [
+        _agreement(candidate, settings) if shadow else Gate("agreement", SKIP, "not a shadow step"),
         _errors(production, candidate, settings),
         _latency(production, candidate, settings),
         _confidence(production, candidate, settings),
@@ -160,6 +172,14 @@ def _enough(production: Figures, candidate: Figures, settings: GateSettings) -> 
     if fewest >= settings.min_requests:
         return None
     return f"{candidate.answered} answers vs {production.answered} (needs {settings.min_requests} each)"
+
+
+def _agreement(candidate: Figures, settings: GateSettings) -> Gate:
+    if candidate.compared < settings.min_requests:
+        return Gate("agreement", WAIT, f"{candidate.compared} rows compared (needs {settings.min_requests})")
+    share = candidate.agreed / candidate.compared
+    said = f"{share:.1%} of {candidate.compared} rows as production (at least {settings.min_agreement:.0%})"
+    return Gate("agreement", PASS if share >= settings.min_agreement else FAIL, said)
 
 
 def _errors(production: Figures, candidate: Figures, settings: GateSettings) -> Gate:

@@ -2,6 +2,8 @@
 
     canary:5%:10m,25%:10m,pause,100%
 
+    shadow:DURATION      the candidate gets a copy of the requests and answers no one, for DURATION:
+                         judged on agreeing with production (rollout/shadow.py), its latency, errors
     P%:DURATION          the candidate gets P% of the requests that name no version for DURATION,
                          judged by the online gates all along (`canary:` in front is optional)
     pause                waits for `shipyard rollout resume` (or promote, or abort): a manual gate
@@ -26,13 +28,15 @@ UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
 @dataclass(frozen=True)
 class Step:
     kind: str
-    """"split" (a share for a time), "pause" (until resumed) or "promote"."""
+    """"shadow" (copies for a time), "split" (a share for a time), "pause" (until resumed), "promote"."""
     percent: float = 0.0
     seconds: float = 0.0
 
     def __str__(self) -> str:
         if self.kind == "split":
             return f"{self.percent:g}% for {_duration(self.seconds)}"
+        if self.kind == "shadow":
+            return f"shadow for {_duration(self.seconds)}"
         return "pause" if self.kind == "pause" else "100%"
 
 
@@ -63,8 +67,12 @@ def _step(text: str) -> Step:
         words = words[1:]
     if words == ["pause"]:
         return Step("pause")
+    if words[0] == "shadow":
+        if len(words) != 2:
+            raise InvalidInput(f"bad step {text!r}: a shadow step needs a duration, as in shadow:10m")
+        return Step("shadow", 0, _seconds(text, words[1]))
     if not words or not words[0].endswith("%"):
-        raise InvalidInput(f"bad step {text!r}: expected P%:DURATION, pause or 100%")
+        raise InvalidInput(f"bad step {text!r}: expected shadow:DURATION, P%:DURATION, pause or 100%")
     try:
         percent = float(words[0][:-1])
     except ValueError:

@@ -11,6 +11,7 @@ all off the request path:
     default            moves to the version the alias names, once that version is resident
     traffic split      applied once every version it names is resident (or loads on demand, within
                        a memory budget); ended at once
+    shadow             the same, for the version that gets a copy of the requests
 
 Each switch is one assignment on the event loop, so a request sees the old state or the new one,
 never neither, and requests already queued finish where they were queued.
@@ -115,6 +116,11 @@ class Follower:
             served.default = now.default
         if now.split != served.split:
             self._split(served, now, changes)
+        if now.shadow != served.shadow and (now.shadow is None or now.shadow in served.versions):
+            served.shadow = now.shadow
+            changes.append(
+                f"{name}: " + ("shadow ended" if now.shadow is None else f"shadow version {now.shadow}")
+            )
         leaving = set(served.records) - set(now.records) - {served.default}
         for number in sorted(leaving):
             del served.records[number]

@@ -28,6 +28,8 @@ class ServedModel:
     """Requests waiting for a version's load: it is not idle for them between its load and their turn."""
     split: Split | None = None
     """How the requests that name no version are shared among versions (None: all to `default`)."""
+    shadow: int | None = None
+    """The version that gets a copy of the requests that name no version (rollout/shadow.py)."""
 
 
 def read_served(
@@ -47,10 +49,15 @@ def read_served(
         raise NotFound(f"model {name!r} has no versions")
     shares = summary.splits.get(alias)
     split = Split.from_dict(shares) if shares else None
+    shadow = summary.shadows.get(alias)
     keep = wanted_versions(serving.versions, summary.versions, default)
     if split is not None:
         keep |= set(split.versions) & set(summary.versions)
+    if shadow is not None:
+        keep |= {shadow} & set(summary.versions)
     records = {r.number: r for r in registry.versions(name) if r.number in keep}
     if split is not None and not set(split.versions) <= set(records):
         split = None  # a version it names is gone (the registry ends such a split): the default serves
-    return ServedModel(name, serving, default, records, split=split)
+    return ServedModel(
+        name, serving, default, records, split=split, shadow=shadow if shadow in records else None
+    )

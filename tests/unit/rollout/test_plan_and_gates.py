@@ -12,16 +12,17 @@ from shipyard.rollout.plan import Plan, Step
 
 
 def test_a_plan_reads_as_written() -> None:
-    plan = Plan.parse(" canary:5%:10m, 25%:30s ,pause,50%:1.5h,100%")
+    plan = Plan.parse(" shadow:2m,canary:5%:10m, 25%:30s ,pause,50%:1.5h,100%")
     assert plan.steps == (
+        Step("shadow", 0, 120),
         Step("split", 5, 600),
         Step("split", 25, 30),
         Step("pause"),
         Step("split", 50, 5400),
         Step("promote"),
     )
-    assert str(plan) == "5% for 10m, 25% for 30s, pause, 50% for 90m, 100%"
-    assert plan.text == "canary:5%:10m,25%:30s,pause,50%:1.5h,100%"
+    assert str(plan) == "shadow for 2m, 5% for 10m, 25% for 30s, pause, 50% for 90m, 100%"
+    assert plan.text == "shadow:2m,canary:5%:10m,25%:30s,pause,50%:1.5h,100%"
 
 
 @pytest.mark.parametrize(
@@ -37,7 +38,8 @@ def test_a_plan_reads_as_written() -> None:
         ("0%:10m", "more than 0%"),
         ("150%", "more than 0%"),
         ("five%:10m", "not a percentage"),
-        ("shadow", "expected P%:DURATION"),
+        ("shadow", "a shadow step needs a duration"),
+        ("mirror:10m", "expected shadow:DURATION, P%:DURATION"),
         ("100%,5%:10m", "only be the last step"),
         (",".join(["5%:1s"] * 33), "at most 32 steps"),
     ],
@@ -58,14 +60,17 @@ def answers(requests: int, errors: int = 0, latency_bin: int = 20, **more: objec
     return figures
 
 
-def outcomes(production: Figures, candidate: Figures, settings: GateSettings = SETTINGS) -> dict[str, str]:
-    return {gate.name: gate.outcome for gate in judge(production, candidate, settings)}
+def outcomes(
+    production: Figures, candidate: Figures, settings: GateSettings = SETTINGS, shadow: bool = False
+) -> dict[str, str]:
+    return {gate.name: gate.outcome for gate in judge(production, candidate, settings, shadow)}
 
 
 def test_alike_versions_pass_and_the_gates_without_evidence_are_skipped() -> None:
     same = answers(500, errors=1)
     assert outcomes(same, same) == {
-        "errors": PASS, "latency": PASS, "confidence": SKIP, "drift": PASS, "accuracy": SKIP,
+        "agreement": SKIP, "errors": PASS, "latency": PASS,
+        "confidence": SKIP, "drift": PASS, "accuracy": SKIP,
     }  # fmt: skip
 
 
@@ -90,6 +95,15 @@ def test_confidence_fails_when_it_shifts() -> None:
     production = answers(500, confidence_sum=450.0, confidence_n=500)
     assert outcomes(production, answers(500, confidence_sum=420.0, confidence_n=500))["confidence"] == PASS
     assert outcomes(production, answers(500, confidence_sum=300.0, confidence_n=500))["confidence"] == FAIL
+
+
+def test_a_shadow_that_disagrees_with_production_fails() -> None:
+    production = answers(500)
+    assert outcomes(production, answers(500, compared=99, agreed=99), shadow=True)["agreement"] == WAIT
+    assert outcomes(production, answers(500, compared=400, agreed=370), shadow=True)["agreement"] == PASS
+    assert outcomes(production, answers(500, compared=400, agreed=200), shadow=True)["agreement"] == FAIL
+    # past a shadow step, copies still in flight are no reason to wait
+    assert outcomes(production, answers(500, compared=14, agreed=14))["agreement"] == SKIP
 
 
 def test_drift_of_the_candidates_inputs_fails() -> None:
