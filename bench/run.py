@@ -25,6 +25,7 @@ import loadgen
 import models
 import overload
 import report
+import shadow
 import wrk
 from servers import cpu_s, free_port, rss_kib, server
 
@@ -217,6 +218,7 @@ def main() -> None:
     print(f"wrote {out}")
     if wrk.available():
         floor.run(QUICK)  # its own section of BENCHMARKS.md, and bench/results/floor.json
+        shadow.run(QUICK)  # the same: "Shadow traffic", bench/results/shadow.json
 
 
 if __name__ == "__main__":

@@ -118,6 +118,7 @@ def test_registry_exports() -> None:
         "Event",
         "ModelSummary",
         "Registry",
+        "RolloutRecord",
         "TokenRecord",
         "VersionRecord",
         "parse_ref",

@@ -285,8 +285,8 @@ def history(
         None,
         "--at",
         metavar="TIME",
-        help="Only which versions served what share of the traffic then (2026-12-01 14:30, local time "
-        "unless it names a zone).",
+        help="Only which versions served what share of the traffic then: now, -10m (ago), or "
+        "2026-12-01 14:30 (local time unless it names a zone).",
     ),
 ) -> None:
     """Every change to a model, oldest first."""
@@ -309,10 +309,19 @@ def history(
 
 
 def _moment(text: str) -> datetime:
+    from datetime import timedelta
+
+    from shipyard.rollout.plan import DURATION, UNIT_S
+
+    text = text.strip()
+    ago = DURATION.fullmatch(text[1:]) if text.startswith("-") else None
+    if text == "now" or ago:
+        seconds = float(ago[1]) * UNIT_S[ago[2]] if ago else 0.0
+        return datetime.now().astimezone() - timedelta(seconds=seconds)
     try:
-        moment = datetime.fromisoformat(text.strip())
+        moment = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidInput(f"--at {text!r} is not a time like 2026-12-01 14:30") from None
+        raise InvalidInput(f"--at {text!r} is not a time: now, -10m or 2026-12-01 14:30") from None
     return moment.astimezone() if moment.tzinfo is None else moment
 
 

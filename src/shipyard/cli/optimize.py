@@ -3,7 +3,6 @@ against its parent, and register it only when the gate passes; or measure any tw
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shipyard.cli.common import console, get_state
+from shipyard.ratios import times
 
 if TYPE_CHECKING:
     from shipyard.optimize import Report, Timing
@@ -212,7 +212,7 @@ def report_table(report: Report) -> RenderableType:
         "file size",
         _bytes(p.contents.size_bytes),
         _bytes(c.contents.size_bytes),
-        _times(report.size_ratio, "smaller", "larger", "same size"),
+        times(report.size_ratio, "smaller", "larger", "same size"),
     )
     table.add_row(
         "parameters",
@@ -225,19 +225,19 @@ def report_table(report: Report) -> RenderableType:
         "latency p50, batch 1",
         _ms(p.speed.p50_ms),
         _ms(c.speed.p50_ms),
-        _times(report.latency_speedup, "faster", "slower", "same speed"),
+        times(report.latency_speedup, "faster", "slower", "same speed"),
     )
     table.add_row(
         "latency p99, batch 1",
         _ms(p.speed.p99_ms),
         _ms(c.speed.p99_ms),
-        _times(p.speed.p99_ms / c.speed.p99_ms, "faster", "slower", "same speed"),
+        times(p.speed.p99_ms / c.speed.p99_ms, "faster", "slower", "same speed"),
     )
     table.add_row(
         f"samples/s, batch {report.batch}",
         f"{p.speed.samples_per_s:,.0f}",
         f"{c.speed.samples_per_s:,.0f}",
-        _times(report.throughput_speedup, "faster", "slower", "same speed"),
+        times(report.throughput_speedup, "faster", "slower", "same speed"),
     )
     table.add_row(report.metric, f"{p.metric:.4f}", f"{c.metric:.4f}", f"{c.metric - p.metric:+.4f}")
     table.add_row(
@@ -270,22 +270,12 @@ def describe_report(report: dict[str, Any]) -> str:
     change = report.get("change") or {}
     parent, candidate = report.get("parent") or {}, report.get("candidate") or {}
     return (
-        f"{_times(change.get('size_ratio', 1.0), 'smaller', 'larger', 'same size')}, "
-        f"{_times(change.get('throughput_speedup', 1.0), 'faster', 'slower', 'same speed')} at batch "
+        f"{times(change.get('size_ratio', 1.0), 'smaller', 'larger', 'same size')}, "
+        f"{times(change.get('throughput_speedup', 1.0), 'faster', 'slower', 'same speed')} at batch "
         f"{report.get('batch', 32)}, "
         f"{report.get('metric')} {parent.get('metric', 0):.4f} -> {candidate.get('metric', 0):.4f} "
         f"on {(report.get('data') or {}).get('name')}"
     )
-
-
-def _times(ratio: float, better: str, worse: str, same: str) -> str:
-    """A ratio as people say it: 2.00x faster, 1.33x slower (never 0.75x faster); `same` when it
-    rounds to 1.00 either way."""
-    if not ratio > 0 or not math.isfinite(ratio):
-        return ""
-    if f"{ratio:.2f}" == "1.00" or f"{1 / ratio:.2f}" == "1.00":
-        return same
-    return f"{ratio:.2f}x {better}" if ratio > 1 else f"{1 / ratio:.2f}x {worse}"
 
 
 def _softmax_note(report: Report) -> str | None:

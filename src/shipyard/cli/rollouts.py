@@ -83,6 +83,31 @@ def _shares(texts: list[str]) -> dict[int, float]:
     return found
 
 
+@app.command("shadow")
+def shadow(
+    ctx: typer.Context,
+    name: str = NAME,
+    version: int | None = typer.Argument(
+        None, metavar="VERSION", help="The version to get a copy of the traffic. None given: show the shadow."
+    ),
+    end: bool = typer.Option(False, "--end", help="End the shadow."),
+    force: bool = typer.Option(False, "--force", help="Even when its inputs differ from production's."),
+    reason: str = REASON,
+) -> None:
+    """Give production a shadow: a version that gets a copy of its requests and answers no one."""
+    registry = get_state(ctx).registry
+    if end and version is not None:
+        raise InvalidInput("give a VERSION or --end, not both")
+    if not end and version is None:
+        now = registry.model(name).shadows.get(PRODUCTION)
+        console.print(f"{name}: " + ("no shadow" if now is None else f"version {now} shadows production"))
+        return
+    registry.set_shadow(name, version, force=force, reason=reason)
+    console.print(
+        f"{name}: " + ("shadow ended" if version is None else f"version {version} shadows production")
+    )
+
+
 @app.command("start")
 def start(
     ctx: typer.Context,

@@ -134,6 +134,32 @@ class AliasesMixin(ReadingMixin):
                 self._split_event(session, model.name, row, split, reason=reason, actor=actor)
             return before, split
 
+    def set_shadow(
+        self,
+        name: str,
+        version: int | None,
+        *,
+        alias: str = PRODUCTION,
+        force: bool = False,
+        reason: str = "",
+        actor: str | None = None,
+    ) -> int | None:
+        """Give `alias` a shadow: `version` gets a copy of its requests and answers no one (None: no
+        shadow). Its inputs must be the alias's, as for deploy. Returns the shadow before."""
+        check_alias(alias)
+        with self._writing() as session:
+            model = self._locked_model(session, name)
+            row = next((a for a in model.aliases if a.name == alias), None)
+            if row is None:
+                raise Conflict(f"{name} has no {alias} version to shadow: deploy one first")
+            if version is not None:
+                if version == row.version:
+                    raise Conflict(f"{name}:{version} is {alias} already: it cannot shadow itself")
+                deployable(model, version, force=force, alias=alias)
+            before = row.shadow
+            self._shadow(session, model.name, row, version, reason=reason, actor=actor)
+            return before
+
     def _split_event(
         self,
         session: Session,

@@ -13,6 +13,7 @@ from typing import Any
 from shipyard.errors import InvalidInput
 from shipyard.optimize.gate import judge
 from shipyard.optimize.report import Report
+from shipyard.ratios import times
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,13 @@ class Check:
     value: float
     bound: float
     passed: bool
+    shown: str = ""
+    """How the value and the bound read, when not as plain numbers (`1.12x slower`, `3x slower`)."""
+    bound_shown: str = ""
 
     def __str__(self) -> str:
-        return f"{self.name} {self.value:.4g} (bound {self.bound:g}): {'ok' if self.passed else 'FAILED'}"
+        value, bound = self.shown or f"{self.value:.4g}", self.bound_shown or f"{self.bound:g}"
+        return f"{self.name}: {value} (at most {bound}): {'ok' if self.passed else 'FAILED'}"
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,21 @@ def offline_gate(report: Report, bounds: Bounds) -> GateVerdict:
     size = after.contents.size_bytes / before.contents.size_bytes if before.contents.size_bytes else 1.0
     checks = (
         Check(f"{metric.metric} drop", metric.drop, max_drop, metric.passed),
-        Check("p99 latency ratio", latency, max_latency_ratio, latency <= max_latency_ratio),
-        Check("size ratio", size, max_size_ratio, size <= max_size_ratio),
+        Check(
+            "p99 latency",
+            latency,
+            max_latency_ratio,
+            latency <= max_latency_ratio,
+            times(1 / latency, "faster", "slower", "same speed"),
+            f"{max_latency_ratio:g}x slower",
+        ),
+        Check(
+            "file size",
+            size,
+            max_size_ratio,
+            size <= max_size_ratio,
+            times(1 / size, "smaller", "larger", "the same"),
+            f"{max_size_ratio:g}x larger",
+        ),
     )
     return GateVerdict(after.ref, before.ref, checks)

@@ -156,14 +156,17 @@ class Gate:
 def judge(
     production: Figures, candidate: Figures, settings: GateSettings, shadow: bool = False
 ) -> list[Gate]:
-    """Every gate on the evidence of one step (`shadow`: a shadow step, where agreement is judged)."""
+    """Every gate on the evidence of one step (`shadow`: a shadow step, judged on agreeing with
+    production instead of on feedback, which a shadow's answers never get)."""
     return [
         _agreement(candidate, settings) if shadow else Gate("agreement", SKIP, "not a shadow step"),
         _errors(production, candidate, settings),
         _latency(production, candidate, settings),
         _confidence(production, candidate, settings),
         _drift(candidate),
-        _accuracy(production, candidate, settings),
+        Gate("accuracy", SKIP, "a shadow's answers get no feedback")
+        if shadow
+        else _accuracy(production, candidate, settings),
     ]
 
 

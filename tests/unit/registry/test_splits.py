@@ -105,3 +105,19 @@ def test_a_split_survives_going_down_to_0007_as_its_alias_alone(digits: Registry
         assert again.set_split("digits", {2: 30})[1] == Split.of({1: 70, 2: 30})
     finally:
         again.close()
+
+
+def test_a_shadow_is_stored_recorded_and_ended_by_a_deploy(digits: Registry) -> None:
+    assert digits.set_shadow("digits", 2, reason="a look") is None
+    assert digits.model("digits").shadows == {"production": 2}
+    with pytest.raises(Conflict, match="cannot shadow itself"):
+        digits.set_shadow("digits", 1)
+    with pytest.raises(NotFound, match="no version 9"):
+        digits.set_shadow("digits", 9)
+    digits.deploy("digits", 3)
+    assert digits.model("digits").shadows == {}
+    shadows = [(e.detail, e.reason) for e in digits.history("digits") if e.kind == "shadow"]
+    assert shadows == [("production: shadow 2", "a look"), ("production: shadow ended", "ended by deploy")]
+    digits.set_shadow("digits", 2)
+    digits.delete("digits", 2)
+    assert digits.model("digits").shadows == {}
