@@ -110,7 +110,7 @@ async def measure(home: Path, seconds: float, rounds: int) -> dict[str, Any]:
     }
     for label, rounds_of in runs.items():
         cells = []
-        for i, c in enumerate(CONNECTIONS):
+        for i in range(len(CONNECTIONS)):
             ranked = sorted((r[i] for r in rounds_of), key=lambda row: row["requests_per_s"])
             cell = dict(ranked[len(ranked) // 2])
             cell["requests_per_s_rounds"] = [r[i]["requests_per_s"] for r in rounds_of]
@@ -125,8 +125,8 @@ def section(results: dict[str, Any]) -> list[str]:
         "## Shadow traffic",
         "",
         f"Measured {m['date']} by `bench/shadow.py`: the digits MLP served with version 2 as a shadow of "
-        "version 1 (every request that names no version copied to it, within its bounds: a batch in "
-        "flight and 200 copies a second) and without, wrk `-t1` with v2 JSON bodies for "
+        "version 1 (requests that name no version copied to it within its bounds: at most 100 a second, "
+        "a batch in flight) and without, wrk `-t1` with v2 JSON bodies for "
         f"{m['seconds']:g} s per cell, {m['rounds']} rounds, the median round's figures. Monitoring on.",
         "",
         "| connections | requests/s off | requests/s on | change | p50 ms off | p50 ms on | change | target |",
@@ -147,7 +147,7 @@ def section(results: dict[str, Any]) -> list[str]:
         "",
         "Copies in the last round with the shadow on: "
         + ", ".join(f"{outcome} {n:,.0f}" for outcome, n in sorted(counts.items()))
-        + " (dropped: past the bounds; the answer to the client never waits for a copy).",
+        + " (dropped: no copy, past the bounds; the answer to the client never waits for one).",
         "",
     ]
     return lines

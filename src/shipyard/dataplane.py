@@ -296,8 +296,10 @@ class DataPlane:
     def _copy(self, name: str, version: str | None, loaded: LoadedVersion, *request: Any) -> None:
         """A copy of an answered request (inputs, outputs asked for, outputs) for the model's shadow,
         when it has one (rollout/shadow.py): only of requests that name no version."""
+        if version or self.shadow is None:
+            return
         served = self.manager.models.get(name)
-        if served is not None and served.shadow is not None and not version and self.shadow is not None:
+        if served is not None and served.shadow is not None:
             self.shadow.offer(served, loaded, *request)
 
     def _answered(self, note: list[Any]) -> None:

@@ -130,15 +130,17 @@ class VersionMonitor:
         self.stats.failed(seconds)
         self.series.add(seconds * 1000, ok=False)
 
-    def shadowed(self, outcome: str, seconds: float = 0.0, compared: int = 0, agreed: int = 0) -> None:
+    def shadowed(
+        self, outcome: str, seconds: float = 0.0, compared: int = 0, agreed: int = 0, count: int = 1
+    ) -> None:
         """A copy of a request, as this version's shadow run ended: answered (its latency counts as an
-        answer's, `compared` rows of it had a class to compare, `agreed` the production's), failed
-        or dropped (the version was busy, so it never ran)."""
-        self.shadow[outcome] += 1
+        answer's, `compared` rows of it had a class to compare, `agreed` the production's), failed;
+        or `count` copies dropped (the version was busy, or past its rate, so they never ran)."""
+        self.shadow[outcome] += count
         self.shadow["compared"] += compared
         self.shadow["agreed"] += agreed
         metrics, model, version = self.metrics, self.record.model, str(self.record.number)
-        metrics.shadow.labels(model, version, outcome).inc()
+        metrics.shadow.labels(model, version, outcome).inc(count)
         if compared:
             metrics.shadow_rows.labels(model, version, "compared").inc(compared)
             metrics.shadow_rows.labels(model, version, "agreed").inc(agreed)

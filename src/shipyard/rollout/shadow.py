@@ -6,8 +6,9 @@ the shadow's batcher, off the request's path, and the two answers are compared: 
 same top class, how far the scores are apart, how long the shadow took. What the shadow answers is
 counted in its own monitor (VersionMonitor.shadowed), which is what a rollout's gates judge.
 
-A shadow never slows production down: a copy goes only while the shadow has fewer than a batch of
-copies in flight and the model is under MAX_PER_S copies a second; otherwise it is dropped, and counted.
+A shadow never slows production down: a copy goes to one request in so many, at most MAX_PER_S a
+second, and only while the shadow has fewer than a batch of copies in flight; the other requests are
+counted as dropped.
 """
 
 from __future__ import annotations
@@ -18,23 +19,52 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shipyard.buckets import TokenBucket
 from shipyard.errors import Overloaded
 from shipyard.monitor.live import Monitor
 from shipyard.monitor.version import VersionMonitor
+from shipyard.registry import VersionRecord
 from shipyard.runtime.loading import LoadedVersion
 from shipyard.runtime.served import ServedModel
 
-MAX_PER_S = 200.0
+MAX_PER_S = 100.0
 """Copies a second per model at most: a rollout's gates need hundreds of comparisons, not every
 request, and a bound keeps a shadow's cost small whatever the traffic (bench/shadow.py)."""
+
+
+READ_RATE_S = 0.05
+"""The request rate that paces the copies is read over this long at least."""
+
+
+class _Pace:
+    """Every how many requests a model's shadow gets a copy: re-read from the request rate at each
+    copy, so that a request that gets none costs a decrement, not a clock read."""
+
+    __slots__ = ("at", "countdown", "dropped", "every", "in_flight", "seen", "shadow")
+
+    def __init__(self) -> None:
+        self.countdown = self.seen = self.dropped = self.in_flight = 0
+        self.every = 1
+        self.at = time.perf_counter()
+        self.shadow: VersionRecord | None = None  # its latest shadow: whose the drops are
+
+    def due(self) -> bool:
+        """Whether this request gets a copy (at most MAX_PER_S a second, spread over the requests)."""
+        self.seen += 1
+        self.countdown -= 1
+        if self.countdown > 0:
+            return False
+        now = time.perf_counter()
+        if now - self.at >= READ_RATE_S:
+            self.every = max(1, int(self.seen / (now - self.at) / MAX_PER_S))
+            self.at, self.seen = now, 0
+        self.countdown = self.every
+        return True
 
 
 class Shadow:
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
-        self._buckets: dict[str, TokenBucket] = {}
-        self._in_flight: dict[str, int] = {}
+        self._paces: dict[str, _Pace] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def offer(
@@ -51,23 +81,30 @@ class Shadow:
         loaded = None if number is None else served.versions.get(number)
         if loaded is None or loaded is primary:
             return
-        watch = self.monitor.observer(loaded.record)
-        name = served.name
-        bucket = self._buckets.get(name)
-        if bucket is None:
-            bucket = self._buckets[name] = TokenBucket(MAX_PER_S, MAX_PER_S / 10)
-        if self._in_flight.get(name, 0) >= served.serving.max_batch_size or not bucket.take():
-            watch.shadowed("dropped")
+        pace = self._paces.get(served.name)
+        if pace is None:
+            pace = self._paces[served.name] = _Pace()
+        pace.shadow = loaded.record
+        if not pace.due() or pace.in_flight >= served.serving.max_batch_size:
+            pace.dropped += 1  # told to the monitor at flush(): most requests get no copy
             return
-        self._in_flight[name] = self._in_flight.get(name, 0) + 1
-        run = self._run(name, loaded, watch, inputs, names, outputs, primary)
+        pace.in_flight += 1
+        watch = self.monitor.observer(loaded.record)
+        run = self._run(pace, loaded, watch, inputs, names, outputs, primary)
         task = asyncio.get_running_loop().create_task(run, name=f"shadow {loaded.record.ref}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def flush(self) -> None:
+        """Tell the monitor of the requests that got no copy since the last flush (the server's tick)."""
+        for pace in self._paces.values():
+            if pace.dropped and pace.shadow is not None:
+                dropped, pace.dropped = pace.dropped, 0
+                self.monitor.observer(pace.shadow).shadowed("dropped", count=dropped)
+
     async def _run(
         self,
-        name: str,
+        pace: _Pace,
         loaded: LoadedVersion,
         watch: VersionMonitor,
         inputs: dict[str, np.ndarray],
@@ -86,7 +123,7 @@ class Shadow:
             compared, agreed = agreement(primary, names, outputs, theirs)
             watch.shadowed("answered", time.perf_counter() - started, compared, agreed)
         finally:
-            self._in_flight[name] -= 1
+            pace.in_flight -= 1
 
 
 def agreement(

@@ -198,6 +198,8 @@ class Server:
             reports = await asyncio.to_thread(self.monitor.drift_reports)
         else:  # the confidence histogram stays a second behind at most
             await asyncio.to_thread(self.monitor.windows)
+        if self.dataplane.shadow is not None:
+            self.dataplane.shadow.flush()
         self.monitor.tick(self.manager.gauges(), reports)
 
     async def roll_out(self) -> None:

@@ -57,6 +57,7 @@ async def _settled(server: Server) -> None:
     """Until every copy under way has been answered (the shadow's own tasks)."""
     assert server.dataplane.shadow is not None
     await asyncio.gather(*list(server.dataplane.shadow._tasks))
+    server.dataplane.shadow.flush()
 
 
 def test_copies_past_the_rate_are_dropped_and_counted(registry: Registry, settings: Settings) -> None:
