@@ -125,7 +125,7 @@ def section(results: dict[str, Any]) -> list[str]:
         "## Shadow traffic",
         "",
         f"Measured {m['date']} by `bench/shadow.py`: the digits MLP served with version 2 as a shadow of "
-        "version 1 (requests that name no version copied to it within its bounds: at most 100 a second, "
+        "version 1 (requests that name no version copied to it within its bounds: at most 50 a second, "
         "a batch in flight) and without, wrk `-t1` with v2 JSON bodies for "
         f"{m['seconds']:g} s per cell, {m['rounds']} rounds, the median round's figures. Monitoring on.",
         "",

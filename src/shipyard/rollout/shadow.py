@@ -26,7 +26,7 @@ from shipyard.registry import VersionRecord
 from shipyard.runtime.loading import LoadedVersion
 from shipyard.runtime.served import ServedModel
 
-MAX_PER_S = 100.0
+MAX_PER_S = 50.0
 """Copies a second per model at most: a rollout's gates need hundreds of comparisons, not every
 request, and a bound keeps a shadow's cost small whatever the traffic (bench/shadow.py)."""
 
