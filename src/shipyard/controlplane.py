@@ -13,6 +13,7 @@ from typing import Any
 from shipyard.errors import NotFound
 from shipyard.rollout import commands
 from shipyard.rollout.changes import Changes
+from shipyard.rollout.plan import Plan
 from shipyard.runtime.manager import ModelManager
 
 STEER = {
@@ -70,6 +71,14 @@ class ControlPlane:
         registry = self.manager.registry
         started = await asyncio.to_thread(commands.start, registry, name, actor=actor, **body)
         return asdict(started)
+
+    def rollout_summary(self, name: str) -> dict[str, Any] | None:
+        """The model's latest rollout as the dashboard shows it (None: never rolled out); blocking."""
+        found = self.manager.registry.rollouts(name)
+        if not found:
+            return None
+        rollout = found[0]
+        return {**asdict(rollout), "steps": [str(step) for step in Plan.parse(rollout.plan).steps]}
 
     async def rollout_status(self, name: str) -> dict[str, Any]:
         return asdict(await asyncio.to_thread(self.manager.registry.rollout, name))

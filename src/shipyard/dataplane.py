@@ -372,11 +372,12 @@ class DataPlane:
             for number, record in sorted(served.records.items(), key=lambda kv: kv[0] != served.default)
         ]
         drift = await asyncio.to_thread(lambda: [m.drift_report() for _, m in watched])
+        rollout = await asyncio.to_thread(self.control.rollout_summary, name)
         versions = [
             m.summary(self.manager.state(name, number)[0], number == served.default, report)
             for (number, m), report in zip(watched, drift, strict=True)
         ]
-        return {"model": name, "default_version": served.default, "versions": versions}
+        return {"model": name, "default_version": served.default, "versions": versions, "rollout": rollout}
 
     def only_model(self) -> str:
         names = self.manager.names

@@ -19,6 +19,7 @@ from shipyard.cli.rollout import REASON, SERVER, TOKEN
 from shipyard.errors import InvalidInput
 from shipyard.registry import RolloutRecord
 from shipyard.registry.store import PRODUCTION
+from shipyard.rollout.gates import describe_variant
 from shipyard.rollout.router import Split
 
 app = typer.Typer(
@@ -235,5 +236,9 @@ def _show(rollout: RolloutRecord) -> None:
             console.print(
                 f"  {gate['name']:<11} {MARK.get(gate['outcome'], gate['outcome']):<8} {gate['figures']}"
             )
+    for number, v in (verdict or {}).get("variants", {}).items():
+        console.print(f"  version {number}: {describe_variant(v)}")
+    if verdict and "finding" in verdict:
+        console.print(f"finding: {verdict['finding']}")
     if rollout.reason:
         console.print(f"reason: {rollout.reason}")

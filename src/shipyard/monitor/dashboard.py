@@ -12,6 +12,7 @@ from typing import Any
 
 from shipyard.monitor import charts
 from shipyard.monitor.drifted import verdict
+from shipyard.rollout.gates import describe_variant
 
 REFRESH_S = 3
 
@@ -45,6 +46,10 @@ svg polyline.s0, svg polyline.s1, svg polyline.s2 { fill:none; }
 svg .legend { font-size:12px; stroke:none; } svg .bar { fill:var(--accent); }
 svg .bar.alert { fill:var(--alert); }
 svg .threshold { stroke:var(--alert); stroke-dasharray:4 3; stroke-width:1.5; }
+.rollout ol.steps li.now { font-weight:600; } .rollout ol.steps li.done { color:var(--muted); }
+.rollout table.gates td { padding:2px 10px 2px 0; vertical-align:top; }
+.rollout tr.fail td:nth-child(2) { color:var(--alert); font-weight:600; }
+.rollout tr.pass td:nth-child(2) { color:var(--ok); }
 """
 
 SCRIPT = f"""
@@ -78,8 +83,45 @@ def index(models: list[str]) -> str:
 
 
 def fragment(snapshot: dict[str, Any]) -> str:
-    """What refreshes: one section per version, the default one first."""
-    return "".join(_version(v) for v in snapshot["versions"])
+    """What refreshes: the model's rollout, if it has had one, then one section per version, the
+    default one first."""
+    rollout = snapshot.get("rollout")
+    return (_rollout(rollout) if rollout else "") + "".join(_version(v) for v in snapshot["versions"])
+
+
+MARKS = {"pass": "ok", "fail": "FAILED", "wait": "waiting", "skip": "-"}
+
+
+def _rollout(r: dict[str, Any]) -> str:
+    """The plan with its current step, the gates' last judgement, each variant's figures, the finding."""
+    active = r["status"] in ("running", "paused")
+    steps = []
+    for i, step in enumerate(r["steps"]):
+        now = active and i == r["step"]
+        done = i < r["step"] or r["status"] == "promoted"
+        mark = f" ({escape(r['status'])})" if now else " ✓" if done else ""
+        steps.append(f'<li class="{"now" if now else "done" if done else ""}">{escape(step)}{mark}</li>')
+    verdict = r.get("verdict") or {}
+    gates = "".join(
+        f'<tr class="{escape(g["outcome"])}"><td>{escape(g["name"])}</td>'
+        f"<td>{escape(MARKS.get(g['outcome'], g['outcome']))}</td><td>{escape(g['figures'])}</td></tr>"
+        for g in verdict.get("gates", [])
+    )
+    variants = "".join(
+        f"<li>version {escape(number)}: {escape(describe_variant(v))}</li>"
+        for number, v in verdict.get("variants", {}).items()
+    )
+    lines = [
+        f'<section class="rollout" data-status="{escape(r["status"])}"><h2>rollout of version '
+        f'{r["candidate"]} against {r["baseline"]} <span class="muted">{escape(r["status"])}</span></h2>',
+        f'<div class="card"><ol class="steps">{"".join(steps)}</ol>',
+        f'<table class="gates">{gates}</table>' if gates else "",
+        f"<ul>{variants}</ul>" if variants else "",
+        f"<p>{escape(verdict['finding'])}</p>" if "finding" in verdict else "",
+        f'<p class="muted">{escape(r["reason"])}</p>' if r.get("reason") else "",
+        "</div></section>",
+    ]
+    return "".join(lines)
 
 
 def _version(v: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ from shipyard.monitor.live import Monitor
 from shipyard.registry import Registry, RolloutRecord
 from shipyard.registry.tables import utcnow
 from shipyard.rollout.evidence import Reporter, summed
-from shipyard.rollout.gates import FAIL, WAIT, Figures, Gate, GateSettings, judge
+from shipyard.rollout.gates import FAIL, WAIT, Figures, Gate, GateSettings, judge, variants
 from shipyard.rollout.plan import Plan
 from shipyard.rollout.router import Split
 
@@ -73,8 +73,11 @@ def decide(rollout: RolloutRecord, now: datetime, figures: dict[int, Figures]) -
         changes = {"split": split, "shadow": None, "marks": marks}
         return Decision(changes, f"step {number}: {step}: traffic {split}")
     since = {v: f.since(Figures.from_dict(rollout.marks.get(str(v), {}))) for v, f in figures.items()}
-    gates = judge(since[rollout.baseline], since[rollout.candidate], settings, shadow=step.kind == "shadow")
-    verdict = {"step": rollout.step, "at": now.isoformat(), "gates": [vars(g) for g in gates]}
+    gates = judge(since[rollout.baseline], since[rollout.candidate], settings, step.kind)
+    verdict: dict[str, Any] = {"step": rollout.step, "at": now.isoformat(), "gates": [vars(g) for g in gates]}
+    if step.kind in ("split", "ab"):
+        numbers = (rollout.baseline, rollout.candidate)
+        verdict |= variants(since[rollout.baseline], since[rollout.candidate], numbers, settings)
     failed = [g for g in gates if g.outcome == FAIL]
     if failed:
         reason = f"{failed[0].name} gate failed at step {number}: {failed[0].figures}"
@@ -82,6 +85,10 @@ def decide(rollout: RolloutRecord, now: datetime, figures: dict[int, Figures]) -
         return Decision(back, f"rolled back: {reason}", verdict)
     if (now - rollout.step_started_at).total_seconds() < step.seconds * (1 + rollout.extensions):
         return Decision(verdict=verdict)
+    if step.kind == "ab":  # held for its time: done, and what its verdict says is a person's to act on
+        reason = f"A/B over: {verdict['finding']}: `shipyard rollout resume`, promote or abort"
+        after = {"step": rollout.step + 1, "marks": None, "status": "paused", "reason": reason}
+        return Decision({**after, "verdict": verdict}, f"step {number} {reason}", verdict)
     waiting = [g for g in gates if g.outcome == WAIT]
     if not waiting:
         moving: dict[str, Any] = {"step": rollout.step + 1, "marks": None, "extensions": 0}

@@ -153,20 +153,23 @@ class Gate:
     """What was measured, as a person reads it: `candidate 2.1% vs production 0.4% (bound +1%)`."""
 
 
-def judge(
-    production: Figures, candidate: Figures, settings: GateSettings, shadow: bool = False
-) -> list[Gate]:
-    """Every gate on the evidence of one step (`shadow`: a shadow step, judged on agreeing with
-    production instead of on feedback, which a shadow's answers never get)."""
+def judge(production: Figures, candidate: Figures, settings: GateSettings, kind: str = "split") -> list[Gate]:
+    """Every gate on the evidence of one step of `kind`: a shadow step is judged on agreeing with
+    production instead of on feedback (a shadow's answers get none); an A/B step's accuracy is its
+    finding at the end (`variants`), not a gate."""
+    if kind == "shadow":
+        accuracy = Gate("accuracy", SKIP, "a shadow's answers get no feedback")
+    elif kind == "ab":
+        accuracy = Gate("accuracy", SKIP, "the A/B experiment's finding, at its end")
+    else:
+        accuracy = _accuracy(production, candidate, settings)
     return [
-        _agreement(candidate, settings) if shadow else Gate("agreement", SKIP, "not a shadow step"),
+        _agreement(candidate, settings) if kind == "shadow" else Gate("agreement", SKIP, "not a shadow step"),
         _errors(production, candidate, settings),
         _latency(production, candidate, settings),
         _confidence(production, candidate, settings),
         _drift(candidate),
-        Gate("accuracy", SKIP, "a shadow's answers get no feedback")
-        if shadow
-        else _accuracy(production, candidate, settings),
+        accuracy,
     ]
 
 
@@ -247,3 +250,54 @@ def difference_interval(p1: float, n1: int, p2: float, n2: int) -> tuple[float, 
     a1, a2 = (p1 * n1 + 1) / (n1 + 2), (p2 * n2 + 1) / (n2 + 2)
     spread = Z95 * math.sqrt(a1 * (1 - a1) / (n1 + 2) + a2 * (1 - a2) / (n2 + 2))
     return max(-1.0, a1 - a2 - spread), min(1.0, a1 - a2 + spread)
+
+
+def variants(
+    production: Figures, candidate: Figures, numbers: tuple[int, int], settings: GateSettings
+) -> dict[str, Any]:
+    """Each variant's figures over a step, and what they say together: an A/B experiment's verdict."""
+
+    def figures(f: Figures) -> dict[str, Any]:
+        return {
+            "answers": f.answered,
+            "error_rate": f.error_rate,
+            "p99_ms": f.p99_ms(),
+            "mean_confidence": f.confidence_sum / f.confidence_n if f.confidence_n else None,
+            "accuracy": f.correct / f.labels if f.labels else None,
+            "labels": f.labels,
+        }
+
+    production_number, candidate_number = numbers
+    return {
+        "variants": {str(production_number): figures(production), str(candidate_number): figures(candidate)},
+        "finding": finding(production, candidate, numbers, settings),
+    }
+
+
+def finding(production: Figures, candidate: Figures, numbers: tuple[int, int], settings: GateSettings) -> str:
+    """Which variant is more accurate, when the feedback can tell (a 95% interval on the difference)."""
+    if min(production.labels, candidate.labels) < settings.min_labels:
+        return (
+            f"too little feedback to compare accuracy ({candidate.labels} labels vs {production.labels}, "
+            f"needs {settings.min_labels} each)"
+        )
+    ours, theirs = candidate.correct / candidate.labels, production.correct / production.labels
+    low, high = difference_interval(ours, candidate.labels, theirs, production.labels)
+    interval = f"{ours - theirs:+.1%} for version {numbers[1]}, 95% interval [{low:+.1%}, {high:+.1%}]"
+    if low > 0:
+        return f"version {numbers[1]} is more accurate: {interval}"
+    if high < 0:
+        return f"version {numbers[0]} is more accurate: {interval}"
+    return f"no significant difference in accuracy: {interval}"
+
+
+def describe_variant(v: dict[str, Any]) -> str:
+    """One variant's figures over a step, as `rollout status` and the dashboard show them."""
+    parts = [f"{v['answers']:,} answers", f"errors {v['error_rate']:.2%}"]
+    if v["p99_ms"] is not None:
+        parts.append(f"p99 {v['p99_ms']:.3g} ms")
+    if v["mean_confidence"] is not None:
+        parts.append(f"confidence {v['mean_confidence']:.3f}")
+    if v["accuracy"] is not None:
+        parts.append(f"accuracy {v['accuracy']:.1%} of {v['labels']:,} labels")
+    return ", ".join(parts)

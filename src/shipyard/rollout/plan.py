@@ -6,6 +6,8 @@
                          judged on agreeing with production (rollout/shadow.py), its latency, errors
     P%:DURATION          the candidate gets P% of the requests that name no version for DURATION,
                          judged by the online gates all along (`canary:` in front is optional)
+    ab:P%:DURATION       an A/B experiment: the same split held for the whole DURATION, guarded by
+                         the gates, then a verdict per variant, and a pause for a person to decide
     pause                waits for `shipyard rollout resume` (or promote, or abort): a manual gate
     100%                 promotion: the production alias moves to the candidate, the rollout is done
 
@@ -28,7 +30,8 @@ UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
 @dataclass(frozen=True)
 class Step:
     kind: str
-    """"shadow" (copies for a time), "split" (a share for a time), "pause" (until resumed), "promote"."""
+    """"shadow" (copies for a time), "split" (a share for a time), "ab" (a split held for a verdict),
+    "pause" (until resumed), "promote"."""
     percent: float = 0.0
     seconds: float = 0.0
 
@@ -37,6 +40,8 @@ class Step:
             return f"{self.percent:g}% for {_duration(self.seconds)}"
         if self.kind == "shadow":
             return f"shadow for {_duration(self.seconds)}"
+        if self.kind == "ab":
+            return f"A/B {self.percent:g}% for {_duration(self.seconds)}"
         return "pause" if self.kind == "pause" else "100%"
 
 
@@ -63,7 +68,8 @@ class Plan:
 
 def _step(text: str) -> Step:
     words = text.lower().split(":")
-    if words[0] == "canary":
+    kind = "ab" if words[0] == "ab" else "split"
+    if words[0] in ("canary", "ab"):
         words = words[1:]
     if words == ["pause"]:
         return Step("pause")
@@ -72,18 +78,20 @@ def _step(text: str) -> Step:
             raise InvalidInput(f"bad step {text!r}: a shadow step needs a duration, as in shadow:10m")
         return Step("shadow", 0, _seconds(text, words[1]))
     if not words or not words[0].endswith("%"):
-        raise InvalidInput(f"bad step {text!r}: expected shadow:DURATION, P%:DURATION, pause or 100%")
+        raise InvalidInput(
+            f"bad step {text!r}: expected shadow:DURATION, P%:DURATION, ab:P%:DURATION, pause or 100%"
+        )
     try:
         percent = float(words[0][:-1])
     except ValueError:
         raise InvalidInput(f"bad step {text!r}: {words[0]!r} is not a percentage") from None
     if not 0 < percent <= 100:
         raise InvalidInput(f"bad step {text!r}: the share must be more than 0% and at most 100%")
-    if percent == 100 and len(words) == 1:
+    if percent == 100 and len(words) == 1 and kind == "split":
         return Step("promote")
     if len(words) != 2 or percent == 100:
         raise InvalidInput(f"bad step {text!r}: a share below 100% needs a duration, as in 5%:10m")
-    return Step("split", percent, _seconds(text, words[1]))
+    return Step(kind, percent, _seconds(text, words[1]))
 
 
 def _seconds(step: str, text: str) -> float:

@@ -195,3 +195,33 @@ def test_one_controller_judges_among_many(digits: Registry) -> None:
     assert not digits.take_lease("rollout-controller", second.name, 10)
     assert digits.take_lease("rollout-controller", first.name, -1)  # as if it had died 1 s ago
     assert digits.take_lease("rollout-controller", second.name, 10)
+
+
+def test_an_ab_experiment_holds_its_split_then_pauses_with_a_verdict(digits: Registry) -> None:
+    commands.start(digits, "digits", 2, "ab:50%:0.001s,100%", GATES)
+    controller = Controller(digits, None)
+    assert controller.tick() == ["digits: step 1: A/B 50% for 0.001s: traffic 1=50%, 2=50%"]
+    report(digits, "a", figures(400, correct=190, wrong=10), figures(400, correct=150, wrong=50))
+    (line,) = controller.tick()
+    assert line.startswith("digits: step 1 A/B over: version 1 is more accurate: -20.0% for version 2")
+    paused = digits.rollout("digits")
+    assert (paused.status, paused.step) == ("paused", 1)  # past the experiment, before promoting
+    assert digits.model("digits").splits == {"production": {"1": 50.0, "2": 50.0}}  # held meanwhile
+    assert paused.verdict is not None
+    assert paused.verdict["variants"]["2"] == {
+        "answers": 400, "error_rate": 0.0, "p99_ms": pytest.approx(4.64, rel=0.01),
+        "mean_confidence": None, "accuracy": 0.75, "labels": 200,
+    }  # fmt: skip
+    commands.resume(digits, "digits", "promote it anyway")
+    assert controller.tick() == ["digits: promoted: digits:2 is production"]
+
+
+def test_an_experiment_without_enough_feedback_says_so() -> None:
+    rollout = RolloutRecord(
+        1, "digits", 2, 1, "ab:50%:10m,100%", GATES, 0, NOW, 0, "running", "", {}, None, "me", NOW, NOW, None
+    )
+    over = decide(rollout, NOW + timedelta(minutes=10), {1: figures(300), 2: figures(300, correct=3)})
+    assert over.changes["status"] == "paused"
+    assert over.changes["reason"].startswith(
+        "A/B over: too little feedback to compare accuracy (3 labels vs 0"
+    )

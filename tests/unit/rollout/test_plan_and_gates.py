@@ -12,17 +12,17 @@ from shipyard.rollout.plan import Plan, Step
 
 
 def test_a_plan_reads_as_written() -> None:
-    plan = Plan.parse(" shadow:2m,canary:5%:10m, 25%:30s ,pause,50%:1.5h,100%")
+    plan = Plan.parse(" shadow:2m,canary:5%:10m, 25%:30s ,pause,ab:50%:1.5h,100%")
     assert plan.steps == (
         Step("shadow", 0, 120),
         Step("split", 5, 600),
         Step("split", 25, 30),
         Step("pause"),
-        Step("split", 50, 5400),
+        Step("ab", 50, 5400),
         Step("promote"),
     )
-    assert str(plan) == "shadow for 2m, 5% for 10m, 25% for 30s, pause, 50% for 90m, 100%"
-    assert plan.text == "shadow:2m,canary:5%:10m,25%:30s,pause,50%:1.5h,100%"
+    assert str(plan) == "shadow for 2m, 5% for 10m, 25% for 30s, pause, A/B 50% for 90m, 100%"
+    assert plan.text == "shadow:2m,canary:5%:10m,25%:30s,pause,ab:50%:1.5h,100%"
 
 
 @pytest.mark.parametrize(
@@ -41,6 +41,7 @@ def test_a_plan_reads_as_written() -> None:
         ("shadow", "a shadow step needs a duration"),
         ("mirror:10m", "expected shadow:DURATION, P%:DURATION"),
         ("100%,5%:10m", "only be the last step"),
+        ("ab:100%", "needs a duration"),
         (",".join(["5%:1s"] * 33), "at most 32 steps"),
     ],
 )
@@ -63,7 +64,10 @@ def answers(requests: int, errors: int = 0, latency_bin: int = 20, **more: objec
 def outcomes(
     production: Figures, candidate: Figures, settings: GateSettings = SETTINGS, shadow: bool = False
 ) -> dict[str, str]:
-    return {gate.name: gate.outcome for gate in judge(production, candidate, settings, shadow)}
+    return {
+        gate.name: gate.outcome
+        for gate in judge(production, candidate, settings, "shadow" if shadow else "split")
+    }
 
 
 def test_alike_versions_pass_and_the_gates_without_evidence_are_skipped() -> None:

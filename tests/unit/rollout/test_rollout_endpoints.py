@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shipyard.config import Settings
+from shipyard.config import MonitorSettings, Settings
 from shipyard.registry import Registry
 from tests.asgi import ASGIClient
 from tests.conftest import register_digits
@@ -22,7 +22,8 @@ def client(registry: Registry, settings: Settings) -> Iterator[ASGIClient]:
     register_digits(registry)
     register_digits(registry)
     registry.deploy("digits", 1)
-    with serving(registry, unit_settings(settings, admin_tokens={"ops": "s3cret"})) as (test_client, _):
+    watched = unit_settings(settings, admin_tokens={"ops": "s3cret"}, monitor=MonitorSettings(log=False))
+    with serving(registry, watched) as (test_client, _):
         yield test_client
 
 
@@ -36,6 +37,8 @@ def test_a_rollout_is_started_watched_and_steered(client: ASGIClient, registry: 
     assert doc["gates"]["min_requests"] == 20 and doc["plan"] == "10%:1m,100%"
     status = client.get("/v1/models/digits/rollout")  # a read: open while reads are not enforced
     assert status.status_code == 200 and status.json()["id"] == doc["id"]
+    page = client.get("/dashboard/digits?fragment=1").text  # the dashboard shows the rollout too
+    assert '<section class="rollout" data-status="running">' in page and "10% for 1m (running)" in page
 
     again = client.post(START, json=body, headers=ADMIN)
     assert again.status_code == 409 and "has a rollout under way" in again.json()["error"]
