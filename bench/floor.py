@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 sys.path.insert(0, str(Path(__file__).parent))
 
 import grpc_floor
@@ -314,12 +312,7 @@ def run(quick: bool, names: tuple[str, ...] = ("digits", "cnn"), rounds: int | N
     files = models.build(home, names)
     rounds = rounds or (1 if quick else 3)
     results = asyncio.run(measure(home, files, 1.0 if quick else 4.0, rounds))
-    out = BENCH / "results" / ("floor-quick.json" if quick else "floor.json")
-    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    print("\n".join(section(results)))
-    if not quick:
-        report.replace_section(BENCH / "BENCHMARKS.md", section(results))
-    print(f"wrote {out}")
+    report.finish("floor", results, quick, section(results))
     return results
 
 

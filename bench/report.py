@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 TITLES = {
     "digits": "digits MLP (64 -> 64 -> 10: serving overhead)",
     "cnn": "small CNN on 3x64x64 (compute-bound)",
@@ -363,3 +365,15 @@ def replace_section(md: Path, section: list[str]) -> None:
     else:
         start = end = next((i for i, line in enumerate(lines) if line.startswith("Raw figures")), len(lines))
     md.write_text("\n".join([*lines[:start], *section, *lines[end:]]) + "\n")
+
+
+def finish(name: str, results: dict[str, Any], quick: bool, lines: list[str]) -> None:
+    """A scenario's end: its results in bench/results/NAME.json (NAME-quick.json with `quick`), its
+    section printed and, after a full run, put in place in BENCHMARKS.md."""
+    bench = Path(__file__).parent
+    out = bench / "results" / (f"{name}-quick.json" if quick else f"{name}.json")
+    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    print("\n".join(lines))
+    if not quick:
+        replace_section(bench / "BENCHMARKS.md", lines)
+    print(f"wrote {out}")

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -157,12 +156,7 @@ def run(quick: bool, rounds: int | None = None) -> dict[str, Any]:
     home = BENCH / ".work" / "shadow-home"
     prepare(home)
     results = asyncio.run(measure(home, 1.0 if quick else 5.0, rounds or (1 if quick else 3)))
-    out = BENCH / "results" / ("shadow-quick.json" if quick else "shadow.json")
-    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    print("\n".join(section(results)))
-    if not quick:
-        report.replace_section(BENCH / "BENCHMARKS.md", section(results))
-    print(f"wrote {out}")
+    report.finish("shadow", results, quick, section(results))
     return results
 
 

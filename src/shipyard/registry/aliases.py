@@ -119,9 +119,7 @@ class AliasesMixin(ReadingMixin):
         check_alias(alias)
         with self._writing() as session:
             model = self._locked_model(session, name)
-            row = next((a for a in model.aliases if a.name == alias), None)
-            if row is None:
-                raise Conflict(f"{name} has no {alias} version to split the traffic of: deploy one first")
+            row = _alias_row(model, alias, "to split the traffic of")
             before = None if row.split is None else Split.from_dict(row.split)
             split = None if shares is None else Split.of(shares, rest_to=row.version)
             if split is not None:
@@ -149,9 +147,7 @@ class AliasesMixin(ReadingMixin):
         check_alias(alias)
         with self._writing() as session:
             model = self._locked_model(session, name)
-            row = next((a for a in model.aliases if a.name == alias), None)
-            if row is None:
-                raise Conflict(f"{name} has no {alias} version to shadow: deploy one first")
+            row = _alias_row(model, alias, "to shadow")
             if version is not None:
                 if version == row.version:
                     raise Conflict(f"{name}:{version} is {alias} already: it cannot shadow itself")
@@ -220,6 +216,14 @@ class AliasesMixin(ReadingMixin):
         row.shadow, row.updated_at = version, utcnow()
         detail = f"{row.name}: " + ("shadow ended" if version is None else f"shadow {version}")
         self._event(session, model, "shadow", row.version, detail=detail, reason=reason, actor=actor)
+
+
+def _alias_row(model: ModelRow, alias: str, what: str) -> AliasRow:
+    """The alias's row, for a change that needs a version there (Conflict naming `what` when none)."""
+    row = next((a for a in model.aliases if a.name == alias), None)
+    if row is None:
+        raise Conflict(f"{model.name} has no {alias} version {what}: deploy one first")
+    return row
 
 
 def deployable(model: ModelRow, version: int, *, force: bool, alias: str) -> VersionRow:
