@@ -14,21 +14,15 @@ import pytest
 
 from shipyard.config import Settings
 from shipyard.registry import Registry
-from tests.conftest import register_digits
 from tests.integration.conftest import Server, infer_digits_over_grpc, start_server, stop_server
 from tests.integration.test_deploy import cli
 from tests.models import digits_data
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("home")
-    registry = Registry.open(Settings(home=home))
-    register_digits(registry)
-    register_digits(registry)
-    registry.deploy("digits", 1)
-    registry.close()
-    return home
+def home(served_home: Path) -> Path:
+    """digits 1 in production and 2 beside it (this module's own copy: the split changes it)."""
+    return served_home
 
 
 @pytest.fixture(scope="module")
