@@ -228,6 +228,8 @@ def _show(rollout: RolloutRecord) -> None:
         mark = "done" if i < rollout.step or rollout.status == "promoted" else ""
         if i == rollout.step and rollout.active:
             mark = f"{rollout.status} since {when(rollout.step_started_at)}"
+            if rollout.extensions:
+                mark += f", extended {rollout.extensions} times: too little evidence"
         console.print(f"  {i + 1}. {step!s:<16} {mark}")
     verdict = rollout.verdict
     if verdict:

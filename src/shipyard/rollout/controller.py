@@ -14,9 +14,11 @@ decision goes into the model's history with the figures behind it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 LEASE = "rollout-controller"
 LEASE_S = 10.0
 """How long the controller's lease lasts unrenewed: a controller that died is replaced this soon."""
+FORGET_EVERY_S = 3600.0
+"""How often the leader drops the evidence of processes that stopped reporting a day ago."""
 MAX_EXTENSIONS = 2
 """How many times a step whose evidence is too thin is extended by its own duration before the
 rollout pauses, inconclusive, for a person to decide."""
@@ -113,6 +117,7 @@ class Controller:
         self.registry = registry
         self.name = f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.reporter = None if monitor is None else Reporter(monitor, self.name)
+        self._forgot = -math.inf  # when old evidence was last dropped (time.monotonic)
 
     def tick(self) -> list[str]:
         """Blocking (run it in a thread): report, and judge when leading; the history lines it wrote."""
@@ -123,6 +128,9 @@ class Controller:
             self.reporter.report(self.registry, active)
         if not self.registry.take_lease(LEASE, self.name, LEASE_S):
             return []
+        if time.monotonic() - self._forgot >= FORGET_EVERY_S:
+            self._forgot = time.monotonic()
+            self.registry.forget_evidence(timedelta(days=1))  # processes gone a day are no one's evidence
         moved = []
         for rollout in active:
             if rollout.status == "running":
@@ -151,8 +159,3 @@ class Controller:
             )
             return None if moved is None else f"paused: {reason}"
         return None if moved is None else decision.event
-
-
-def forget_old_evidence(registry: Registry) -> None:
-    """Reports of processes gone for a day are no one's evidence any more."""
-    registry.forget_evidence(timedelta(days=1))

@@ -225,3 +225,11 @@ def test_an_experiment_without_enough_feedback_says_so() -> None:
     assert over.changes["reason"].startswith(
         "A/B over: too little feedback to compare accuracy (3 labels vs 0"
     )
+
+
+def test_the_evidence_of_processes_long_gone_is_forgotten(digits: Registry) -> None:
+    report(digits, "gone", figures(10), figures(10))
+    digits.forget_evidence(timedelta(days=1))
+    assert len(digits.evidence("digits", 1)) == 1  # reported just now: kept
+    digits.forget_evidence(timedelta(seconds=-1))  # as if a day had passed
+    assert digits.evidence("digits", 1) == []
