@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from shipyard.cli import model, monitor, optimize, registry, rollout, rollouts, serve, token
+from shipyard.cli import batch, model, monitor, optimize, registry, rollout, rollouts, serve, token
 from shipyard.cli.common import state
 from shipyard.cli.help import Group
 from shipyard.config import Settings
@@ -21,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(model.app, name="model")
+app.add_typer(batch.app, name="batch")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(registry.app, name="registry")
 app.add_typer(rollouts.app, name="rollout")
