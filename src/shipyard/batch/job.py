@@ -154,7 +154,7 @@ def _predict(runner: Runner, record: VersionRecord, part: Part, batch_rows: int)
     if part.features.shape[1] != width:
         raise InvalidInput(
             f"{record.ref} takes {width} values a row ({spec.name} {list(spec.shape)}); the input gives "
-            f"{part.features.shape[1]} (--columns chooses them)"
+            f"{part.features.shape[1]}: --columns names the features, --keep takes id columns out of them"
         )
     names = [o.name for o in signature.outputs]
     found: dict[str, list[np.ndarray]] = {n: [] for n in names}

@@ -184,7 +184,7 @@ def _parse(column: Any) -> np.ndarray:
 def _reason(table: pa.Table, columns: Sequence[str], row: int) -> str:
     for name in columns:
         value = table.column(name)[row].as_py()
-        if value is None:
+        if value is None or value == "":
             return f"column {name!r} is missing"
         try:
             if np.isnan(float(value)):
