@@ -146,7 +146,7 @@ MASKS = [
     (re.compile(r"shp_[\w-]+"), "<token>"),
     (re.compile(r"\b[0-9a-f]{12,64}\b"), "<hex>"),
 ]
-TIMED = re.compile(r"latency|samples/s|\bms\b|faster|slower|threads")
+TIMED = re.compile(r"latency|samples/s|rows/s|\bms\b|faster|slower|threads")
 VARIES = re.compile(r"sparsity|logits diff")
 """Figures of a model trained by the tour: its weights differ in their last bits from one CPU to
 another (torch's kernels), and so does what int8 makes of them; accuracy does not."""

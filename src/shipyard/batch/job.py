@@ -28,7 +28,9 @@ from shipyard.errors import Conflict, InvalidInput
 from shipyard.registry import Registry, VersionRecord, parse_ref
 from shipyard.runtime.session import Runner, RunnerOptions
 
-MANIFEST = "manifest.json"
+MANIFEST = "_manifest.json"
+"""Named as readers of a folder of Parquet files (pyarrow, Spark, DuckDB) skip it, as they skip the
+_errors files: the folder reads as one table of predictions."""
 OUTPUT_FORMATS = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
 Progress = Callable[[Part, int], None]
 """Told of each part as it is committed, with the rows done so far."""
@@ -109,7 +111,7 @@ def run(registry: Registry, job: Job, progress: Progress | None = None) -> Summa
             if errors > limit:
                 raise InvalidInput(
                     f"{errors} rows could not be read, more than --max-errors {job.max_errors:g}: "
-                    f"their numbers and reasons are in {job.output}/errors-*.jsonl"
+                    f"their numbers and reasons are in {job.output}/_errors-*.jsonl"
                 )
     finally:
         runner.unload()
@@ -190,7 +192,7 @@ def _commit(
         lines = b"".join(
             orjson.dumps({"row": part.first_row + i, "error": why}) + b"\n" for i, why in part.bad
         )
-        _atomic(job.output / f"errors-{part.number:05d}.jsonl", lambda path: path.write_bytes(lines))
+        _atomic(job.output / f"_errors-{part.number:05d}.jsonl", lambda path: path.write_bytes(lines))
     manifest["parts"].append(
         {
             "part": part.number,

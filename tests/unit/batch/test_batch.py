@@ -44,8 +44,9 @@ def expected_classes(rows: slice) -> list[str]:
 
 
 def read(output: Path) -> pa.Table:
-    files = sorted(output.glob("part-*.parquet"))
-    return pa.concat_tables([pq.read_table(f) for f in files])
+    """The output folder as a reader of Parquet datasets sees it: one table (the manifest and the
+    errors files are named to be skipped)."""
+    return pq.read_table(output)
 
 
 def test_a_parquet_file_is_scored_part_by_part(digits: Registry, tmp_path: Path) -> None:
@@ -58,7 +59,7 @@ def test_a_parquet_file_is_scored_part_by_part(digits: Registry, tmp_path: Path)
     assert table.column("class").to_pylist() == expected_classes(slice(0, 300))
     meta = pq.read_schema(tmp_path / "out" / "part-00000.parquet").metadata
     assert meta[b"shipyard.model"] == b"digits" and meta[b"shipyard.version"] == b"1"
-    manifest = orjson.loads((tmp_path / "out" / "manifest.json").read_bytes())
+    manifest = orjson.loads((tmp_path / "out" / "_manifest.json").read_bytes())
     assert manifest["done"] and [p["rows"] for p in manifest["parts"]] == [64, 64, 64, 64, 44]
 
 
@@ -116,7 +117,7 @@ def test_bad_rows_go_to_the_errors_file_up_to_the_limit(digits: Registry, tmp_pa
     summary = run(digits, Job("digits", str(source), tmp_path / "out", keep=("id",), max_errors=2))
     assert (summary.rows, summary.errors) == (60, 2)
     errors = [
-        orjson.loads(line) for line in (tmp_path / "out" / "errors-00000.jsonl").read_bytes().splitlines()
+        orjson.loads(line) for line in (tmp_path / "out" / "_errors-00000.jsonl").read_bytes().splitlines()
     ]
     assert errors == [
         {"row": 7, "error": "column 'p3' is not a number: 'abc'"},
@@ -137,7 +138,7 @@ def test_a_job_stopped_part_way_goes_on_to_every_row_once(digits: Registry, tmp_
 
     with pytest.raises(KeyboardInterrupt):
         run(digits, job, stop_after_two)
-    assert len(orjson.loads((tmp_path / "out" / "manifest.json").read_bytes())["parts"]) == 2
+    assert len(orjson.loads((tmp_path / "out" / "_manifest.json").read_bytes())["parts"]) == 2
     summary = run(digits, job)
     assert (summary.parts, summary.resumed_parts, summary.rows) == (6, 2, 300)
     assert read(tmp_path / "out").column("id").to_pylist() == list(range(300))
@@ -153,14 +154,14 @@ def test_a_job_killed_mid_part_goes_on_to_every_row_once(digits: Registry, tmp_p
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while (
-        not (out / "manifest.json").exists()
-        or not orjson.loads((out / "manifest.json").read_bytes())["parts"]
+        not (out / "_manifest.json").exists()
+        or not orjson.loads((out / "_manifest.json").read_bytes())["parts"]
     ):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.01)  # polling the output folder, bounded by the deadline
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    committed = len(orjson.loads((out / "manifest.json").read_bytes())["parts"])
+    committed = len(orjson.loads((out / "_manifest.json").read_bytes())["parts"])
     summary = run(digits, Job("digits", str(source), out, keep=("id",), part_rows=20))
     assert summary.resumed_parts == committed >= 1
     assert read(out).column("id").to_pylist() == list(range(len(X)))
