@@ -10,6 +10,7 @@ missing value, a value that is not a number), each with why.
 from __future__ import annotations
 
 import contextlib
+import csv
 import glob
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
 from shipyard.errors import InvalidInput, NotFound
@@ -103,8 +105,18 @@ def _batches(files: Sequence[Path]) -> Iterator[pa.RecordBatch]:
         for path in files:
             yield from _array_batches(path)
         return
-    dataset = ds.dataset([str(p) for p in files], format=kind)
+    dataset = ds.dataset([str(p) for p in files], format=_csv_as_text(files[0]) if kind == "csv" else kind)
     yield from dataset.to_batches(batch_size=READ_ROWS)
+
+
+def _csv_as_text(first: Path) -> ds.CsvFileFormat:
+    """CSV read with every column as text (empty, NA and the like as missing): types guessed from a
+    file's first block would fail the whole job on a bad value further down; as text, a bad value
+    fails its row only (`_numbers`)."""
+    with first.open(newline="", encoding="utf-8", errors="replace") as handle:
+        header = next(csv.reader(handle), [])
+    convert = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True)
+    return ds.CsvFileFormat(convert_options=convert)
 
 
 def _array_batches(path: Path) -> Iterator[pa.RecordBatch]:
@@ -151,7 +163,7 @@ def _feature_columns(table: pa.Table, keep: Sequence[str]) -> list[str]:
             continue
         column = table.column(name)
         if _is_number(column.type) or (
-            pa.types.is_string(column.type) and np.mean(~np.isnan(_parse(column))) >= MOSTLY
+            pa.types.is_string(column.type) and np.mean(~np.isnan(_numbers(column))) >= MOSTLY
         ):
             chosen.append(name)
     if not chosen:
@@ -165,11 +177,12 @@ def _is_number(kind: Any) -> bool:
 
 def _numbers(column: Any) -> np.ndarray:
     """A column as float32 values, NaN where one is missing or not a number."""
-    if _is_number(column.type):
-        return np.asarray(
-            pc.cast(column, pa.float32(), safe=False).to_numpy(zero_copy_only=False), np.float32
-        )
-    return _parse(column)
+    if not _is_number(column.type):
+        try:  # text, all of it numbers: read at once; else value by value, NaN where one is not
+            column = pc.cast(column, pa.float32())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return _parse(column)
+    return np.asarray(pc.cast(column, pa.float32(), safe=False).to_numpy(zero_copy_only=False), np.float32)
 
 
 def _parse(column: Any) -> np.ndarray:
