@@ -197,16 +197,16 @@ def test_a_job_that_cannot_run_says_why(
 
 
 def test_a_bad_value_deep_in_a_csv_fails_its_row_only(digits: Registry, tmp_path: Path) -> None:
-    # far past the first block pyarrow reads (1 MB: ~800 of these rows), where types would be guessed
+    # far past the first block pyarrow reads (1 MB: some 4,000 of these rows), where types are guessed
     source = tmp_path / "in.csv"
-    rows = np.tile(X[:100], (30, 1))
+    rows = np.tile(X[:100], (100, 1))  # 2.6 MB
     with source.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([f"p{i}" for i in range(64)])
         for i, row in enumerate(rows.tolist()):
-            writer.writerow(["bad", *row[1:]] if i == 2500 else row)
-    summary = run(digits, Job("digits", str(source), tmp_path / "out", part_rows=1000, max_errors=1))
-    assert (summary.rows, summary.errors) == (3000, 1)
+            writer.writerow(["bad", *row[1:]] if i == 9000 else row)
+    summary = run(digits, Job("digits", str(source), tmp_path / "out", part_rows=4000, max_errors=1))
+    assert (summary.rows, summary.errors) == (10000, 1)
     assert (tmp_path / "out" / "_errors-00002.jsonl").read_bytes() == (
-        b'{"row":2500,"error":"column \'p0\' is not a number: \'bad\'"}\n'
+        b'{"row":9000,"error":"column \'p0\' is not a number: \'bad\'"}\n'
     )
