@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
+from shipyard.datasets.files import X_KEYS
 from shipyard.errors import InvalidInput, NotFound
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "json", ".json": "json"}
@@ -125,8 +126,8 @@ def _array_batches(path: Path) -> Iterator[pa.RecordBatch]:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     else:
         with np.load(path, allow_pickle=False) as npz:
-            names = [k for k in ("X", "x", "inputs", "input") if k in npz.files] or npz.files
-            if len(names) != 1 and not {"X", "x", "inputs", "input"} & set(npz.files):
+            names = [k for k in X_KEYS if k in npz.files] or npz.files
+            if len(names) != 1 and not set(X_KEYS) & set(npz.files):
                 raise InvalidInput(f"{path.name}: holds {len(npz.files)} arrays; name the inputs X")
             array = npz[names[0]]
     if array.ndim < 1 or not np.issubdtype(array.dtype, np.number):
