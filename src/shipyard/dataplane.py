@@ -278,10 +278,8 @@ class DataPlane:
         self, name: str, version: str | None, request: Source, inbound: Inbound[Source, Any]
     ) -> VersionRecord:
         """The version that answers: the one named, else where the model's traffic split sends the
-        request's key (read only then), else the default."""
-        served = self.manager.models.get(name)
-        split = None if served is None or version else served.split
-        return self.manager.record(name, version, None if split is None else inbound.key(request))
+        request's key, else the default."""
+        return self.manager.record(name, version, lambda: inbound.key(request))
 
     def _use(self, record: VersionRecord, version: str | None) -> AbstractAsyncContextManager[LoadedVersion]:
         """The version resolved as the request arrived, held while it runs; unless the request named

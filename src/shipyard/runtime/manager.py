@@ -155,15 +155,18 @@ class ModelManager:
 
     # -- answering requests ----------------------------------------------------------------------
 
-    def record(self, name: str, version: str | int | None = None, key: str | None = None) -> VersionRecord:
+    def record(
+        self, name: str, version: str | int | None = None, key: Callable[[], str | None] | None = None
+    ) -> VersionRecord:
         """The manifest of the version that answers for `name` (resident or not): no loading. A request
-        that names no version goes where the model's traffic split sends it: by its `key` when it has
-        one (the same key, the same version), else at random."""
+        that names no version goes where the model's traffic split sends it: by its key (`key()`, read
+        only then) when it has one (the same key, the same version), else at random."""
         served = self.served(name)
         split = served.split
         if split is None or version:
             return served.records[route(name, version, served.default, served.records)]
-        point = random.random() if key is None else sticky_point(key)  # a share, not a secret
+        found = None if key is None else key()
+        point = random.random() if found is None else sticky_point(found)  # a share, not a secret
         number = route(name, None, served.default, served.records, split, point)
         return served.records.get(number) or served.records[served.default]  # one leaving: the default
 
