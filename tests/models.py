@@ -180,3 +180,49 @@ def digits_slow(steps: int = 600, size: int = 512) -> bytes:
     model = helper.make_model(graph, opset_imports=OPSET)
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+@cache
+def brightness_model(size: int = 8) -> bytes:
+    """Images [batch, 3, size, size] to logits [dark, bright]: the mean pixel, times 10 from 0.5."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1, 2, 3], keepdims=0),
+            helper.make_node("Sub", ["mean", "half"], ["centred"]),
+            helper.make_node("Unsqueeze", ["centred", "axis"], ["column"]),
+            helper.make_node("Mul", ["column", "W"], ["logits"]),
+        ],
+        "brightness",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        [
+            numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+            numpy_helper.from_array(np.array([1], np.int64), "axis"),
+            numpy_helper.from_array(np.array([[-10.0, 10.0]], np.float32), "W"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@cache
+def two_inputs_model() -> bytes:
+    """Inputs a [batch, 2] and b [batch, 3], concatenated, to logits [batch, 2]: W's fixed weights."""
+    W = np.array([[1, 0], [0, 1], [1, 0], [0, 1], [1, 1]], np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Concat", ["a", "b"], ["ab"], axis=1),
+            helper.make_node("MatMul", ["ab", "W"], ["logits"]),
+        ],
+        "two_inputs",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 2]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, ["batch", 3]),
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(W, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=OPSET)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

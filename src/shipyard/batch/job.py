@@ -5,25 +5,28 @@ in the output folder's manifest (itself replaced whole), so a job killed at any 
 parts and a manifest that names exactly them. Run again with the same arguments, it goes on after the
 last part listed: the output ends with every input row once. Rows that cannot be read go to the part's
 errors file, with the row number and why; past `max_errors` the job stops and says so.
+
+The input is read and decoded a few batches ahead, on a thread, while the model runs on the others.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from shipyard import scoring
-from shipyard.batch.sources import Part, input_files, parts
+from shipyard.batch import outputs
+from shipyard.batch.ahead import ahead
+from shipyard.batch.mapping import Features, Mapping
+from shipyard.batch.outputs import FORMATS, Predictions
+from shipyard.batch.sources import Part, Source, open_source, part_rows_for
 from shipyard.errors import Conflict, InvalidInput
 from shipyard.registry import Registry, VersionRecord, parse_ref
 from shipyard.runtime.session import Runner, RunnerOptions
@@ -31,9 +34,19 @@ from shipyard.runtime.session import Runner, RunnerOptions
 MANIFEST = "_manifest.json"
 """Named as readers of a folder of Parquet files (pyarrow, Spark, DuckDB) skip it, as they skip the
 _errors files: the folder reads as one table of predictions."""
-OUTPUT_FORMATS = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
-Progress = Callable[[Part, int], None]
-"""Told of each part as it is committed, with the rows done so far."""
+BATCH_BYTES = 16 << 20
+"""A model run takes about this much input (at most MAX_BATCH_ROWS rows): large batches, bounded memory."""
+MAX_BATCH_ROWS = 4096
+FIRST_ROWS = 256
+ENGINES = ("local", "ray")
+
+
+class Progress(Protocol):
+    """Told how much there is to do, then of each part as it is committed."""
+
+    def started(self, total: int | None, done: int) -> None: ...
+
+    def committed(self, part: Part, rows: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -61,74 +74,219 @@ class Job:
     inputs: str
     output: Path
     format: str = "parquet"
-    columns: tuple[str, ...] | None = None
+    columns: tuple[tuple[str, ...], ...] | tuple[str, ...] | None = None
+    """The feature columns of each model input, in input order (names alone: the one input's)."""
     keep: tuple[str, ...] = ()
-    raw: bool = False
-    """Write the model's raw outputs instead of class and confidence."""
-    part_rows: int = 100_000
-    batch_rows: int = 4096
+    predictions: Predictions = field(default_factory=Predictions)
+    part_rows: int = 0
+    """Rows per output part; 0: as many as about 64 MB of input."""
+    batch_rows: int = 0
+    """Rows per model run; 0: as many as about 16 MB of model input (at most 4096)."""
     max_errors: float = 0
     """Rows that may fail: a count (1 or more), or a fraction of the rows read (below 1)."""
     threads: int = 0
+    engine: str = "local"
+    address: str | None = None
+    """The Ray cluster to run on (engine "ray"); None: a local one."""
 
     def __post_init__(self) -> None:
-        if self.format not in OUTPUT_FORMATS:
-            raise InvalidInput(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, not {self.format!r}")
-        if self.part_rows < 1 or self.batch_rows < 1 or self.max_errors < 0:
-            raise InvalidInput("--part-rows and --batch-rows must be 1 or more, --max-errors 0 or more")
+        if self.format not in FORMATS:
+            raise InvalidInput(f"--format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        if self.engine not in ENGINES:
+            raise InvalidInput(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        if self.part_rows < 0 or self.batch_rows < 0 or self.max_errors < 0 or self.threads < 0:
+            raise InvalidInput("--part-rows, --max-errors and --threads must be 0 or more")
+        if self.columns is not None and all(isinstance(c, str) for c in self.columns):
+            object.__setattr__(self, "columns", (tuple(self.columns),))
+
+    @property
+    def groups(self) -> tuple[tuple[str, ...], ...] | None:
+        return self.columns  # type: ignore[return-value]  # made groups by __post_init__
 
     def arguments(self) -> dict[str, Any]:
         """What a rerun must repeat to resume (the same rows in the same parts, the same columns)."""
         return {
-            "inputs": self.inputs, "format": self.format, "columns": self.columns, "keep": list(self.keep),
-            "raw": self.raw, "part_rows": self.part_rows,
+            "inputs": self.inputs, "format": self.format,
+            "columns": [list(c) for c in self.groups] if self.groups else None, "keep": list(self.keep),
+            "predictions": asdict(self.predictions), "part_rows": self.part_rows,
         }  # fmt: skip
+
+    def limit(self, rows: int) -> float:
+        return self.max_errors if self.max_errors >= 1 else self.max_errors * rows
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a job would do: the version, the input, how its columns feed the model, the first rows'
+    predictions. Made without writing anything (a dry run), and by every run before it starts."""
+
+    record: VersionRecord
+    source: Source
+    mapping: Mapping
+    part_rows: int
+    batch_rows: int
+    preview: pa.Table
+
+    def lines(self) -> list[str]:
+        total = self.source.count_rows()
+        rows = f"{total:,} rows" if total is not None else "rows not counted ahead"
+        return [
+            f"model: {self.record.ref} (sha256 {self.record.sha256[:12]})",
+            f"input: {len(self.source.files)} {self.source.kind} files, {rows}, "
+            f"{self.part_rows:,} rows a part",
+            *(f"input {line}" for line in self.mapping.describe()),
+            f"output: {', '.join(self.preview.column_names)}",
+        ]
+
+
+def plan(registry: Registry, job: Job, preview_rows: int = 5) -> Plan:
+    """Check the job against its version and input on the first rows, and say what it would do."""
+    name, version = parse_ref(job.ref)
+    record = registry.version(name, version)
+    source = open_source(job.inputs)
+    first = source.first_rows(FIRST_ROWS)
+    keep = job.keep or (("path",) if source.kind == "image" else ())
+    mapping = Mapping.choose(record.signature, first, job.groups, keep)
+    runner = _runner(registry, record, job)
+    try:
+        sample = first.slice(0, preview_rows)
+        features = mapping.features(sample)
+        preview = _table(
+            record, job.predictions, mapping, sample, features, _predict(runner, record, features)
+        )
+    finally:
+        runner.unload()
+    return Plan(
+        record, source, mapping, part_rows_for(source, job.part_rows), _batch_rows(job, record), preview
+    )
 
 
 def run(registry: Registry, job: Job, progress: Progress | None = None) -> Summary:
     """Run `job`, or go on with it where an earlier run of it stopped; the summary of the whole job."""
-    name, version = parse_ref(job.ref)
-    record = registry.version(name, version)
-    files = input_files(job.inputs)
-    manifest = _manifest(job, record, files)
+    if job.engine == "ray":
+        from shipyard.batch.on_ray import run_on_ray
+
+        return run_on_ray(registry, job, progress)
+    planned = plan(registry, job, preview_rows=1)
+    record, mapping = planned.record, planned.mapping
+    manifest = _manifest(job, record, planned.source, planned.part_rows)
     done = {p["part"] for p in manifest["parts"]}
-    threads = job.threads or os.cpu_count() or 1  # a job has the machine: every core, large batches
-    runner = Runner(record.ref, registry.artifact(record), RunnerOptions(intra_op_threads=threads))
-    runner.load()
     started = time.perf_counter()
     rows = sum(p["rows"] for p in manifest["parts"])
     errors = sum(p["errors"] for p in manifest["parts"])
+    if progress is not None:
+        progress.started(planned.source.count_rows(), rows)
+    runner = _runner(registry, record, job)
+    work = _decoded(planned.source, mapping, planned.part_rows, planned.batch_rows, done)
     try:
-        for part in parts(files, job.part_rows, job.columns, job.keep):
-            if part.number in done:
-                continue
-            outputs = _predict(runner, record, part, job.batch_rows)
-            _commit(job, record, part, outputs, manifest)
-            rows, errors = rows + part.rows, errors + len(part.bad)
-            if progress is not None:
-                progress(part, rows)
-            limit = job.max_errors if job.max_errors >= 1 else job.max_errors * rows
-            if errors > limit:
-                raise InvalidInput(
-                    f"{errors} rows could not be read, more than --max-errors {job.max_errors:g}: "
-                    f"their numbers and reasons are in {job.output}/_errors-*.jsonl"
+        with ahead(work) as decoded:
+            for part, chunks in _by_part(decoded):
+                features = _joined(chunks)
+                table = _table(
+                    record,
+                    job.predictions,
+                    mapping,
+                    part.table,
+                    features,
+                    _predict_all(runner, record, chunks),
                 )
+                _commit(job, record, part, table, features.bad, manifest)
+                rows, errors = rows + part.rows, errors + len(features.bad)
+                if progress is not None:
+                    progress.committed(part, rows)
+                if errors > job.limit(rows):
+                    raise InvalidInput(
+                        f"{errors} rows could not be read, more than --max-errors {job.max_errors:g}: "
+                        f"their numbers and reasons are in {job.output}/_errors-*.jsonl"
+                    )
     finally:
         runner.unload()
     manifest["done"] = True
-    _write_json(job.output / MANIFEST, manifest)
+    outputs.write_json(job.output / MANIFEST, manifest)
     seconds = time.perf_counter() - started
     return Summary(
-        name, record.number, rows, errors, seconds, len(manifest["parts"]), len(done), str(job.output)
+        record.model, record.number, rows, errors, seconds, len(manifest["parts"]), len(done), str(job.output)
     )
 
 
-def _manifest(job: Job, record: VersionRecord, files: Sequence[Path]) -> dict[str, Any]:
+Chunk = tuple[Part, int, Features]
+"""A part, where in it a batch of rows starts, and those rows read as model inputs."""
+
+
+def _decoded(
+    source: Source, mapping: Mapping, part_rows: int, batch_rows: int, done: set[int]
+) -> Iterator[Chunk]:
+    """The parts not yet done, a batch of rows at a time, read as model inputs (on the reading thread)."""
+    for part in source.parts(part_rows):
+        if part.number in done:
+            continue
+        for start in range(0, part.rows, batch_rows):
+            yield part, start, mapping.features(part.table.slice(start, batch_rows))
+
+
+def _by_part(chunks: Iterator[Chunk]) -> Iterator[tuple[Part, list[Chunk]]]:
+    held: list[Chunk] = []
+    for chunk in chunks:
+        part, start, features = chunk
+        held.append(chunk)
+        if start + len(features.good) + len(features.bad) >= part.rows:
+            yield part, held
+            held = []
+
+
+def _predict_all(runner: Runner, record: VersionRecord, chunks: Sequence[Chunk]) -> dict[str, np.ndarray]:
+    runs = [_predict(runner, record, features) for _, _, features in chunks]
+    return {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
+
+
+def _joined(chunks: Sequence[Chunk]) -> Features:
+    """The part's rows read: the batches' readable rows and reasons, numbered within the part."""
+    good = np.concatenate([features.good + start for _, start, features in chunks])
+    bad = [(start + row, why) for _, start, features in chunks for row, why in features.bad]
+    return Features({}, good, bad)
+
+
+def _predict(runner: Runner, record: VersionRecord, features: Features) -> dict[str, np.ndarray]:
+    names = record.signature.output_names
+    if not len(features.good):
+        return {
+            o.name: np.zeros((0, *(max(d, 1) for d in o.shape[1:])), np.float32)
+            for o in record.signature.outputs
+        }
+    return dict(zip(names, runner.run_sync(features.inputs, names), strict=True))
+
+
+def _table(
+    record: VersionRecord,
+    predictions: Predictions,
+    mapping: Mapping,
+    rows: pa.Table,
+    features: Features,
+    found: dict[str, np.ndarray],
+) -> pa.Table:
+    return pa.table({**outputs.kept(rows, mapping.keep, features.good), **predictions.columns(record, found)})
+
+
+def _runner(registry: Registry, record: VersionRecord, job: Job) -> Runner:
+    threads = job.threads or os.cpu_count() or 1  # a job has the machine: every core, large batches
+    runner = Runner(record.ref, registry.artifact(record), RunnerOptions(intra_op_threads=threads))
+    runner.load()
+    return runner
+
+
+def _batch_rows(job: Job, record: VersionRecord) -> int:
+    if job.batch_rows:
+        return job.batch_rows
+    row_bytes = sum(4 * int(np.prod(spec.shape[1:])) for spec in record.signature.inputs)
+    return int(min(MAX_BATCH_ROWS, max(1, BATCH_BYTES // max(1, row_bytes))))
+
+
+def _manifest(job: Job, record: VersionRecord, source: Source, part_rows: int) -> dict[str, Any]:
     """The output folder's manifest: an earlier run's of this job (to go on with), or a new one."""
     path = job.output / MANIFEST
     wanted = {
         "model": record.model, "version": record.number, "sha256": record.sha256,
-        "arguments": job.arguments(), "files": [str(p) for p in files],
+        "arguments": job.arguments(), "files": [str(p) for p in source.files], "part_rows": part_rows,
     }  # fmt: skip
     if path.exists():
         found = orjson.loads(path.read_bytes())
@@ -144,91 +302,26 @@ def _manifest(job: Job, record: VersionRecord, files: Sequence[Path]) -> dict[st
     return {**wanted, "parts": [], "done": False}
 
 
-def _predict(runner: Runner, record: VersionRecord, part: Part, batch_rows: int) -> dict[str, np.ndarray]:
-    """The part's readable rows run in batches: each output of the model, a row per input row."""
-    signature = record.signature
-    if len(signature.inputs) != 1:
-        raise InvalidInput(
-            f"{record.ref} takes {len(signature.inputs)} inputs; a batch job feeds models of one"
-        )
-    spec = signature.inputs[0]
-    width = int(np.prod([d for d in spec.shape[1:]])) if spec.shape else 0
-    if part.features.shape[1] != width:
-        raise InvalidInput(
-            f"{record.ref} takes {width} values a row ({spec.name} {list(spec.shape)}); the input gives "
-            f"{part.features.shape[1]}: --columns names the features, --keep takes id columns out of them"
-        )
-    names = [o.name for o in signature.outputs]
-    found: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    shape = [-1, *spec.shape[1:]]
-    for start in range(0, len(part.features), batch_rows):
-        batch = part.features[start : start + batch_rows].reshape(shape)
-        for name, out in zip(names, runner.run_sync({spec.name: batch}), strict=True):
-            found[name].append(out)
-    return {n: np.concatenate(v) if v else np.zeros((0,)) for n, v in found.items()}
-
-
-def _columns(record: VersionRecord, part: Part, outputs: dict[str, np.ndarray], raw: bool) -> dict[str, Any]:
-    """The output rows' columns: the kept ones, then class and confidence (or the raw outputs)."""
-    kept = {name: column.take(pa.array(part.good)) for name, column in part.kept.items()}
-    scores = record.signature.scores
-    if raw or scores is None or scores.output not in outputs:
-        return {**kept, **{n: pa.array(list(v.reshape(len(v), -1))) for n, v in outputs.items()}}
-    values = outputs[scores.output]
-    scored = scoring.read(values.reshape(len(values), -1), scores.kind)
-    labels = record.labels
-    classes = [labels[i] if labels and i < len(labels) else str(i) for i in scored.predicted.tolist()]
-    return {**kept, "class": pa.array(classes), "confidence": pa.array(scored.confidence.astype(np.float64))}
-
-
 def _commit(
-    job: Job, record: VersionRecord, part: Part, outputs: dict[str, np.ndarray], manifest: dict[str, Any]
+    job: Job,
+    record: VersionRecord,
+    part: Part,
+    table: pa.Table,
+    bad: list[tuple[int, str]],
+    manifest: dict[str, Any],
 ) -> None:
     """Write the part's predictions and errors whole, then list it in the manifest."""
-    table = pa.table(_columns(record, part, outputs, job.raw))
-    name = f"part-{part.number:05d}{OUTPUT_FORMATS[job.format]}"
-    _atomic(job.output / name, lambda path: _write(table, path, job.format, record))
-    if part.bad:
-        lines = b"".join(
-            orjson.dumps({"row": part.first_row + i, "error": why}) + b"\n" for i, why in part.bad
-        )
-        _atomic(job.output / f"_errors-{part.number:05d}.jsonl", lambda path: path.write_bytes(lines))
-    manifest["parts"].append(
-        {
-            "part": part.number,
-            "file": name,
-            "rows": part.rows,
-            "predictions": len(part.good),
-            "errors": len(part.bad),
-        }
-    )
-    _write_json(job.output / MANIFEST, manifest)
-
-
-def _write(table: pa.Table, path: Path, format: str, record: VersionRecord) -> None:
-    if format == "parquet":
-        meta = {
-            b"shipyard.model": record.model,
-            b"shipyard.version": str(record.number),
-            b"shipyard.sha256": record.sha256,
-        }
-        pq.write_table(table.replace_schema_metadata(meta), path)
-    elif format == "csv":
-        pacsv.write_csv(table, path)
-    else:
-        with path.open("wb") as out:
-            for row in table.to_pylist():
-                out.write(orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
-
-
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write `path` whole or not at all: to a temporary name, flushed, then renamed."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    write(temporary)
-    with temporary.open("rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    _atomic(path, lambda p: p.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2)))
+    name = f"part-{part.number:05d}{FORMATS[job.format]}"
+    outputs.write(table, job.output / name, job.format, record)
+    if bad:
+        lines = b"".join(orjson.dumps({"row": part.first_row + i, "error": why}) + b"\n" for i, why in bad)
+        outputs.atomic(job.output / f"_errors-{part.number:05d}.jsonl", lambda path: path.write_bytes(lines))
+    entry = {
+        "part": part.number,
+        "file": name,
+        "rows": part.rows,
+        "predictions": table.num_rows,
+        "errors": len(bad),
+    }
+    manifest["parts"].append(entry)
+    outputs.write_json(job.output / MANIFEST, manifest)

@@ -6,6 +6,7 @@ width, laid out NCHW or NHWC as its shape says, and scaled to [0, 1]. Pillow is 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,30 @@ def image_layout(spec: TensorSpec) -> tuple[bool, int, int, int]:
     )
 
 
-def load_folder(path: Path, spec: TensorSpec) -> tuple[dict[str, Array], Array, list[str]]:
-    """Inputs, each image's class (its sub-folder's name) and the classes in sorted order."""
+def pillow() -> Any:
+    """Pillow's Image module, or a clear error naming the extra to install."""
     try:
         from PIL import Image
     except ImportError:
-        raise InvalidInput(
-            "reading a folder of images needs Pillow: pip install 'shipyard[images]'"
-        ) from None
+        raise InvalidInput("reading images needs Pillow: pip install 'shipyard[images]'") from None
+    return Image
+
+
+def decode(data: bytes | Path, spec: TensorSpec) -> Array:
+    """One image (its bytes or its file) as the input `spec` takes it: converted to its channels,
+    resized to its height and width, laid out as its shape says, scaled to [0, 1] (float32)."""
+    image_module = pillow()
     channels_first, channels, height, width = image_layout(spec)
+    with image_module.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
+        resized = image.convert(MODES[channels]).resize((width, height), image_module.Resampling.BILINEAR)
+        pixels = np.asarray(resized, dtype=np.float32).reshape(height, width, channels) / 255.0
+    return pixels.transpose(2, 0, 1) if channels_first else pixels
+
+
+def load_folder(path: Path, spec: TensorSpec) -> tuple[dict[str, Array], Array, list[str]]:
+    """Inputs, each image's class (its sub-folder's name) and the classes in sorted order."""
+    pillow()
+    image_layout(spec)
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise InvalidInput(f"{path} has no class sub-folders (one folder of images per class)")
@@ -53,15 +69,9 @@ def load_folder(path: Path, spec: TensorSpec) -> tuple[dict[str, Array], Array, 
             if file.suffix.lower() not in SUFFIXES:
                 continue
             try:
-                with Image.open(file) as image:
-                    resized = image.convert(MODES[channels]).resize(
-                        (width, height), Image.Resampling.BILINEAR
-                    )
-                    pixels = np.asarray(resized, dtype=np.float32) / 255.0
+                pictures.append(decode(file, spec))
             except OSError as exc:
                 raise InvalidInput(f"cannot read image {file}: {exc}") from None
-            pixels = pixels.reshape(height, width, channels)
-            pictures.append(pixels.transpose(2, 0, 1) if channels_first else pixels)
             names.append(name)
     if not pictures:
         raise InvalidInput(f"{path} has no images ({', '.join(sorted(SUFFIXES))}) in its class folders")

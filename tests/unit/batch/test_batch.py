@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shipyard.batch import Job, run
+from shipyard.batch import Job, Predictions, run
 from shipyard.errors import Conflict, InvalidInput
 from shipyard.registry import Registry
 from tests.conftest import register_digits
@@ -99,7 +99,7 @@ def test_other_output_formats_hold_the_same_rows(digits: Registry, tmp_path: Pat
 
 def test_raw_outputs_instead_of_classes(digits: Registry, tmp_path: Path) -> None:
     source = parquet(tmp_path / "in.parquet", 20)
-    run(digits, Job("digits", str(source), tmp_path / "out", keep=("id",), raw=True))
+    run(digits, Job("digits", str(source), tmp_path / "out", keep=("id",), predictions=Predictions("raw")))
     logits = np.array(read(tmp_path / "out").column("logits").to_pylist())
     np.testing.assert_allclose(logits, digits_linear().logits(X[:20]), rtol=1e-5, atol=1e-4)
 
@@ -133,12 +133,16 @@ def test_a_job_stopped_part_way_goes_on_to_every_row_once(digits: Registry, tmp_
     source = parquet(tmp_path / "in.parquet")
     job = Job("digits", str(source), tmp_path / "out", keep=("id",), part_rows=50)
 
-    def stop_after_two(part: object, rows: int) -> None:
-        if rows >= 100:
-            raise KeyboardInterrupt
+    class StopAfterTwo:
+        def started(self, total: int | None, done: int) -> None:
+            assert (total, done) == (300, 0)
+
+        def committed(self, part: object, rows: int) -> None:
+            if rows >= 100:
+                raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run(digits, job, stop_after_two)
+        run(digits, job, StopAfterTwo())
     assert len(orjson.loads((tmp_path / "out" / "_manifest.json").read_bytes())["parts"]) == 2
     summary = run(digits, job)
     assert (summary.parts, summary.resumed_parts, summary.rows) == (6, 2, 300)
@@ -185,6 +189,8 @@ def test_another_jobs_output_folder_is_refused(digits: Registry, tmp_path: Path)
         ("nothing-*.parquet", {}, "no input files"),
         ("in.parquet", {"columns": ("p0", "nope")}, "no column 'nope'"),
         ("in.parquet", {"columns": ("p0", "p1")}, "takes 64 values a row"),
+        ("in.parquet", {"columns": (("p0",), ("p1",))}, r"takes 1 input \(input\)"),
+        ("in.parquet", {"engine": "spark"}, "--engine must be one of"),
         ("in.parquet", {"format": "xlsx"}, "--format must be one of"),
     ],
 )
