@@ -149,8 +149,16 @@ def test_a_job_stopped_part_way_goes_on_to_every_row_once(digits: Registry, tmp_
     assert read(tmp_path / "out").column("id").to_pylist() == list(range(300))
 
 
-def test_a_job_killed_mid_part_goes_on_to_every_row_once(digits: Registry, tmp_path: Path) -> None:
-    source = parquet(tmp_path / "in.parquet", 1797 if len(X) >= 1797 else len(X))
+def committed_parts(out: Path) -> int:
+    manifest = out / "_manifest.json"
+    return len(orjson.loads(manifest.read_bytes())["parts"]) if manifest.exists() else 0
+
+
+@pytest.mark.parametrize("moment", [0, 1, 12], ids=["before-any-part", "after-one-part", "after-12-parts"])
+def test_a_job_killed_at_any_moment_goes_on_to_every_row_once(
+    digits: Registry, tmp_path: Path, moment: int
+) -> None:
+    source = parquet(tmp_path / "in.parquet", len(X))
     out = tmp_path / "out"
     command = [
         sys.executable, "-m", "shipyard", "--home", str(tmp_path / "home"), "batch", "run", "digits",
@@ -158,17 +166,15 @@ def test_a_job_killed_mid_part_goes_on_to_every_row_once(digits: Registry, tmp_p
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while (
-        not (out / "_manifest.json").exists()
-        or not orjson.loads((out / "_manifest.json").read_bytes())["parts"]
-    ):
+    while not out.exists() or committed_parts(out) < moment:
         assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.01)  # polling the output folder, bounded by the deadline
+        time.sleep(0.005)  # polling the output folder, bounded by the deadline
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    committed = len(orjson.loads((out / "_manifest.json").read_bytes())["parts"])
+    committed = committed_parts(out)
     summary = run(digits, Job("digits", str(source), out, keep=("id",), part_rows=20))
-    assert summary.resumed_parts == committed >= 1
+    assert summary.resumed_parts == committed >= moment
+    assert summary.rows == len(X) and summary.parts == -(-len(X) // 20)
     assert read(out).column("id").to_pylist() == list(range(len(X)))
 
 
