@@ -9,6 +9,7 @@ import pytest
 from shipyard.protocol.predict import predictions as friendly_predictions
 from shipyard.scoring import (
     ClassOf,
+    best,
     is_class_scores,
     label,
     predictions,
@@ -53,6 +54,17 @@ def test_one_row_in_plain_python_reads_as_the_batch_does(kind: ScoreKind) -> Non
         best, confidence = found
         assert best == scored.predicted[i]
         assert confidence == pytest.approx(scored.confidence[i], rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["logits", "probabilities"])
+def test_the_best_class_alone_reads_as_the_whole_batch_does(kind: ScoreKind) -> None:
+    rows = np.random.default_rng(0).normal(0, 8, (500, 10)).astype(np.float32)
+    rows = rows if kind == "logits" else softmax(rows.astype(np.float64))
+    scored = read(rows, kind)
+    predicted, confidence = best(rows, kind)
+    np.testing.assert_array_equal(predicted, scored.predicted)
+    np.testing.assert_allclose(confidence, scored.confidence, rtol=1e-6)
+    assert best(LOGITS, "logits")[0].tolist() == [0, 2, 1]  # a tie to the lower index, as read()
 
 
 def test_a_row_that_is_empty_or_not_finite_has_no_prediction() -> None:

@@ -119,8 +119,11 @@ class Mapping:
         reasons: list[tuple[int, str]] = []
         for row in np.flatnonzero(bad).tolist():
             reasons.append((row, _reason(self.groups, read, table, row)))
+        everyone = len(good) == table.num_rows
         inputs = {
-            g.input.name: values[good].reshape(-1, *g.input.shape[1:]).astype(numpy_dtype(g.input.datatype))
+            g.input.name: (values if everyone else values[good])
+            .reshape(-1, *g.input.shape[1:])
+            .astype(numpy_dtype(g.input.datatype), copy=False)
             for g, (values, _) in zip(self.groups, read, strict=True)
         }
         return Features(inputs, good, reasons)

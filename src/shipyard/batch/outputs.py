@@ -49,22 +49,19 @@ class Predictions:
         if self.mode == "raw" or scores is None or scores.output not in outputs:
             return {name: _rows(values) for name, values in outputs.items()}
         values = outputs[scores.output]
-        scored = scoring.read(values.reshape(len(values), -1), scores.kind)
-        names = pa.array(
-            [scoring.label(i, record.labels) for i in range(scored.probabilities.shape[1])], pa.string()
-        )
-        found = {
-            "class": names.take(pa.array(scored.predicted)),
-            "confidence": pa.array(scored.confidence, pa.float64()),
-        }
+        values = values.reshape(len(values), -1)
+        names = pa.array([scoring.label(i, record.labels) for i in range(values.shape[1])], pa.string())
         if self.top_k:
-            k = min(self.top_k, scored.probabilities.shape[1])
-            best = scoring.top(scored.probabilities, k)
-            found["top_classes"] = pa.FixedSizeListArray.from_arrays(
-                names.take(pa.array(best.reshape(-1))), k
-            )
-            confidences = np.take_along_axis(scored.probabilities, best, axis=1)
-            found["top_confidences"] = _rows(confidences)
+            scored = scoring.read(values, scores.kind)
+            predicted, confidence = scored.predicted, scored.confidence
+        else:
+            predicted, confidence = scoring.best(values, scores.kind)
+        found = {"class": names.take(pa.array(predicted)), "confidence": pa.array(confidence, pa.float64())}
+        if self.top_k:
+            k = min(self.top_k, values.shape[1])
+            top = scoring.top(scored.probabilities, k)
+            found["top_classes"] = pa.FixedSizeListArray.from_arrays(names.take(pa.array(top.reshape(-1))), k)
+            found["top_confidences"] = _rows(np.take_along_axis(scored.probabilities, top, axis=1))
         return found
 
 
