@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,6 +115,7 @@ class _Progress:
     def __init__(self) -> None:
         self._bar: Bar | None = None
         self._task: object = None
+        self._since, self._done = time.monotonic(), 0
 
     def __enter__(self) -> _Progress:
         return self
@@ -138,12 +140,20 @@ class _Progress:
             transient=True,
         )
         self._task = self._bar.add_task("batch", total=total, completed=done, speed="")
+        self._since, self._done = time.monotonic(), done
         self._bar.start()
 
     def committed(self, part: Part, rows: int) -> None:
         if self._bar is None:
             print(f"part {part.number}: {rows:,} rows done", file=sys.stderr)
         else:
-            speed = self._bar.tasks[0].speed
-            shown = f"{speed:,.0f} rows/s" if speed else ""
+            elapsed = time.monotonic() - self._since
+            shown = f"{(rows - self._done) / elapsed:,.0f} rows/s" if elapsed > 0 else ""
             self._bar.update(self._task, completed=rows, speed=shown)  # type: ignore[arg-type]
+
+
+# `batch schedule ...` and `batch jobs` (cli/schedule.py, which reads a schedule's arguments with `run`)
+from shipyard.cli import schedule as _schedule  # noqa: E402
+
+app.add_typer(_schedule.app, name="schedule")
+app.command("jobs")(_schedule.jobs)
