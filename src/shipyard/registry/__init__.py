@@ -1,11 +1,14 @@
-"""Versions of models, their aliases and history, API tokens, and the content-addressed artifacts."""
+"""Versions of models, their aliases and history, API tokens, batch jobs and their schedules, and the
+content-addressed artifacts."""
 
 from shipyard.registry.artifacts import ArtifactStore
 from shipyard.registry.records import (
     DatasetInfo,
     Event,
+    JobRecord,
     ModelSummary,
     RolloutRecord,
+    ScheduleRecord,
     TokenRecord,
     VersionRecord,
 )
@@ -15,9 +18,11 @@ __all__ = [
     "ArtifactStore",
     "DatasetInfo",
     "Event",
+    "JobRecord",
     "ModelSummary",
     "Registry",
     "RolloutRecord",
+    "ScheduleRecord",
     "TokenRecord",
     "VersionRecord",
     "parse_ref",

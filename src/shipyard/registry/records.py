@@ -158,3 +158,69 @@ class TokenRecord:
     sha256: str
     """hashlib.sha256 of the secret (tokens.hash_token); the secret itself is never stored."""
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class ScheduleRecord:
+    """A `batch run` fired by cron (registry/jobs.py stores it; batch/schedule.py fires it)."""
+
+    name: str
+    cron: str
+    args: tuple[str, ...]
+    """The `batch run` arguments, the model reference first; {date}, {time} and {datetime} in them
+    stand for the firing's."""
+    folder: str | None
+    """Where relative paths in `args` are read from: the folder the schedule was added in."""
+    actor: str
+    created_at: datetime
+    fired_at: datetime | None
+    """The time of its last firing (the time cron named, not when the scheduler got to it)."""
+
+    @property
+    def ref(self) -> str:
+        return self.args[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "cron": self.cron, "args": list(self.args), "folder": self.folder,
+            "actor": self.actor, "created_at": self.created_at.isoformat(),
+            "fired_at": self.fired_at.isoformat() if self.fired_at else None,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One `batch run`, by hand or of a schedule, as the registry recorded it (registry/jobs.py)."""
+
+    id: int
+    schedule: str | None
+    ref: str
+    """The reference as given: digits:production, digits:3, digits."""
+    model: str
+    version: int | None
+    """The version the reference stood for when the job ran; None when it was never resolved."""
+    outcome: str
+    """running, succeeded or failed; skipped (a firing whose schedule's job was still running); lost
+    (running, but its process is gone from its host)."""
+    started_at: datetime
+    ended_at: datetime | None
+    rows: int | None
+    errors: int | None
+    output: str
+    message: str
+    pid: int | None
+    host: str | None
+    actor: str
+
+    @property
+    def seconds(self) -> float | None:
+        return (self.ended_at - self.started_at).total_seconds() if self.ended_at else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "schedule": self.schedule, "ref": self.ref, "model": self.model,
+            "version": self.version, "outcome": self.outcome, "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None, "seconds": self.seconds,
+            "rows": self.rows, "errors": self.errors, "output": self.output, "message": self.message,
+            "pid": self.pid, "host": self.host, "actor": self.actor,
+        }  # fmt: skip

@@ -2,8 +2,8 @@
 
 Knows nothing of serving. Every change is one serialised transaction and one history event; artifacts
 are written before their version row, so a crash leaves at worst an unreferenced blob, never a version
-without bytes. The parts live one concept to a module (reading.py, aliases.py, tokens.py); this one
-adds and removes versions and assembles them into `Registry`.
+without bytes. The parts live one concept to a module (reading.py, aliases.py, tokens.py, jobs.py); this
+one adds and removes versions and assembles them into `Registry`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from shipyard.names import check_name
 from shipyard.registry import tempfiles
 from shipyard.registry.aliases import ALIAS_CHANGES, PRODUCTION, input_difference
 from shipyard.registry.artifacts import ArtifactStore
+from shipyard.registry.jobs import JobsMixin
 from shipyard.registry.reading import record
 from shipyard.registry.records import DatasetInfo, VersionRecord
 from shipyard.registry.rollouts import RolloutsMixin
@@ -37,7 +38,7 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
     return name, version or None
 
 
-class Registry(RolloutsMixin, TokensMixin):
+class Registry(RolloutsMixin, TokensMixin, JobsMixin):
     @classmethod
     def open(cls, settings: Settings) -> Registry:
         """The registry the settings point at, creating SHIPYARD_HOME on first use."""

@@ -188,3 +188,46 @@ class LeaseRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ScheduleRow(Base):
+    """A `batch run` fired by cron (batch/schedule.py): its arguments, where they are read from, and
+    the last firing, which the scheduler moves on before it starts the firing's job."""
+
+    __tablename__ = "schedules"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    cron: Mapped[str] = mapped_column(String(128))
+    # The `batch run` arguments, the model reference first; {date}, {time}, {datetime} in them are
+    # the firing's.
+    args: Mapped[list[str]] = mapped_column(JSON)
+    # The folder relative paths in the arguments are read from (where the schedule was added).
+    folder: Mapped[str | None] = mapped_column(Text, nullable=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BatchJobRow(Base):
+    """One `batch run`: by hand or of a schedule, from its start to how it ended."""
+
+    __tablename__ = "batch_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    ref: Mapped[str] = mapped_column(String(256))
+    model: Mapped[str] = mapped_column(String(128))
+    # The version the reference stood for when the job ran; None when it was never resolved.
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Rows read and rows that could not be: None while running, or when a failed job never said.
+    rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    errors: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output: Mapped[str] = mapped_column(Text, default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    # The process running it: a running job whose process is gone from its host was lost.
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    actor: Mapped[str] = mapped_column(String(128))
