@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from shipyard.cli import batch, model, monitor, optimize, registry, rollout, rollouts, serve, token
+from shipyard.cli import batch, model, monitor, optimize, registry, rollout, rollouts, schedule, serve, token
 from shipyard.cli.common import state
 from shipyard.cli.help import Group
 from shipyard.config import Settings
@@ -31,6 +31,7 @@ app.command("deploy")(rollout.deploy)
 app.command("rollback")(rollout.rollback)
 app.command("gate")(rollout.gate)
 app.command("optimize")(optimize.optimize)
+app.command("scheduler")(schedule.scheduler)
 
 
 @app.callback()
