@@ -255,8 +255,8 @@ def _read_images(group: Group, table: pa.Table) -> Read:
             continue
         try:
             values[i] = decode(data, group.input).reshape(-1)
-        except (OSError, ValueError) as exc:  # Pillow's UnidentifiedImageError is an OSError
-            why[i] = f"not an image: {str(exc)[:80]}"
+        except Exception as exc:  # Pillow's plugins raise OSError, SyntaxError, struct.error, its bomb error
+            why[i] = f"not an image: {str(exc)[:80] or type(exc).__name__}"
     return values, why
 
 
