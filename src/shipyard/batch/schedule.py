@@ -184,12 +184,13 @@ class Scheduler:
         return min((next_run(s) for s in self.registry.schedules()), default=None)
 
     def run_forever(self, say: Callable[[str], None] = print, max_wait_s: float = 30.0) -> None:
-        """Tick, report, and wait until the next firing, a job's end or a signal (at most `max_wait_s`),
-        until SIGINT or SIGTERM. Then start no new job and wait for the running ones, which were
-        started in sessions of their own so that a Ctrl-C at the terminal reaches only the scheduler;
-        a second SIGINT or SIGTERM passes a SIGINT on to them (each records itself failed,
-        "interrupted"; its committed parts stay, and a rerun with the same arguments goes on).
-        Call it from the main thread (it sets signal handlers, and puts the old ones back)."""
+        """Say how many schedules there are; then tick, report, and wait until the next firing, a
+        job's end or a signal (at most `max_wait_s`), until SIGINT or SIGTERM. Then start no new job
+        and wait for the running ones, which were started in sessions of their own so that a Ctrl-C at
+        the terminal reaches only the scheduler; a second SIGINT or SIGTERM passes a SIGINT on to them
+        (each records itself failed, "interrupted"; its committed parts stay, and a rerun with the
+        same arguments goes on). Call it from the main thread (it sets signal handlers, and puts the
+        old ones back)."""
         wake: queue.SimpleQueue[int] = queue.SimpleQueue()  # put() may be called from a handler
         stops = 0
 
@@ -204,6 +205,7 @@ class Scheduler:
         handlers = {signal.SIGINT: stop, signal.SIGTERM: stop, signal.SIGCHLD: child_ended}
         previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
         try:
+            say(self._opening())
             while not stops:
                 try:
                     for event in [*self.reap(), *self.tick()]:
@@ -287,6 +289,12 @@ class Scheduler:
             "SHIPYARD_DATABASE_URL": self.registry.url,
         }
 
+    def _opening(self) -> str:
+        count, upcoming = len(self.registry.schedules()), self.next_due()
+        if upcoming is None:
+            return "scheduler: no schedules yet (shipyard batch schedule add NAME ...); Ctrl-C stops"
+        return f"scheduler: {count} schedules, the next at {_at(upcoming)}; Ctrl-C stops"
+
     def _wait_s(self, most: float) -> float:
         try:
             upcoming = self.next_due()
@@ -308,13 +316,19 @@ def _wait(wake: queue.SimpleQueue[int], seconds: float) -> None:
 
 
 def _last_line(log: Path) -> str:
+    """The log's last line: the message of `error: ...`, or of a usage error's box, on one line."""
     try:
         with log.open("rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
             lines = f.read().decode(errors="replace").strip().splitlines()
     except OSError:
         return "(no log)"
-    return lines[-1] if lines else "(nothing in its log)"
+    if not lines:
+        return "(nothing in its log)"
+    if not lines[-1].startswith("╰"):
+        return lines[-1]
+    top = max((i for i, line in enumerate(lines) if line.startswith("╭")), default=0)
+    return " ".join(line.strip("│ ") for line in lines[top + 1 : -1]).strip()
 
 
 def _at(moment: datetime) -> str:

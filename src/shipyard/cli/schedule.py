@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,13 @@ from rich.table import Table
 from shipyard.cli.common import console, get_state, when
 from shipyard.cli.help import Group
 from shipyard.errors import InvalidInput
-from shipyard.registry import JobRecord, Registry, parse_ref
+from shipyard.registry import JobRecord, parse_ref
 
 app = typer.Typer(cls=Group, help="Batch jobs run by cron: add, list, remove.", no_args_is_help=True)
 
 NAME = typer.Argument(..., metavar="NAME", help="The schedule's name.")
-REFUSED = ("--schedule", "--help")
-"""`batch run` options a schedule's arguments may not hold: the scheduler adds the first."""
+REFUSED = ("--schedule", "--dry-run", "--help")
+"""`batch run` options a schedule's arguments may not hold (the scheduler adds --schedule)."""
 
 
 @app.command("add")
@@ -132,9 +131,7 @@ def scheduler(ctx: typer.Context) -> None:
     from shipyard.batch.schedule import Scheduler
 
     state = get_state(ctx)
-    running = Scheduler(state.registry, state.settings)
-    console.print(_opening(state.registry, running.next_due()))
-    running.run_forever(say=lambda line: console.print(line))
+    Scheduler(state.registry, state.settings).run_forever(say=lambda line: console.print(line))
     console.print("scheduler: stopped")
 
 
@@ -144,7 +141,9 @@ def _parsed(args: list[str]) -> dict[str, Any]:
 
     refused = [a for a in args if a.split("=")[0] in REFUSED]
     if refused:
-        raise InvalidInput(f"{refused[0]} is not for a schedule's arguments (the scheduler adds --schedule)")
+        raise InvalidInput(
+            f"{refused[0]} has no place in a schedule's arguments (the scheduler adds --schedule)"
+        )
     alone = typer.Typer(cls=Group)
     alone.command("run")(run)  # a Typer of one command is that command
     command = typer.main.get_command(alone)
@@ -153,13 +152,6 @@ def _parsed(args: list[str]) -> dict[str, Any]:
             return dict(parsed.params)
     except typer.TyperException as exc:
         raise InvalidInput(f"bad `batch run` arguments: {exc.format_message()}") from None
-
-
-def _opening(registry: Registry, upcoming: datetime | None) -> str:
-    count = len(registry.schedules())
-    if upcoming is None:
-        return "scheduler: no schedules yet (shipyard batch schedule add); checking every 30 s"
-    return f"scheduler: {count} schedules, the next at {when(upcoming)}; Ctrl-C stops"
 
 
 def _last(job: JobRecord) -> str:
