@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
 
 from shipyard.datasets.files import X_KEYS
 from shipyard.datasets.images import SUFFIXES as IMAGE_SUFFIXES
@@ -81,7 +83,7 @@ class Source:
         read_rows = int(min(65_536, max(16, READ_BYTES // self.row_bytes())))
         buffered: list[pa.RecordBatch] = []
         held = number = first = 0
-        for batch in self._batches(read_rows):
+        for batch in self._checked(read_rows):
             buffered.append(batch)
             held += batch.num_rows
             while held >= part_rows:
@@ -96,7 +98,7 @@ class Source:
     def first_rows(self, rows: int) -> pa.Table:
         """The input's first rows (for choosing columns, and for a dry run)."""
         batches, held = [], 0
-        for batch in self._batches(rows):
+        for batch in self._checked(rows):
             batches.append(batch)
             held += batch.num_rows
             if held >= rows:
@@ -104,6 +106,18 @@ class Source:
         if not batches:
             raise InvalidInput(f"{self.files[0]}: no rows to read")
         return pa.Table.from_batches(batches).slice(0, rows)
+
+    def _checked(self, rows: int) -> Iterator[pa.RecordBatch]:
+        """The batches, all of the first one's columns (a part is one table), or a clear error."""
+        schema: pa.Schema | None = None
+        for batch in self._batches(rows):
+            schema = schema or batch.schema
+            if batch.schema != schema:
+                raise InvalidInput(
+                    f"the input files' columns differ ({_columns(schema)} then {_columns(batch.schema)}): "
+                    "give files of one layout"
+                )
+            yield batch
 
     def _batches(self, rows: int) -> Iterator[pa.RecordBatch]:
         if self.kind in ("npy", "npz"):
@@ -115,8 +129,8 @@ class Source:
         elif self.kind == "image":
             yield from self._image_batches(min(rows, IMAGE_BATCH))
         else:
-            kind = _csv_as_text(self.files[0]) if self.kind == "csv" else self.kind
-            yield from ds.dataset([str(p) for p in self.files], format=kind).to_batches(batch_size=rows)
+            for path in self.files:
+                yield from _table_batches(path, self.kind, rows)
 
     def _image_batches(self, rows: int) -> Iterator[pa.RecordBatch]:
         schema = pa.schema([("path", pa.string()), ("image", pa.binary())])
@@ -153,6 +167,11 @@ def open_source(pattern: str) -> Source:
     return Source(tuple(found), str(kinds.pop()), root)
 
 
+def _columns(schema: pa.Schema) -> str:
+    shown = ", ".join(f"{f.name}: {f.type}" for f in list(schema)[:4])
+    return shown + (", ..." if len(schema) > 4 else "")
+
+
 def _kind(path: Path) -> str | None:
     return KINDS.get(path.suffix.lower())
 
@@ -168,14 +187,30 @@ def _stem(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-def _csv_as_text(first: Path) -> ds.CsvFileFormat:
+def _table_batches(path: Path, kind: str, rows: int) -> Iterator[pa.RecordBatch]:
+    """A table file's record batches, read as they are asked for: pyarrow's dataset scanner reads a
+    file's row groups ahead of its consumer (the whole file, seen here), a job's memory with it."""
+    try:
+        if kind == "parquet":
+            yield from pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20).iter_batches(
+                batch_size=rows
+            )
+        elif kind == "csv":
+            block = pacsv.ReadOptions(block_size=READ_BYTES)
+            yield from pacsv.open_csv(path, read_options=block, convert_options=_csv_as_text(path))
+        else:
+            yield from pajson.open_json(path, read_options=pajson.ReadOptions(block_size=READ_BYTES))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidInput(f"{path.name}: cannot be read as {kind}: {exc}") from None
+
+
+def _csv_as_text(path: Path) -> pacsv.ConvertOptions:
     """CSV read with every column as text (empty, NA and the like as missing): types guessed from a
     file's first block would fail the whole job on a bad value further down; as text, a bad value
     fails its row only (mapping.py reads the numbers)."""
-    with first.open(newline="", encoding="utf-8", errors="replace") as handle:
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
         header = next(csv.reader(handle), [])
-    convert = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True)
-    return ds.CsvFileFormat(convert_options=convert)
+    return pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True)
 
 
 def _array_batches(path: Path, rows: int) -> Iterator[pa.RecordBatch]:

@@ -177,3 +177,20 @@ def test_a_dry_run_says_what_would_run_and_writes_nothing(registry: Registry, tm
     ]
     assert planned.preview.column("class").to_pylist() == expected_classes(slice(0, 5))
     assert not (tmp_path / "out").exists()
+
+
+def test_files_of_other_layouts_or_a_column_changing_type_are_refused_clearly(
+    registry: Registry, tmp_path: Path
+) -> None:
+    register_digits(registry)
+    pq.write_table(pa.table({f"p{i}": X[:5, i] for i in range(64)}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({f"q{i}": X[:5, i] for i in range(64)}), tmp_path / "b.parquet")
+    with pytest.raises(InvalidInput, match="the input files' columns differ"):
+        run(registry, Job("digits", str(tmp_path / "*.parquet"), tmp_path / "out"))
+    rows = [{f"p{i}": float(v) for i, v in enumerate(X[r])} for r in range(3)]
+    rows[2]["p5"] = "seven"  # type: ignore[assignment]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(
+        InvalidInput, match=r"in.jsonl: cannot be read as json: .*changed from number to string"
+    ):
+        run(registry, Job("digits", str(tmp_path / "in.jsonl"), tmp_path / "out2"))
