@@ -278,7 +278,8 @@ class Scheduler:
         for job in self.registry.jobs(child.schedule, limit=20):
             if job.pid == child.process.pid and job.host == host:
                 return job
-        why = f"its process exited with {code} before the job started: {_last_line(child.log)}"
+        ended = f"was killed ({signal.Signals(-code).name})" if code < 0 else f"exited with {code}"
+        why = f"its process {ended} before the job started: {_last_line(child.log)}"
         model = parse_ref(child.ref)[0]
         return self.registry.job_not_started(child.ref, model, "failed", why, schedule=child.schedule)
 
