@@ -71,10 +71,13 @@ def run(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Check the columns on the first rows and say what would run; write nothing."
     ),
+    schedule: str | None = typer.Option(
+        None, "--schedule", metavar="NAME", hidden=True, help="The schedule that started it."
+    ),
 ) -> None:
     """Run a version over files: predictions written part by part; a rerun goes on where one stopped."""
     from shipyard.batch import Job, Predictions, plan
-    from shipyard.batch import run as run_job
+    from shipyard.batch.history import run_recorded
 
     job = Job(
         ref,
@@ -100,7 +103,7 @@ def run(
             console.print(f"  {row}")
         return
     with _Progress() as progress:
-        summary = run_job(registry, job, progress)
+        summary = run_recorded(registry, job, progress, schedule)
     resumed = f", {summary.resumed_parts} parts from an earlier run" if summary.resumed_parts else ""
     console.print(
         f"{summary.model}:{summary.version}: {summary.rows:,} rows, {summary.errors:,} errors, "
