@@ -4,7 +4,6 @@ an alias following deploys; one job at a time per schedule; a job that cannot st
 
 from __future__ import annotations
 
-import inspect
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from shipyard.batch.schedule import (
     due,
     expand,
 )
-from shipyard.cli import batch as batch_cli
 from shipyard.config import Settings
 from shipyard.cron import next_fire
 from shipyard.errors import InvalidInput
@@ -32,11 +30,6 @@ from tests.models import digits_data
 X, _ = digits_data()
 NIGHTLY = "0 2 * * *"
 WAIT_S = 120  # a job's process: start, load the model, score 300 rows
-
-recording = pytest.mark.skipif(
-    "schedule" not in inspect.signature(batch_cli.run).parameters,
-    reason="`shipyard batch run` takes no --schedule yet: its jobs are not recorded",
-)
 
 
 @pytest.fixture
@@ -64,7 +57,6 @@ def one_finished(scheduler: Scheduler) -> Finished:
     return finished
 
 
-@recording
 def test_a_schedule_fires_at_its_time_and_follows_its_alias(
     digits: Registry, settings: Settings, tmp_path: Path
 ) -> None:
@@ -97,7 +89,6 @@ def test_a_schedule_fires_at_its_time_and_follows_its_alias(
     assert [(j.version, j.outcome) for j in digits.jobs("nightly")] == [(2, "succeeded"), (1, "succeeded")]
 
 
-@recording
 def test_a_job_whose_reference_stands_for_nothing_fails_alone(
     digits: Registry, settings: Settings, tmp_path: Path
 ) -> None:
