@@ -1,6 +1,7 @@
 """`make bench`: every scenario side by side, in one run, on this machine; writes bench/results/ and
 bench/BENCHMARKS.md. Environment: BENCH_QUICK=1 (short runs, no soak), BENCH_DURATION (s per run),
-SOAK_S (soak length, 0 skips it), OVERLOAD=0 (skips the overload scenario, which needs wrk)."""
+SOAK_S (soak length, 0 skips it), OVERLOAD=0 (skips the overload scenario, which needs wrk). Batch
+inference (bench/batch.py) runs last; it writes up to 2 GB of input to a temporary folder."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import batch
 import floor
 import loadgen
 import models
@@ -219,6 +221,7 @@ def main() -> None:
     if wrk.available():
         floor.run(QUICK)  # its own section of BENCHMARKS.md, and bench/results/floor.json
         shadow.run(QUICK)  # the same: "Shadow traffic", bench/results/shadow.json
+    batch.run(QUICK)  # the same: "Batch inference", bench/results/batch.json
 
 
 if __name__ == "__main__":
