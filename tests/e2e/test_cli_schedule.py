@@ -128,7 +128,7 @@ def test_the_scheduler_stops_on_a_signal(home: Settings, signum: int) -> None:
     ) as scheduler:
         assert scheduler.stdout is not None
         opening = scheduler.stdout.readline()  # said once its signal handlers are set
-        assert opening.startswith("scheduler: 1 schedules, the next at ")
+        assert opening.startswith("scheduler: 1 schedule, the next at ")
         scheduler.send_signal(signum)
         out, _ = scheduler.communicate(timeout=60)
     assert scheduler.returncode == 0 and out.splitlines() == ["scheduler: stopped"]

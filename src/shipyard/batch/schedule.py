@@ -214,7 +214,8 @@ class Scheduler:
                     say(f"scheduler: tick failed: {type(exc).__name__}: {exc}")
                 _wait(wake, self._wait_s(max_wait_s))
             if self._children:
-                say(f"scheduler: stopping; waiting for {self.running} running jobs (signal again: stop them)")
+                jobs = _count(self.running, "running job")
+                say(f"scheduler: stopping; waiting for {jobs} (signal again: stop them)")
             interrupted = False
             while self._children:
                 if stops > 1 and not interrupted:
@@ -294,7 +295,7 @@ class Scheduler:
         count, upcoming = len(self.registry.schedules()), self.next_due()
         if upcoming is None:
             return "scheduler: no schedules yet (shipyard batch schedule add NAME ...); Ctrl-C stops"
-        return f"scheduler: {count} schedules, the next at {_at(upcoming)}; Ctrl-C stops"
+        return f"scheduler: {_count(count, 'schedule')}, the next at {_at(upcoming)}; Ctrl-C stops"
 
     def _wait_s(self, most: float) -> float:
         try:
@@ -330,6 +331,10 @@ def _last_line(log: Path) -> str:
         return lines[-1]
     top = max((i for i, line in enumerate(lines) if line.startswith("╭")), default=0)
     return " ".join(line.strip("│ ") for line in lines[top + 1 : -1]).strip()
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
 def _at(moment: datetime) -> str:
