@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -141,19 +141,10 @@ class Plan:
 
 def plan(registry: Registry, job: Job, preview_rows: int = 5) -> Plan:
     """Check the job against its version and input on the first rows, and say what it would do."""
-    name, version = parse_ref(job.ref)
-    record = registry.version(name, version)
-    source = open_source(job.inputs)
-    first = source.first_rows(FIRST_ROWS)
-    keep = job.keep or (("path",) if source.kind == "image" else ())
-    mapping = Mapping.choose(record.signature, first, job.groups, keep)
+    record, source, mapping, first = _prepare(registry, job)
     runner = _runner(registry, record, job)
     try:
-        sample = first.slice(0, preview_rows)
-        features = mapping.features(sample)
-        preview = _table(
-            record, job.predictions, mapping, sample, features, _predict(runner, record, features)
-        )
+        preview = _preview(runner, record, job, mapping, first.slice(0, preview_rows))
     finally:
         runner.unload()
     return Plan(
@@ -167,29 +158,21 @@ def run(registry: Registry, job: Job, progress: Progress | None = None) -> Summa
         from shipyard.batch.on_ray import run_on_ray
 
         return run_on_ray(registry, job, progress)
-    planned = plan(registry, job, preview_rows=1)
-    record, mapping = planned.record, planned.mapping
-    manifest = _manifest(job, record, planned.source, planned.part_rows)
-    done = {p["part"] for p in manifest["parts"]}
-    started = time.perf_counter()
-    rows = sum(p["rows"] for p in manifest["parts"])
-    errors = sum(p["errors"] for p in manifest["parts"])
-    if progress is not None:
-        progress.started(planned.source.count_rows(), rows)
+    record, source, mapping, first = _prepare(registry, job)
     runner = _runner(registry, record, job)
-    work = _decoded(planned.source, mapping, planned.part_rows, planned.batch_rows, done)
     try:
+        _preview(runner, record, job, mapping, first.slice(0, 1))  # the model takes the mapped rows
+        manifest = _manifest(job, record, source, part_rows_for(source, job.part_rows))
+        done = {p["part"] for p in manifest["parts"]}
+        rows = sum(p["rows"] for p in manifest["parts"])
+        errors = sum(p["errors"] for p in manifest["parts"])
+        if progress is not None:
+            progress.started(source.count_rows(), rows)
+        started = time.perf_counter()
+        work = _decoded(source, mapping, manifest["part_rows"], _batch_rows(job, record), done)
         with ahead(work) as decoded:
-            for part, chunks in _by_part(decoded):
-                features = _joined(chunks)
-                table = _table(
-                    record,
-                    job.predictions,
-                    mapping,
-                    part.table,
-                    features,
-                    _predict_all(runner, record, chunks),
-                )
+            for part, features, found in _predicted(runner, record, decoded):
+                table = _table(record, job.predictions, mapping, part.table, features, found)
                 _commit(job, record, part, table, features.bad, manifest)
                 rows, errors = rows + part.rows, errors + len(features.bad)
                 if progress is not None:
@@ -209,6 +192,21 @@ def run(registry: Registry, job: Job, progress: Progress | None = None) -> Summa
     )
 
 
+def _prepare(registry: Registry, job: Job) -> tuple[VersionRecord, Source, Mapping, pa.Table]:
+    """The version, the input, and how the input's columns feed the model (chosen on its first rows)."""
+    name, version = parse_ref(job.ref)
+    record = registry.version(name, version)
+    source = open_source(job.inputs)
+    first = source.first_rows(FIRST_ROWS)
+    keep = job.keep or (("path",) if source.kind == "image" else ())
+    return record, source, Mapping.choose(record.signature, first, job.groups, keep), first
+
+
+def _preview(runner: Runner, record: VersionRecord, job: Job, mapping: Mapping, rows: pa.Table) -> pa.Table:
+    features = mapping.features(rows)
+    return _table(record, job.predictions, mapping, rows, features, _predict(runner, record, features))
+
+
 Chunk = tuple[Part, int, Features]
 """A part, where in it a batch of rows starts, and those rows read as model inputs."""
 
@@ -224,26 +222,22 @@ def _decoded(
             yield part, start, mapping.features(part.table.slice(start, batch_rows))
 
 
-def _by_part(chunks: Iterator[Chunk]) -> Iterator[tuple[Part, list[Chunk]]]:
-    held: list[Chunk] = []
-    for chunk in chunks:
-        part, start, features = chunk
-        held.append(chunk)
-        if start + len(features.good) + len(features.bad) >= part.rows:
-            yield part, held
-            held = []
-
-
-def _predict_all(runner: Runner, record: VersionRecord, chunks: Sequence[Chunk]) -> dict[str, np.ndarray]:
-    runs = [_predict(runner, record, features) for _, _, features in chunks]
-    return {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
-
-
-def _joined(chunks: Sequence[Chunk]) -> Features:
-    """The part's rows read: the batches' readable rows and reasons, numbered within the part."""
-    good = np.concatenate([features.good + start for _, start, features in chunks])
-    bad = [(start + row, why) for _, start, features in chunks for row, why in features.bad]
-    return Features({}, good, bad)
+def _predicted(
+    runner: Runner, record: VersionRecord, chunks: Iterator[Chunk]
+) -> Iterator[tuple[Part, Features, dict[str, np.ndarray]]]:
+    """Each part's rows read (numbered within the part) and the model's outputs, the model run on each
+    batch as it comes (its inputs let go at once): a part's whole inputs are never held."""
+    read: list[tuple[int, Features]] = []
+    found: list[dict[str, np.ndarray]] = []
+    for part, start, features in chunks:
+        found.append(_predict(runner, record, features))
+        read.append((start, Features({}, features.good, features.bad)))
+        if start + len(features.good) + len(features.bad) < part.rows:
+            continue
+        good = np.concatenate([f.good + at for at, f in read])
+        bad = [(at + row, why) for at, f in read for row, why in f.bad]
+        yield part, Features({}, good, bad), {n: np.concatenate([f[n] for f in found]) for n in found[0]}
+        read, found = [], []
 
 
 def _predict(runner: Runner, record: VersionRecord, features: Features) -> dict[str, np.ndarray]:
