@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +77,15 @@ def list_(ctx: typer.Context) -> None:
             "NAME[:VERSION] --input ... --output ..."
         )
         return
-    table = Table("name", "cron", "next run", "last job", "arguments")
+    table = Table("name", "cron", "next run", "last job")
     for s in schedules:
         last = registry.jobs(s.name, limit=1)
-        table.add_row(s.name, s.cron, when(next_run(s)), _last(last[0]) if last else "-", " ".join(s.args))
+        upcoming = next_run(s)
+        due = " (due)" if upcoming <= datetime.now(UTC) else ""  # no scheduler has fired it
+        table.add_row(s.name, s.cron, when(upcoming) + due, _last(last[0]) if last else "-")
     console.print(table)
+    for s in schedules:  # below the table: arguments are long, and copied whole
+        console.print(f"{s.name}: shipyard batch run {' '.join(s.args)}")
 
 
 @app.command("remove")
