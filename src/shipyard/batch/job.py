@@ -79,7 +79,7 @@ class Job:
     keep: tuple[str, ...] = ()
     predictions: Predictions = field(default_factory=Predictions)
     part_rows: int = 0
-    """Rows per output part; 0: as many as about 64 MB of input."""
+    """Rows per output part; 0: as many as about 16 MB of input."""
     batch_rows: int = 0
     """Rows per model run; 0: as many as about 16 MB of model input (at most 4096)."""
     max_errors: float = 0
@@ -174,6 +174,7 @@ def run(registry: Registry, job: Job, progress: Progress | None = None) -> Summa
             for part, features, found in _predicted(runner, record, decoded):
                 table = _table(record, job.predictions, mapping, part.table, features, found)
                 _commit(job, record, part, table, features.bad, manifest)
+                pa.default_memory_pool().release_unused()  # a long job's memory stays a short one's
                 rows, errors = rows + part.rows, errors + len(features.bad)
                 if progress is not None:
                     progress.committed(part, rows)

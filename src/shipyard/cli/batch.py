@@ -54,7 +54,7 @@ def run(
     ),
     top_k: int = typer.Option(0, "--top-k", metavar="K", help="Add the K likeliest classes and confidences."),
     part_rows: int = typer.Option(
-        0, "--part-rows", metavar="N", show_default="about 64 MB of input", help="Rows per output part."
+        0, "--part-rows", metavar="N", show_default="about 16 MB of input", help="Rows per output part."
     ),
     max_errors: float = typer.Option(
         0, "--max-errors", metavar="NUMBER", help="Rows that may fail: a count, or a fraction below 1."
