@@ -230,11 +230,11 @@ def _read_list(group: Group, table: pa.Table) -> Read:
     column = table.column(group.columns[0]).combine_chunks()
     rows, width = len(column), group.width
     lengths = pc.fill_null(pc.list_value_length(column), -1).to_numpy(zero_copy_only=False)
-    values = np.full((rows, width), np.nan, dtype=np.float32)
     fits = lengths == width
-    if fits.all() and pa.types.is_fixed_size_list(column.type):
+    if fits.all() and pa.types.is_fixed_size_list(column.type):  # the usual: read as it lies
         flat = column.values if column.offset == 0 else column.flatten()
         return _floats(flat).reshape(rows, width), []
+    values = np.full((rows, width), np.nan, dtype=np.float32)
     if fits.any():
         values[fits] = _floats(pc.list_flatten(column.filter(pa.array(fits)))).reshape(-1, width)
     why = [
