@@ -172,7 +172,7 @@ def run(registry: Registry, job: Job, progress: Progress | None = None) -> Summa
         work = _decoded(source, mapping, manifest["part_rows"], _batch_rows(job, record), done)
         with ahead(work) as decoded:
             for part, features, found in _predicted(runner, record, decoded):
-                table = _table(record, job.predictions, mapping, part.table, features, found)
+                table = output_table(record, job.predictions, mapping, part.table, features, found)
                 _commit(job, record, part, table, features.bad, manifest)
                 pa.default_memory_pool().release_unused()  # a long job's memory stays a short one's
                 rows, errors = rows + part.rows, errors + len(features.bad)
@@ -205,7 +205,7 @@ def _prepare(registry: Registry, job: Job) -> tuple[VersionRecord, Source, Mappi
 
 def _preview(runner: Runner, record: VersionRecord, job: Job, mapping: Mapping, rows: pa.Table) -> pa.Table:
     features = mapping.features(rows)
-    return _table(record, job.predictions, mapping, rows, features, _predict(runner, record, features))
+    return output_table(record, job.predictions, mapping, rows, features, predict(runner, record, features))
 
 
 Chunk = tuple[Part, int, Features]
@@ -231,7 +231,7 @@ def _predicted(
     read: list[tuple[int, Features]] = []
     found: list[dict[str, np.ndarray]] = []
     for part, start, features in chunks:
-        found.append(_predict(runner, record, features))
+        found.append(predict(runner, record, features))
         read.append((start, Features({}, features.good, features.bad)))
         if start + len(features.good) + len(features.bad) < part.rows:
             continue
@@ -241,7 +241,9 @@ def _predicted(
         read, found = [], []
 
 
-def _predict(runner: Runner, record: VersionRecord, features: Features) -> dict[str, np.ndarray]:
+def predict(runner: Runner, record: VersionRecord, features: Features) -> dict[str, np.ndarray]:
+    """The model's outputs for the readable rows (none: empty outputs of the right shape). Shared with
+    the Ray engine's actors, so both engines compute the same rows."""
     names = record.signature.output_names
     if not len(features.good):
         return {
@@ -251,7 +253,7 @@ def _predict(runner: Runner, record: VersionRecord, features: Features) -> dict[
     return dict(zip(names, runner.run_sync(features.inputs, names), strict=True))
 
 
-def _table(
+def output_table(
     record: VersionRecord,
     predictions: Predictions,
     mapping: Mapping,
@@ -259,6 +261,7 @@ def _table(
     features: Features,
     found: dict[str, np.ndarray],
 ) -> pa.Table:
+    """The output rows of the readable rows: their kept columns, then the predictions."""
     return pa.table({**outputs.kept(rows, mapping.keep, features.good), **predictions.columns(record, found)})
 
 

@@ -31,23 +31,20 @@ Ray is an optional extra (`pip install 'shipyard[ray]'`), imported only here, in
 
 from __future__ import annotations
 
-import csv
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from shipyard.batch import outputs
-from shipyard.batch.job import MANIFEST, Job, Plan, Progress, Summary, _predict, _table, plan
+from shipyard.batch.job import MANIFEST, Job, Plan, Progress, Summary, output_table, plan, predict
 from shipyard.batch.mapping import Mapping
 from shipyard.batch.outputs import FORMATS, Predictions
-from shipyard.batch.sources import Source
+from shipyard.batch.sources import Source, csv_as_text
 from shipyard.errors import Conflict, InvalidInput, Unavailable
 from shipyard.runtime.session import Runner, RunnerOptions
 
@@ -193,7 +190,7 @@ def _read(ray: ModuleType, source: Source) -> Dataset:
         return ray.data.read_parquet(files, **common)  # type: ignore[no-any-return]
     if source.kind == "csv":
         return ray.data.read_csv(  # type: ignore[no-any-return]
-            files, convert_options=_csv_as_text(source.files[0]), **common
+            files, convert_options=csv_as_text(source.files[0]), **common
         )
     return ray.data.read_json(files, **common)  # type: ignore[no-any-return]
 
@@ -210,8 +207,7 @@ def _write(scored: Dataset, format: str, path: str, part_rows: int) -> None:
 
         class JsonLines(BlockBasedFileDatasink):
             def write_block_to_file(self, block: Any, file: Any) -> None:
-                for batch in block.to_arrow().to_batches(max_chunksize=4096):
-                    file.write(b"".join(orjson.dumps(row) + b"\n" for row in batch.to_pylist()))
+                file.writelines(outputs.json_lines(block.to_arrow()))
 
         scored.write_datasink(JsonLines(path, min_rows_per_file=part_rows, file_format="jsonl"))
 
@@ -244,14 +240,6 @@ def _finish(job: Job, planned: Plan, rows: int, errors: Errors, failed: Exceptio
     if failed is not None:
         raise failed
     return files
-
-
-def _csv_as_text(first: Path) -> pacsv.ConvertOptions:
-    """Every column as text, as the local engine reads CSV (sources.py): a bad value far down a file
-    fails its row, not the job."""
-    with first.open(newline="", encoding="utf-8", errors="replace") as handle:
-        header = next(csv.reader(handle), [])
-    return pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True)
 
 
 class _Tally:
@@ -295,8 +283,8 @@ class _Predict:
         import ray
 
         features = self._mapping.features(batch)
-        found = _predict(self._runner, self._record, features)
-        table = _table(self._record, self._predictions, self._mapping, batch, features, found)
+        found = predict(self._runner, self._record, features)
+        table = output_table(self._record, self._predictions, self._mapping, batch, features, found)
         keep = self._mapping.keep
         errors = [
             {**{name: batch.column(name)[row].as_py() for name in keep}, "error": why}
@@ -308,16 +296,8 @@ class _Predict:
 
 
 def _for_format(table: pa.Table, format: str, record: VersionRecord) -> pa.Table:
-    """Parquet with the version in its metadata, as the local engine writes it; CSV with its lists as
-    JSON text (CSV has none)."""
+    """Parquet with the version in its metadata, CSV with its lists as JSON text: as the local engine
+    writes them."""
     if format == "parquet":
-        return table.replace_schema_metadata(
-            {"shipyard.model": record.model, "shipyard.version": str(record.number),
-             "shipyard.sha256": record.sha256}
-        )  # fmt: skip
-    if format == "csv":
-        for i, column in enumerate(table.columns):
-            if pa.types.is_fixed_size_list(column.type) or pa.types.is_list(column.type):
-                text = [orjson.dumps(v).decode() for v in column.to_pylist()]
-                table = table.set_column(i, table.field(i).name, pa.array(text, pa.string()))
-    return table
+        return table.replace_schema_metadata(outputs.metadata(record))
+    return outputs.lists_as_text(table) if format == "csv" else table

@@ -9,7 +9,7 @@ metadata; CSV and JSONL have the folder's manifest beside them for that.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,28 +78,41 @@ def write(table: pa.Table, path: Path, format: str, record: VersionRecord) -> No
     atomic(path, lambda temporary: _WRITERS[format](table, temporary, record))
 
 
-def _parquet(table: pa.Table, path: Path, record: VersionRecord) -> None:
-    meta = {
+def metadata(record: VersionRecord) -> dict[bytes, str]:
+    """What Parquet output records of the version that made it (its key-value metadata)."""
+    return {
         b"shipyard.model": record.model,
         b"shipyard.version": str(record.number),
         b"shipyard.sha256": record.sha256,
     }
-    pq.write_table(table.replace_schema_metadata(meta), path)
 
 
-def _csv(table: pa.Table, path: Path, record: VersionRecord) -> None:
-    """CSV has no lists: a list column is written as its JSON text ("[0.1, 0.9]")."""
+def lists_as_text(table: pa.Table) -> pa.Table:
+    """CSV has no lists: a list column becomes its JSON text ("[0.1, 0.9]")."""
     for i, column in enumerate(table.columns):
         if pa.types.is_fixed_size_list(column.type) or pa.types.is_list(column.type):
             text = [orjson.dumps(v).decode() for v in column.to_pylist()]
             table = table.set_column(i, table.field(i).name, pa.array(text, pa.string()))
-    pacsv.write_csv(table, path)
+    return table
+
+
+def json_lines(table: pa.Table) -> Iterator[bytes]:
+    """The rows as JSON lines, a few thousand at a time (orjson: floats written whole)."""
+    for batch in table.to_batches(max_chunksize=4096):
+        yield b"".join(orjson.dumps(row) + b"\n" for row in batch.to_pylist())
+
+
+def _parquet(table: pa.Table, path: Path, record: VersionRecord) -> None:
+    pq.write_table(table.replace_schema_metadata(metadata(record)), path)
+
+
+def _csv(table: pa.Table, path: Path, record: VersionRecord) -> None:
+    pacsv.write_csv(lists_as_text(table), path)
 
 
 def _jsonl(table: pa.Table, path: Path, record: VersionRecord) -> None:
     with path.open("wb") as out:
-        for batch in table.to_batches(max_chunksize=4096):
-            out.write(b"".join(orjson.dumps(row) + b"\n" for row in batch.to_pylist()))
+        out.writelines(json_lines(table))
 
 
 _WRITERS: dict[str, Callable[[pa.Table, Path, VersionRecord], None]] = {

@@ -198,14 +198,14 @@ def _table_batches(path: Path, kind: str, rows: int) -> Iterator[pa.RecordBatch]
             )
         elif kind == "csv":
             block = pacsv.ReadOptions(block_size=READ_BYTES)
-            yield from pacsv.open_csv(path, read_options=block, convert_options=_csv_as_text(path))
+            yield from pacsv.open_csv(path, read_options=block, convert_options=csv_as_text(path))
         else:
             yield from pajson.open_json(path, read_options=pajson.ReadOptions(block_size=READ_BYTES))
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidInput(f"{path.name}: cannot be read as {kind}: {exc}") from None
 
 
-def _csv_as_text(path: Path) -> pacsv.ConvertOptions:
+def csv_as_text(path: Path) -> pacsv.ConvertOptions:
     """CSV read with every column as text (empty, NA and the like as missing): types guessed from a
     file's first block would fail the whole job on a bad value further down; as text, a bad value
     fails its row only (mapping.py reads the numbers)."""

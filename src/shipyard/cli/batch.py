@@ -59,7 +59,12 @@ def run(
     max_errors: float = typer.Option(
         0, "--max-errors", metavar="NUMBER", help="Rows that may fail: a count, or a fraction below 1."
     ),
-    threads: int = typer.Option(0, "--threads", metavar="N", help="ONNX Runtime threads; 0: every core."),
+    threads: int = typer.Option(
+        0,
+        "--threads",
+        metavar="N",
+        help="ONNX Runtime threads (each Ray actor's, with ray); 0: every core (with ray: 1).",
+    ),
     engine: str = typer.Option("local", "--engine", metavar="ENGINE", help="local, or ray (Ray Data)."),
     address: str | None = typer.Option(
         None,
