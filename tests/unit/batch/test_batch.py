@@ -21,26 +21,8 @@ import pytest
 from shipyard.batch import Job, Predictions, run
 from shipyard.errors import Conflict, InvalidInput
 from shipyard.registry import Registry
-from tests.conftest import register_digits
-from tests.models import digits_data, digits_linear
-
-X, Y = digits_data()
-
-
-@pytest.fixture
-def digits(registry: Registry) -> Registry:
-    register_digits(registry)
-    registry.deploy("digits", 1)
-    return registry
-
-
-def parquet(path: Path, rows: int = 300) -> Path:
-    pq.write_table(pa.table({"id": np.arange(rows), **{f"p{i}": X[:rows, i] for i in range(64)}}), path)
-    return path
-
-
-def expected_classes(rows: slice) -> list[str]:
-    return [str(i) for i in digits_linear().logits(X[rows]).argmax(axis=1)]
+from tests.models import digits_linear
+from tests.unit.batch.conftest import X, Y, bad_csv, expected_classes, parquet
 
 
 def read(output: Path) -> pa.Table:
@@ -105,15 +87,7 @@ def test_raw_outputs_instead_of_classes(digits: Registry, tmp_path: Path) -> Non
 
 
 def test_bad_rows_go_to_the_errors_file_up_to_the_limit(digits: Registry, tmp_path: Path) -> None:
-    source = tmp_path / "in.csv"
-    with source.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", *[f"p{i}" for i in range(64)]])
-        for i in range(60):
-            row = X[i].tolist()
-            if i in (7, 30):
-                row[3] = "abc" if i == 7 else ""
-            writer.writerow([i, *row])
+    source = bad_csv(tmp_path / "in.csv")
     summary = run(digits, Job("digits", str(source), tmp_path / "out", keep=("id",), max_errors=2))
     assert (summary.rows, summary.errors) == (60, 2)
     errors = [

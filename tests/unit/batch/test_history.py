@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from shipyard.batch import Job
@@ -14,9 +12,7 @@ from shipyard.batch.history import run_recorded
 from shipyard.errors import Conflict, NotFound
 from shipyard.registry import Registry
 from tests.conftest import register_digits
-from tests.models import digits_data
-
-X, _ = digits_data()
+from tests.unit.batch.conftest import parquet
 
 
 @pytest.fixture
@@ -29,7 +25,7 @@ def digits(registry: Registry) -> Registry:
 
 @pytest.fixture
 def source(tmp_path: Path) -> str:
-    pq.write_table(pa.table({f"p{i}": X[:120, i] for i in range(64)}), tmp_path / "in.parquet")
+    parquet(tmp_path / "in.parquet", 120, ids=False)
     return str(tmp_path / "in.parquet")
 
 

@@ -4,7 +4,6 @@ dry run that says all of it before anything is written."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -20,14 +19,10 @@ from shipyard.errors import InvalidInput
 from shipyard.registry import Registry
 from shipyard.signature import Scores, Signature, TensorSpec
 from tests.conftest import register_digits
-from tests.models import brightness_model, digits_data, digits_linear, two_inputs_model
+from tests.models import brightness_model, digits_linear, two_inputs_model
+from tests.unit.batch.conftest import X, expected_classes, parquet
 
-X, _ = digits_data()
 CHECK = {"passed": True, "source": "test"}
-
-
-def expected_classes(rows: slice) -> list[str]:
-    return [str(i) for i in digits_linear().logits(X[rows]).argmax(axis=1)]
 
 
 @pytest.fixture
@@ -163,9 +158,7 @@ def test_top_k_classes_and_raw_lists_in_csv(registry: Registry, tmp_path: Path) 
 def test_a_dry_run_says_what_would_run_and_writes_nothing(registry: Registry, tmp_path: Path) -> None:
     register_digits(registry)
     registry.deploy("digits", 1)
-    buffer = io.BytesIO()
-    pq.write_table(pa.table({"id": range(30), **{f"p{i}": X[:30, i] for i in range(64)}}), buffer)
-    (tmp_path / "in.parquet").write_bytes(buffer.getvalue())
+    parquet(tmp_path / "in.parquet", 30)
     planned = plan(
         registry, Job("digits:production", str(tmp_path / "in.parquet"), tmp_path / "out", keep=("id",))
     )

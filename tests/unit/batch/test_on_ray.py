@@ -5,7 +5,6 @@ local Ray (2 CPUs) serves the module: starting one takes seconds."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import socket
 import subprocess
@@ -23,17 +22,10 @@ import pytest
 from shipyard.batch import Job, Predictions, run
 from shipyard.errors import Conflict, InvalidInput, Unavailable
 from shipyard.registry import Registry
-from tests.conftest import register_digits
-from tests.unit.batch.test_batch import X, parquet
+from tests.unit.batch.conftest import X, bad_csv, parquet
 
 # Ray Data warns of its own deprecated settings as it makes its default context
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
-
-
-@pytest.fixture
-def digits(registry: Registry) -> Registry:
-    register_digits(registry)
-    return registry
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +41,6 @@ def sorted_by_id(table: pa.Table) -> pa.Table:
     return table.sort_by("id").combine_chunks()
 
 
-def bad_csv(path: Path) -> Path:
-    """60 digits rows with an id; rows 7 and 30 cannot be read."""
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", *[f"p{i}" for i in range(64)]])
-        for i in range(60):
-            row = X[i].tolist()
-            if i in (7, 30):
-                row[3] = "abc" if i == 7 else ""
-            writer.writerow([i, *row])
-    return path
-
-
-@pytest.mark.slow
 def test_a_parquet_job_on_ray_writes_the_local_engines_rows(
     ray_cluster: None, digits: Registry, tmp_path: Path
 ) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -25,28 +24,15 @@ from shipyard.cron import next_fire
 from shipyard.errors import InvalidInput
 from shipyard.registry import Registry, ScheduleRecord
 from tests.conftest import register_digits
-from tests.models import digits_data
+from tests.unit.batch.conftest import parquet
 
-X, _ = digits_data()
 NIGHTLY = "0 2 * * *"
 WAIT_S = 120  # a job's process: start, load the model, score 300 rows
 
 
-@pytest.fixture
-def digits(registry: Registry) -> Registry:
-    register_digits(registry)
-    registry.deploy("digits", 1)
-    return registry
-
-
-def parquet(path: Path, rows: int = 300) -> Path:
-    pq.write_table(pa.table({f"p{i}": X[:rows, i] for i in range(64)}), path)
-    return path
-
-
 def nightly(registry: Registry, folder: Path, *args: str, ref: str = "digits:production") -> datetime:
     """A schedule `nightly` scoring folder/in.parquet into folder/scored/{date}; its first firing."""
-    source = parquet(folder / "in.parquet")
+    source = parquet(folder / "in.parquet", ids=False)
     run_args = [ref, "--input", str(source), "--output", "scored/{date}", *args]
     schedule = registry.add_schedule("nightly", NIGHTLY, run_args, folder=folder)
     return next_fire(NIGHTLY, schedule.created_at)
