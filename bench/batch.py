@@ -18,7 +18,6 @@ the "Batch inference" section of bench/BENCHMARKS.md. `make bench` runs it as a 
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import re
@@ -26,7 +25,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -398,21 +396,16 @@ def section(results: dict[str, Any]) -> list[str]:
 
 
 def run(quick: bool, rounds: int | None = None) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="shipyard-batch-bench-"))
-    try:
+    with report.scratch("shipyard-batch-bench-") as work:
         results = measure(work, QUICK if quick else FULL, rounds or (1 if quick else 3))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     report.finish("batch", results, quick, section(results))
     return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller files (25 and 250 MB), one round")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of every figure (default 3)")
-    args = parser.parse_args()
-    run(args.quick, args.rounds)
+    report.command_line(
+        __doc__, run, "smaller files (25 and 250 MB), one round", "rounds of every figure (default 3)"
+    )
 
 
 if __name__ == "__main__":

@@ -17,14 +17,12 @@ Writes bench/results/batch_ray.json (batch_ray-quick.json with --quick); a full 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import platform
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -167,21 +165,14 @@ def section(results: dict[str, Any]) -> list[str]:
 
 
 def run(quick: bool, rounds: int | None = None) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="shipyard-batch-ray-bench-"))
-    try:
+    with report.scratch("shipyard-batch-ray-bench-") as work:
         results = measure(work, QUICK_ROWS if quick else FULL_ROWS, rounds or (1 if quick else 3))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     report.finish("batch_ray", results, quick, section(results))
     return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows, one round")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of every engine (default 3)")
-    args = parser.parse_args()
-    run(args.quick, args.rounds)
+    report.command_line(__doc__, run, f"{QUICK_ROWS:,} rows, one round", "rounds of every engine (default 3)")
 
 
 if __name__ == "__main__":

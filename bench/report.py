@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -377,3 +382,22 @@ def finish(name: str, results: dict[str, Any], quick: bool, lines: list[str]) ->
     if not quick:
         replace_section(bench / "BENCHMARKS.md", lines)
     print(f"wrote {out}")
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A temporary folder for a scenario's inputs (files of up to some GB), removed whatever happens."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def command_line(doc: str, run: Callable[[bool, int | None], object], quick: str, rounds: str) -> None:
+    """A scenario run alone: `--quick` (what it makes shorter: `quick`) and `--rounds`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--rounds", type=int, default=None, help=rounds)
+    args = parser.parse_args()
+    run(args.quick, args.rounds)

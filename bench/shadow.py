@@ -11,7 +11,6 @@ Writes bench/results/shadow.json (shadow-quick.json with --quick); a full run al
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import shutil
 import sys
@@ -161,11 +160,7 @@ def run(quick: bool, rounds: int | None = None) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 s per cell, one round")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of both (default 3)")
-    args = parser.parse_args()
-    run(args.quick, args.rounds)
+    report.command_line(__doc__, run, "1 s per cell, one round", "rounds of both (default 3)")
 
 
 if __name__ == "__main__":
