@@ -27,14 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 sys.path.insert(0, str(Path(__file__).parent))
 
 import models
 import report
+from batch import write_digits
 
 from shipyard.batch import Job, Summary
 from shipyard.batch import run as run_job
@@ -42,27 +39,12 @@ from shipyard.config import Settings
 from shipyard.registry import Registry
 
 CPUS = os.cpu_count() or 1
-ROW_GROUP = 65_536
 FULL_ROWS, QUICK_ROWS = 1_000_000, 200_000
 FIRST_ROWS = 10_000
 ENGINES = {
     "local": {"threads": CPUS},
     "ray": {"engine": "ray"},
 }
-
-
-def write_digits(path: Path, rows: int) -> int:
-    """`rows` digits rows (an int64 id, f0..f63 float32 in [0, 16)), a row group at a time; the file's
-    size. The layout of bench/batch.py's digits file."""
-    schema = pa.schema([("id", pa.int64()), *((f"f{i}", pa.float32()) for i in range(64))])
-    rng = np.random.default_rng(0)
-    with pq.ParquetWriter(path, schema) as writer:
-        for start in range(0, rows, ROW_GROUP):
-            n = min(ROW_GROUP, rows - start)
-            columns = rng.random((64, n), dtype=np.float32) * 16
-            ids = pa.array(np.arange(start, start + n, dtype=np.int64))
-            writer.write_table(pa.Table.from_arrays([ids, *map(pa.array, columns)], schema=schema))
-    return path.stat().st_size
 
 
 def job(home: Path, inputs: Path, output: Path, **options: Any) -> Summary:
