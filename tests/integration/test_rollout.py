@@ -28,6 +28,9 @@ from tests.models import digits_confused, digits_data, digits_linear, digits_slo
 
 CLIENTS = 16
 GATES = ["--gate", "min_requests=30", "--gate", "min_labels=30"]
+# A candidate as fast as production may still measure slower on a loaded machine (a p99 of 2x was
+# seen): where the gate under test is not latency, latency's bound is wide, so only that gate can fail.
+NO_LATENCY_GATE = ("--gate", "max_p99_ratio=100")
 
 
 @pytest.fixture
@@ -117,7 +120,18 @@ def moves(home: Path) -> list[str]:
 def test_a_good_candidate_is_promoted_through_every_step_with_no_failed_request(home: Path) -> None:
     server = start_server(home, "--no-grpc")
     try:
-        cli(home, "rollout", "start", "digits", "--candidate", "2", "--plan", "shadow:2s,50%:2s,100%", *GATES)
+        cli(
+            home,
+            "rollout",
+            "start",
+            "digits",
+            "--candidate",
+            "2",
+            "--plan",
+            "shadow:2s,50%:2s,100%",
+            *GATES,
+            *NO_LATENCY_GATE,
+        )
         with traffic(server) as seen:
             done = wait_for(home, "promoted")
         assert seen.statuses == {200: sum(seen.versions.values())}, seen.statuses
@@ -141,21 +155,22 @@ def test_a_good_candidate_is_promoted_through_every_step_with_no_failed_request(
 
 
 @pytest.mark.parametrize(
-    ("candidate", "first", "gate", "feedback"),
+    ("candidate", "first", "gate", "feedback", "others"),
     [
-        (3, "20%:1h", "accuracy gate failed at step 1", True),
-        (4, "20%:1h", "latency gate failed at step 1", False),
-        (3, "shadow:1h", "agreement gate failed at step 1", False),
+        (3, "20%:1h", "accuracy gate failed at step 1", True, NO_LATENCY_GATE),
+        (4, "20%:1h", "latency gate failed at step 1", False, ()),
+        (3, "shadow:1h", "agreement gate failed at step 1", False, NO_LATENCY_GATE),
     ],
     ids=["less accurate", "slower", "disagreeing shadow"],
 )
 def test_a_worse_candidate_is_rolled_back_at_its_first_step_with_no_failed_request(
-    home: Path, candidate: int, first: str, gate: str, feedback: bool
+    home: Path, candidate: int, first: str, gate: str, feedback: bool, others: tuple[str, ...]
 ) -> None:
     server = start_server(home, "--no-grpc")
     try:
         plan = f"{first},100%"
-        cli(home, "rollout", "start", "digits", "--candidate", str(candidate), "--plan", plan, *GATES)
+        command = ["rollout", "start", "digits", "--candidate", str(candidate), "--plan", plan, *GATES]
+        cli(home, *command, *others)
         with traffic(server, feedback=feedback) as seen:
             done = wait_for(home, "rolled-back")
             rolled_back = time.monotonic()
@@ -177,7 +192,18 @@ def test_a_worse_candidate_is_rolled_back_at_its_first_step_with_no_failed_reque
 
 def test_a_controller_killed_mid_step_goes_on_at_that_step(home: Path) -> None:
     server = start_server(home, "--no-grpc")
-    cli(home, "rollout", "start", "digits", "--candidate", "2", "--plan", "50%:3s,100%", *GATES)
+    cli(
+        home,
+        "rollout",
+        "start",
+        "digits",
+        "--candidate",
+        "2",
+        "--plan",
+        "50%:3s,100%",
+        *GATES,
+        *NO_LATENCY_GATE,
+    )
     deadline = time.monotonic() + 20
     while rollout(home).marks is None:  # the first step has begun: its split is set
         assert time.monotonic() < deadline
