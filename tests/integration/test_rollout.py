@@ -33,6 +33,10 @@ GATES = ["--gate", "min_requests=30", "--gate", "min_labels=30"]
 NO_LATENCY_GATE = ("--gate", "max_p99_ratio=100")
 
 
+def start_rollout(home: Path, candidate: int, plan: str, *gates: str) -> None:
+    cli(home, "rollout", "start", "digits", "--candidate", str(candidate), "--plan", plan, *GATES, *gates)
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     """digits 1 in production; candidates 2 (as good), 3 (confuses half the classes), 4 (slower)."""
@@ -120,18 +124,7 @@ def moves(home: Path) -> list[str]:
 def test_a_good_candidate_is_promoted_through_every_step_with_no_failed_request(home: Path) -> None:
     server = start_server(home, "--no-grpc")
     try:
-        cli(
-            home,
-            "rollout",
-            "start",
-            "digits",
-            "--candidate",
-            "2",
-            "--plan",
-            "shadow:2s,50%:2s,100%",
-            *GATES,
-            *NO_LATENCY_GATE,
-        )
+        start_rollout(home, 2, "shadow:2s,50%:2s,100%", *NO_LATENCY_GATE)
         with traffic(server) as seen:
             done = wait_for(home, "promoted")
         assert seen.statuses == {200: sum(seen.versions.values())}, seen.statuses
@@ -169,8 +162,7 @@ def test_a_worse_candidate_is_rolled_back_at_its_first_step_with_no_failed_reque
     server = start_server(home, "--no-grpc")
     try:
         plan = f"{first},100%"
-        command = ["rollout", "start", "digits", "--candidate", str(candidate), "--plan", plan, *GATES]
-        cli(home, *command, *others)
+        start_rollout(home, candidate, plan, *others)
         with traffic(server, feedback=feedback) as seen:
             done = wait_for(home, "rolled-back")
             rolled_back = time.monotonic()
@@ -192,18 +184,7 @@ def test_a_worse_candidate_is_rolled_back_at_its_first_step_with_no_failed_reque
 
 def test_a_controller_killed_mid_step_goes_on_at_that_step(home: Path) -> None:
     server = start_server(home, "--no-grpc")
-    cli(
-        home,
-        "rollout",
-        "start",
-        "digits",
-        "--candidate",
-        "2",
-        "--plan",
-        "50%:3s,100%",
-        *GATES,
-        *NO_LATENCY_GATE,
-    )
+    start_rollout(home, 2, "50%:3s,100%", *NO_LATENCY_GATE)
     deadline = time.monotonic() + 20
     while rollout(home).marks is None:  # the first step has begun: its split is set
         assert time.monotonic() < deadline
