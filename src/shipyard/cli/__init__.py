@@ -7,7 +7,20 @@ import sys
 
 import typer
 
-from shipyard.cli import batch, model, monitor, optimize, registry, rollout, rollouts, schedule, serve, token
+from shipyard.cli import (
+    batch,
+    capacity,
+    k8s,
+    model,
+    monitor,
+    optimize,
+    registry,
+    rollout,
+    rollouts,
+    schedule,
+    serve,
+    token,
+)
 from shipyard.cli.common import state
 from shipyard.cli.help import Group
 from shipyard.config import Settings
@@ -26,12 +39,14 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(registry.app, name="registry")
 app.add_typer(rollouts.app, name="rollout")
 app.add_typer(token.app, name="token")
+app.add_typer(k8s.app, name="k8s")
 app.command("serve")(serve.serve)
 app.command("deploy")(rollout.deploy)
 app.command("rollback")(rollout.rollback)
 app.command("gate")(rollout.gate)
 app.command("optimize")(optimize.optimize)
 app.command("scheduler")(schedule.scheduler)
+app.command("capacity")(capacity.capacity)
 
 
 @app.callback()
