@@ -130,6 +130,13 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the registry; SQLite under `home` when unset.",
     )
+    artifacts: str | None = Field(
+        default=None,
+        description="fsspec URL of a shared artifact store (s3://bucket/prefix; needs shipyard[s3]), "
+        "with `home`'s artifacts folder as a read-through cache: with the registry on PostgreSQL, any "
+        "number of servers serve the same versions. Credentials and endpoint: the standard AWS "
+        "variables (docs/artifacts.md). Unset: artifacts live under `home` alone.",
+    )
     host: str = Field(default="127.0.0.1", description="Address the server binds to.")
     port: int = Field(default=8000, ge=0, le=65535, description="HTTP port of the server.")
     grpc_port: int | None = Field(

@@ -16,14 +16,14 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from shipyard.errors import NotFound
 from shipyard.registry import migrate
-from shipyard.registry.artifacts import ArtifactStore
+from shipyard.registry.artifacts import Artifacts
 from shipyard.registry.database import make_engine, writer
 from shipyard.registry.tables import EventRow, ModelRow, utcnow
 
 
 class RegistryBase:
     def __init__(
-        self, url: str, artifacts: ArtifactStore, actor: str | None = None, scratch: Path | None = None
+        self, url: str, artifacts: Artifacts, actor: str | None = None, scratch: Path | None = None
     ) -> None:
         self.url = url
         self.artifacts = artifacts

@@ -5,6 +5,9 @@ version uses. Fixing removes only what nobody can need: killed writers' temporar
 and unreferenced blobs older than BLOB_GRACE_S (a register stores its blob before its version row, so a
 younger one may be about to be used). A missing or corrupt referenced artifact cannot be fixed here:
 it is reported, for the version to be re-imported or deleted.
+
+With a shared store (SHIPYARD_ARTIFACTS) the shared objects are checked, each read whole: slower, and
+the same from any machine. Each machine's cache needs no check: it is verified on every read.
 """
 
 from __future__ import annotations
@@ -12,10 +15,8 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from shipyard.registry import tempfiles
-from shipyard.registry.artifacts import sha256_file
 from shipyard.registry.store import Registry
 
 BLOB_GRACE_S = 3600
@@ -26,7 +27,8 @@ class Problem:
     kind: str
     """missing, corrupt, unreadable, temp or unreferenced."""
     message: str
-    path: Path
+    where: str
+    """The path or URL of what is wrong."""
     size: int = 0
     fixable: bool = False
     fixed: bool = False
@@ -66,50 +68,40 @@ def check(registry: Registry, *, fix: bool = False, now: float | None = None) ->
             continue
         what = f"leftover temporary file {item.path} ({item.size:,} bytes, {item.describe()})"
         report.problems.append(
-            Problem("temp", what, item.path, item.size, True, fix and tempfiles.remove(item))
+            Problem("temp", what, str(item.path), item.size, True, fix and tempfiles.remove(item))
         )
     orphans = []
-    for sha, path in registry.artifacts.blobs():
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
+    for blob in registry.artifacts.inventory():
+        if blob.sha256 in users:
             continue
-        if sha in users:
-            continue
-        if now - stat.st_mtime < BLOB_GRACE_S:
-            report.skipped.append(f"recent unreferenced blob left alone (a register may be using it): {path}")
+        if now - blob.modified < BLOB_GRACE_S:
+            report.skipped.append(
+                f"recent unreferenced blob left alone (a register may be using it): {blob.where}"
+            )
         else:
-            orphans.append((sha, path, stat.st_size))
+            orphans.append(blob)
     # asked again just before removing: a version registered since the listing may use one now
     in_use = _referenced(registry) if fix and orphans else set(users)
-    for sha, path, size in orphans:
-        fixed = fix and sha not in in_use and _unlink(path)
-        what = f"unreferenced blob {sha[:12]} ({size:,} bytes) at {path}"
-        report.problems.append(Problem("unreferenced", what, path, size, True, fixed))
+    for blob in orphans:
+        fixed = fix and blob.sha256 not in in_use and registry.artifacts.delete(blob.sha256)
+        what = f"unreferenced blob {blob.sha256[:12]} ({blob.size:,} bytes) at {blob.where}"
+        report.problems.append(Problem("unreferenced", what, blob.where, blob.size, True, fixed))
     return report
 
 
 def _verify(registry: Registry, sha: str, refs: list[str]) -> Problem | None:
-    path = registry.artifacts.path(sha)
+    where = registry.artifacts.where(sha)
     which = f"artifact {sha[:12]} ({', '.join(refs)})"
     try:
-        actual = sha256_file(path)
+        actual = registry.artifacts.digest(sha)
     except FileNotFoundError:
-        return Problem("missing", f"{which} is missing: expected at {path}", path)
+        return Problem("missing", f"{which} is missing: expected at {where}", where)
     except OSError as exc:
-        return Problem("unreadable", f"{which} cannot be read at {path}: {exc.strerror}", path)
+        return Problem("unreadable", f"{which} cannot be read at {where}: {exc.strerror}", where)
     if actual != sha:
-        return Problem("corrupt", f"{which} is corrupt: its sha256 is {actual[:12]}..., at {path}", path)
+        return Problem("corrupt", f"{which} is corrupt: its sha256 is {actual[:12]}..., at {where}", where)
     return None
 
 
 def _referenced(registry: Registry) -> set[str]:
     return {v.sha256 for m in registry.models() for v in registry.versions(m.name)}
-
-
-def _unlink(path: Path) -> bool:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    return True

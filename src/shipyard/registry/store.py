@@ -8,17 +8,18 @@ one adds and removes versions and assembles them into `Registry`.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from shipyard.config import Settings
-from shipyard.errors import Conflict, InvalidInput, NotFound
+from shipyard.errors import Conflict, InvalidInput, NotFound, Unavailable
 from shipyard.names import check_name
 from shipyard.registry import tempfiles
 from shipyard.registry.aliases import ALIAS_CHANGES, PRODUCTION, input_difference
-from shipyard.registry.artifacts import ArtifactStore
+from shipyard.registry.artifacts import Artifacts, ArtifactStore
 from shipyard.registry.jobs import JobsMixin
 from shipyard.registry.reading import record
 from shipyard.registry.records import DatasetInfo, VersionRecord
@@ -41,11 +42,16 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
 class Registry(RolloutsMixin, TokensMixin, JobsMixin):
     @classmethod
     def open(cls, settings: Settings) -> Registry:
-        """The registry the settings point at, creating SHIPYARD_HOME on first use."""
+        """The registry the settings point at, creating SHIPYARD_HOME on first use. With
+        SHIPYARD_ARTIFACTS set, artifacts live there and the home's artifacts folder is their cache."""
         settings.home_dir.mkdir(parents=True, exist_ok=True)
-        return cls(
-            settings.registry_url, ArtifactStore(settings.artifacts_dir), scratch=settings.home_dir / "tmp"
-        )
+        local = ArtifactStore(settings.artifacts_dir)
+        artifacts: Artifacts = local
+        if settings.artifacts:
+            from shipyard.registry.remote_artifacts import RemoteArtifactStore  # fsspec only when asked
+
+            artifacts = RemoteArtifactStore(settings.artifacts, cache=local)
+        return cls(settings.registry_url, artifacts, scratch=settings.home_dir / "tmp")
 
     def register(
         self,
@@ -101,7 +107,7 @@ class Registry(RolloutsMixin, TokensMixin, JobsMixin):
                     created = record(name, row, ())
             except IntegrityError:
                 continue  # another writer created the same model first: try again
-            if not self.artifacts.path(sha).exists():
+            if not self.artifacts.has(sha):
                 self.artifacts.put(onnx_bytes)  # a delete of the last version using it came in between
             return created
         raise Conflict(f"could not add a version of {name!r}: too many concurrent writers")
@@ -189,7 +195,10 @@ class Registry(RolloutsMixin, TokensMixin, JobsMixin):
             session.flush()
             still_used = set(session.scalars(select(VersionRow.sha256).where(VersionRow.sha256.in_(shas))))
         for sha in shas - still_used:
-            self.artifacts.delete(sha)
+            # the version is gone either way: a blob the store could not delete stays, unreferenced,
+            # for `registry check --fix`
+            with contextlib.suppress(Unavailable):
+                self.artifacts.delete(sha)
         return numbers
 
 
