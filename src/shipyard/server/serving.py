@@ -141,6 +141,29 @@ class Server:
             async with self.running(), self._grpc():
                 await http.serve(sockets=sockets)
 
+    @contextlib.asynccontextmanager
+    async def listening(
+        self, sockets: list[socket.socket], *, headers: list[tuple[str, str]] | None = None
+    ) -> AsyncIterator[None]:
+        """HTTP (on `sockets`) and gRPC in the background of a loop that someone else owns, with its
+        signals (a Ray Serve replica's); `running()` must be entered first. `headers` go on every
+        HTTP answer, prebuilt by uvicorn (which replica answered)."""
+        config = self._http_config("warning", access_log=False)
+        config.headers = headers or []
+        http = uvicorn.Server(config)  # off the main thread, it leaves the signals alone
+        async with self._grpc():
+            task = asyncio.create_task(http.serve(sockets=sockets), name="http")
+            try:
+                while not http.started and not task.done():
+                    await asyncio.sleep(0.01)  # uvicorn says it has started only by this flag
+                if task.done():
+                    task.result()  # its start-up failure, raised here
+                    raise RuntimeError("HTTP server stopped as it started")
+                yield
+            finally:
+                http.should_exit = True
+                await task
+
     def run(self, sockets: list[socket.socket], **options: Any) -> None:
         # uvloop, as uvicorn picks by default: against asyncio's loop it served ~15% more requests a
         # second on the digits MLP at 64 connections (bench/floor.py), and a fresh client still got

@@ -262,16 +262,20 @@ def protocol_for(limits: TransportLimits, refuse: Refuse | None = None) -> Calla
     return functools.partial(GuardedProtocol, limits=limits, refuse=refuse, idle={}, deadlines=deadlines)
 
 
-def bind_tcp(host: str, port: int) -> socket.socket:
+def bind_tcp(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A TCP socket bound to (host, port), for a server to listen on (OSError when it cannot be).
 
     Made as TCP by name (IPPROTO_TCP), as asyncio makes its own: asyncio sets TCP_NODELAY on the
     connections of a socket only when it says so. Without it, an answer written in two parts (head,
     body) waited for the client's delayed ACK: ~40 ms a request with wrk, where curl did not show it.
-    As uvicorn binds, a port left in TIME_WAIT by a killed server is free to take (SO_REUSEADDR)."""
+    As uvicorn binds, a port left in TIME_WAIT by a killed server is free to take (SO_REUSEADDR).
+    `reuse_port`: processes that are not one another's children (Ray Serve's replicas) share the port,
+    the kernel spreading connections among them (SO_REUSEPORT, Linux and the BSDs)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError:
