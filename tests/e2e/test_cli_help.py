@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from shipyard.cli import app
 
 # One style: upper-case words, as FILE, NAME[:VERSION], MICROSECONDS.
-PLACEHOLDER = re.compile(r"[A-Z][A-Z_]*(\[?:[A-Z]+\]?)?")
+PLACEHOLDER = re.compile(r"[A-Z][A-Z_]*(\[?:[A-Z_]+\]?)*")
 # typer's own type display: `<bool>` beside a switch, `<path>`, `<list[str]>`, `<int range>`
 TYPE_TAG = re.compile(r"<(bool|str|int|float|path|file|dir|list|choice|text|uuid|datetime)\b")
 WIDE = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}

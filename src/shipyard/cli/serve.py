@@ -11,8 +11,10 @@ import typer
 from shipyard.cli import serving_options as opts
 from shipyard.cli.common import console, get_state
 from shipyard.config import Settings
+from shipyard.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from shipyard.registry import Registry
     from shipyard.server.serving import Server, ServeSpec
 
 
@@ -100,6 +102,29 @@ def serve(
     access_log: bool = typer.Option(
         False, "--access-log/--no-access-log", help="Log every request, as uvicorn does."
     ),
+    engine: str = typer.Option(
+        "local",
+        metavar="ENGINE",
+        help="local: this machine's processes (--workers); ray: Ray Serve replicas, each a whole server, "
+        "sharing --port and --grpc-port on their node (pip install 'shipyard[ray]').",
+    ),
+    address: str | None = typer.Option(
+        None,
+        metavar="ADDRESS",
+        help="With --engine ray: the cluster (auto, or ray://HOST:10001); none starts one here.",
+    ),
+    replicas: int | None = typer.Option(
+        None, min=1, metavar="N", help="With --engine ray: this many replicas.", show_default="1"
+    ),
+    autoscale: str | None = typer.Option(
+        None,
+        metavar="MIN:MAX[:TARGET]",
+        help="With --engine ray: between MIN and MAX replicas, each holding about TARGET requests in "
+        "flight (default 32).",
+    ),
+    replica_cpus: float = typer.Option(
+        1.0, min=0.01, metavar="CPUS", help="With --engine ray: Ray CPUs each replica takes."
+    ),
 ) -> None:
     """Serve models over KServe v2 REST and gRPC, and the friendly /predict API.
 
@@ -133,7 +158,67 @@ def serve(
         log_level=log_level,
         access_log=access_log,
     )
+    if engine == "ray":
+        _serve_on_ray(spec, st.registry, replicas, autoscale, address, replica_cpus)
+        return
+    if engine != "local":
+        raise InvalidInput(f"--engine {engine!r}: choose local or ray")
+    if (replicas, autoscale, address) != (None, None, None):
+        raise InvalidInput("--replicas, --autoscale and --address go with --engine ray")
     _serve(spec)
+
+
+def _serve_on_ray(
+    spec: ServeSpec,
+    registry: Registry,
+    replicas: int | None,
+    autoscale: str | None,
+    address: str | None,
+    cpus: float,
+) -> None:
+    """Deploy on Ray Serve and stay until Ctrl-C or SIGTERM, then take the deployment down."""
+    import signal
+    import threading
+
+    try:
+        from shipyard.engines import ray_serve
+    except ImportError as exc:
+        raise InvalidInput(f"--engine ray needs Ray Serve: pip install 'shipyard[ray]' ({exc})") from None
+
+    settings = spec.settings
+    if spec.workers > 1:
+        raise InvalidInput("--workers is for --engine local; on Ray, say --replicas")
+    scaling = ray_serve.Scaling.parse(replicas, autoscale)
+    for name in spec.names or []:
+        registry.version(name)  # a typo fails here, in one line, not in every replica
+    if address is None:  # the replicas bind on this machine: say now if the ports are taken
+        _port_free(settings.host, settings.port, "--port")
+        if spec.grpc and settings.grpc_port:
+            _port_free(settings.host, settings.grpc_port, "--grpc-port")
+    console.print(f"starting {scaling.replicas} replica(s) on Ray Serve ...")
+    started = ray_serve.start(spec, scaling, address=address, cpus=cpus)
+    stopping = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        grpc_text = (
+            f", gRPC on {settings.host}:{settings.grpc_port}" if spec.grpc and settings.grpc_port else ""
+        )
+        how = (
+            f"{scaling.autoscale[0]} to {scaling.autoscale[1]} replicas"
+            if scaling.autoscale
+            else f"{started.replicas} replica{'s' if started.replicas > 1 else ''}"
+        )
+        console.print(
+            f"listening on http://{settings.host}:{settings.port}{grpc_text} on every node, {how} on "
+            f"Ray Serve (cluster {started.address})"
+        )
+        stopping.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        ray_serve.stop()
+        console.print("stopped")
 
 
 def _serve(spec: ServeSpec) -> None:
