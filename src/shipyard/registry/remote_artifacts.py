@@ -13,6 +13,7 @@ the bucket, the endpoint and the underlying exception go to the log.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -45,16 +46,12 @@ T = TypeVar("T")
 class RemoteArtifactStore:
     """Blobs in a shared fsspec filesystem, with `cache` (a local store) in front for reads."""
 
-    def __init__(self, url: str, cache: ArtifactStore, fs: Any = None) -> None:
+    def __init__(self, url: str, cache: ArtifactStore) -> None:
         self.url = url.rstrip("/")
         self.cache = cache
         self.root = cache.root
-        if fs is None:
-            fs, self._base = open_filesystem(self.url)
-        else:
-            self._base = fs._strip_protocol(self.url).rstrip("/")
-        self.fs = fs
-        protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
+        self.fs, self._base = open_filesystem(self.url)
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple | list) else (self.fs.protocol,)
         self._atomic_puts = bool(ATOMIC_PUTS.intersection(protocols))
 
     def key(self, sha256: str) -> str:
@@ -84,7 +81,8 @@ class RemoteArtifactStore:
             pass
         except CorruptArtifact as exc:
             log.warning("dropping a corrupt cached copy, fetching it again: %s", exc)
-            self.cache.delete(sha256)
+            with contextlib.suppress(OSError):  # if it cannot go, the fetched copy replaces it
+                self.cache.delete(sha256)
         what = describe(sha256, ref)
         try:
             data: bytes = self.fs.cat_file(self.key(sha256))
@@ -178,8 +176,12 @@ class RemoteArtifactStore:
             raise self._failure(doing, exc) from None
 
     def _failure(self, doing: str, exc: Exception) -> Unavailable:
-        log.warning("artifact store %s: cannot %s: %s: %s", self.url, doing, type(exc).__name__, exc)
-        if isinstance(exc, PermissionError):
+        # the cause in full (endpoint, bucket, key) only in the log, at info level: the one line raised
+        # is what a CLI user or a server's operator sees first, and all a client may see
+        log.info("artifact store %s: cannot %s: %s: %s", self.url, doing, type(exc).__name__, exc)
+        if "Credentials" in type(exc).__name__:  # botocore's NoCredentialsError, PartialCredentialsError
+            why = "no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+        elif isinstance(exc, PermissionError):
             why = "access denied (check the credentials, e.g. AWS_ACCESS_KEY_ID)"
         elif isinstance(exc, FileNotFoundError):
             why = "not found (does the bucket exist?)"

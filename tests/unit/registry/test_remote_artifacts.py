@@ -127,6 +127,20 @@ def test_an_unreachable_store_is_one_line_without_its_address(
         assert "\n" not in message and "127.0.0.1" not in message and bucket.name not in message
 
 
+def test_missing_credentials_are_named_as_such(
+    bucket: s3.Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role to look for either
+    with pytest.raises(Unavailable) as failed:
+        machine(bucket, tmp_path).get(SHA, "digits:1")
+    assert str(failed.value) == (
+        f"cannot fetch artifact {SHA[:12]} (digits:1): no credentials "
+        "(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+    )
+
+
 def test_a_store_that_is_not_s3_writes_a_temporary_name_then_moves_it(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     store = RemoteArtifactStore(shared.as_uri(), ArtifactStore(tmp_path / "cache"))
