@@ -54,5 +54,23 @@ proto: $(BIN)/.installed
 		--descriptor_set_out=src/shipyard/protocol/grpc/grpc_predict_v2.binpb \
 		src/shipyard/protocol/grpc/grpc_predict_v2.proto
 
+# The server image (deploy/Dockerfile; docs/kubernetes.md). OFFLINE=1 builds every wheel here first, into
+# build/wheels, and the image installs only those: no package index is reached inside the build (for an
+# air-gapped build, or a base whose pip cannot reach the index). The wheels are built by this Python:
+# it must be the image's version (3.11 for the default base).
+.PHONY: image
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= shipyard:$(VERSION)
+BASE ?= python:3.11-slim
+EXTRAS ?= postgres
+image:
+	@if [ -n "$(OFFLINE)" ]; then \
+		$(MAKE) --no-print-directory $(BIN)/.installed && \
+		echo "== building the wheels into build/wheels" && \
+		$(BIN)/pip wheel --quiet --wheel-dir build/wheels ".$(if $(EXTRAS),[$(EXTRAS)])"; \
+	fi
+	docker build -f deploy/Dockerfile --build-arg BASE=$(BASE) --build-arg EXTRAS=$(EXTRAS) \
+		$(if $(OFFLINE),--build-arg WHEELS=build/wheels) -t $(IMAGE) .
+
 clean:
 	rm -rf $(VENV) .shipyard examples/digits/out .pytest_cache .ruff_cache .mypy_cache
