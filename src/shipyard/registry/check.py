@@ -7,7 +7,8 @@ younger one may be about to be used). A missing or corrupt referenced artifact c
 it is reported, for the version to be re-imported or deleted.
 
 With a shared store (SHIPYARD_ARTIFACTS) the shared objects are checked, each read whole: slower, and
-the same from any machine. Each machine's cache needs no check: it is verified on every read.
+the same from any machine. This machine's cache is verified on every read; its unreferenced copies
+are removed as unreferenced blobs are.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from shipyard.registry import tempfiles
+from shipyard.registry.artifacts import Artifacts, Blob
+from shipyard.registry.remote_artifacts import RemoteArtifactStore
 from shipyard.registry.store import Registry
 
 BLOB_GRACE_S = 3600
@@ -70,22 +73,25 @@ def check(registry: Registry, *, fix: bool = False, now: float | None = None) ->
         report.problems.append(
             Problem("temp", what, str(item.path), item.size, True, fix and tempfiles.remove(item))
         )
-    orphans = []
-    for blob in registry.artifacts.inventory():
-        if blob.sha256 in users:
-            continue
-        if now - blob.modified < BLOB_GRACE_S:
-            report.skipped.append(
-                f"recent unreferenced blob left alone (a register may be using it): {blob.where}"
-            )
-        else:
-            orphans.append(blob)
+    orphans: list[tuple[Artifacts, str, Blob]] = []
+    listed: set[str] = set()  # a blob both shared and cached is listed once: deleting it drops both
+    for store, what in _stores(registry):
+        for blob in store.inventory():
+            if blob.sha256 in users or blob.sha256 in listed:
+                continue
+            listed.add(blob.sha256)
+            if now - blob.modified < BLOB_GRACE_S:
+                report.skipped.append(
+                    f"recent unreferenced {what} left alone (a register may be using it): {blob.where}"
+                )
+            else:
+                orphans.append((store, what, blob))
     # asked again just before removing: a version registered since the listing may use one now
     in_use = _referenced(registry) if fix and orphans else set(users)
-    for blob in orphans:
-        fixed = fix and blob.sha256 not in in_use and registry.artifacts.delete(blob.sha256)
-        what = f"unreferenced blob {blob.sha256[:12]} ({blob.size:,} bytes) at {blob.where}"
-        report.problems.append(Problem("unreferenced", what, blob.where, blob.size, True, fixed))
+    for store, what, blob in orphans:
+        fixed = fix and blob.sha256 not in in_use and store.delete(blob.sha256)
+        message = f"unreferenced {what} {blob.sha256[:12]} ({blob.size:,} bytes) at {blob.where}"
+        report.problems.append(Problem("unreferenced", message, blob.where, blob.size, True, fixed))
     return report
 
 
@@ -101,6 +107,15 @@ def _verify(registry: Registry, sha: str, refs: list[str]) -> Problem | None:
     if actual != sha:
         return Problem("corrupt", f"{which} is corrupt: its sha256 is {actual[:12]}..., at {where}", where)
     return None
+
+
+def _stores(registry: Registry) -> list[tuple[Artifacts, str]]:
+    """Where blobs are listed: the store, and a shared store's cache on this machine (which nothing
+    else prunes: copies of deleted versions would stay there for good)."""
+    stores: list[tuple[Artifacts, str]] = [(registry.artifacts, "blob")]
+    if isinstance(registry.artifacts, RemoteArtifactStore):
+        stores.append((registry.artifacts.cache, "cached copy"))
+    return stores
 
 
 def _referenced(registry: Registry) -> set[str]:

@@ -171,17 +171,25 @@ def test_check_verifies_the_shared_objects_and_fix_removes_old_unreferenced_ones
     registry = Registry.open(Settings(home=tmp_path, artifacts=bucket.url()))
     try:
         record = register_digits(registry)
-        orphan = registry.artifacts.put(b"no version uses these bytes")
+        orphan = registry.artifacts.put(b"no version uses these bytes")  # shared and cached
+        stale = registry.artifacts.cache.put(b"a version deleted from another machine")  # cached only
         report = check(registry)
         assert (report.versions, report.artifacts, report.problems) == (1, 1, [])
-        assert report.skipped == [
+        assert sorted(report.skipped) == [
             "recent unreferenced blob left alone (a register may be using it): "
-            f"s3://{bucket.name}/models/{orphan[:2]}/{orphan}"
+            f"s3://{bucket.name}/models/{orphan[:2]}/{orphan}",
+            "recent unreferenced cached copy left alone (a register may be using it): "
+            f"{s3.cached(tmp_path, stale)}",
         ]
         later = time.time() + 2 * BLOB_GRACE_S
         report = check(registry, fix=True, now=later)
-        assert [(p.kind, p.fixed) for p in report.problems] == [("unreferenced", True)]
+        assert [(p.message.split(" (")[0], p.fixed) for p in report.problems] == [
+            (f"unreferenced blob {orphan[:12]}", True),
+            (f"unreferenced cached copy {stale[:12]}", True),
+        ]
         assert s3.keys(bucket) == [KEY]
+        assert not s3.cached(tmp_path, orphan).exists() and not s3.cached(tmp_path, stale).exists()
+        assert s3.cached(tmp_path, SHA).exists()
 
         s3.write(bucket, KEY, b"\x00" + ONNX[1:])  # the cache still holds good bytes: check asks the bucket
         [problem] = check(registry, now=later).problems
