@@ -62,7 +62,7 @@ proto: $(BIN)/.installed
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= shipyard:$(VERSION)
 BASE ?= python:3.11-slim
-EXTRAS ?= postgres
+EXTRAS ?= postgres,s3
 image:
 	@if [ -n "$(OFFLINE)" ]; then \
 		$(MAKE) --no-print-directory $(BIN)/.installed && \

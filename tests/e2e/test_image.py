@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,7 +84,7 @@ def image() -> str:
     base = wanted or next((b for b in BASES if present(b)), None)
     if base is None:
         pytest.skip(f"none of the base images {', '.join(BASES)} is here (docs/kubernetes.md: making one)")
-    wheels = ["wheel", "--quiet", "--wheel-dir", "build/wheels", ".[postgres]"]
+    wheels = ["wheel", "--quiet", "--wheel-dir", "build/wheels", ".[postgres,s3]"]
     subprocess.run([sys.executable, "-m", "pip", *wheels], cwd=ROOT, check=True, timeout=900)
     build = ["build", "--quiet", "-f", "deploy/Dockerfile", "--build-arg", f"BASE={base}"]
     subprocess.run(
@@ -157,11 +158,13 @@ def test_the_image_serves_a_registry_on_a_volume_as_a_non_root_user(image: str, 
 
 
 @pytest.mark.slow
-def test_the_image_has_no_compiler_and_no_torch_but_the_postgres_extra(image: str) -> None:
+def test_the_image_has_no_compiler_and_no_torch_but_the_shared_registrys_extras(image: str) -> None:
     shell = "for c in gcc cc g++ c++ clang; do command -v $c; done; true"
     assert docker("run", "--rm", "--entrypoint", "sh", image, "-c", shell) == ""
-    found = "import importlib.util as u; print([m for m in ('torch', 'psycopg') if u.find_spec(m)])"
-    assert docker("run", "--rm", "--entrypoint", "python", image, "-c", found) == "['psycopg']"
+    found = "import importlib.util as u; print(*[m for m in ('torch', 'psycopg', 's3fs') if u.find_spec(m)])"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    wanted = ["psycopg", *(["s3fs"] if "s3" in extras else [])]  # shipyard[s3], where it exists
+    assert docker("run", "--rm", "--entrypoint", "python", image, "-c", found).split() == wanted
 
 
 @pytest.mark.slow
