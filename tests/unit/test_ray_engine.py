@@ -41,36 +41,19 @@ def test_replicas_and_autoscale_do_not_mix() -> None:
         ray_serve.Scaling.parse(2, "1:4")
 
 
-def context(in_flight: list[float], current: int, now: float = 100.0, state: dict | None = None) -> object:
-    """What Ray passes the policy, with the fields it reads."""
+def context(in_flight: list[float]) -> object:
+    """What Ray passes the policy, with the fields it reads (Ray applies bounds and delays)."""
     return SimpleNamespace(
         aggregated_metrics={"in_flight": dict(enumerate(in_flight))},
         config=SimpleNamespace(target_ongoing_requests=10.0),
-        capacity_adjusted_min_replicas=1,
-        capacity_adjusted_max_replicas=4,
-        current_num_replicas=current,
-        policy_state=state or {},
-        current_time=now,
+        policy_state={"kept": True},
     )
 
 
-def test_the_policy_scales_up_at_once_to_the_load() -> None:
-    assert ray_serve.in_flight_policy(context([18, 15], current=2))[0] == 4  # 33 in flight, 10 each
-    assert ray_serve.in_flight_policy(context([80, 80], current=2))[0] == 4  # at most MAX
-    assert ray_serve.in_flight_policy(context([], current=1))[0] == 1  # no reports yet: at least MIN
-
-
-def test_the_policy_scales_down_only_once_the_load_stayed_low() -> None:
-    wanted, state = ray_serve.in_flight_policy(context([2, 1], current=3, now=100.0))
-    assert wanted == 3 and state["low_since"] == 100.0
-    wanted, state = ray_serve.in_flight_policy(context([2, 1], current=3, now=130.0, state=state))
-    assert wanted == 3
-    after = 100.0 + ray_serve.DOWNSCALE_AFTER_S
-    wanted, _ = ray_serve.in_flight_policy(context([2, 1], current=3, now=after, state=state))
-    assert wanted == 1
-    # load back in between: the wait starts again
-    _, state = ray_serve.in_flight_policy(context([20, 20], current=3, now=140.0, state=state))
-    assert "low_since" not in state
+def test_the_policy_asks_for_the_replicas_the_requests_in_flight_need() -> None:
+    assert ray_serve.in_flight_policy(context([18, 15])) == (4, {"kept": True})  # 33 in flight, 10 each
+    assert ray_serve.in_flight_policy(context([3, 2]))[0] == 1
+    assert ray_serve.in_flight_policy(context([]))[0] == 0  # no reports yet: Ray holds MIN
 
 
 @pytest.mark.parametrize(

@@ -30,8 +30,9 @@ from shipyard.server.serving import Server, ServeSpec
 APP = "shipyard"
 REPLICA_HEADER = "x-shipyard-replica"
 """On every HTTP answer of a replica: which one answered (Ray's replica id)."""
-DOWNSCALE_AFTER_S = 60.0
-"""How long the load must stay low before the autoscaler takes a replica away."""
+UPSCALE_DELAY_S = 5.0
+DOWNSCALE_DELAY_S = 60.0
+"""How long the load must stay high (low) before the autoscaler adds (takes away) a replica."""
 
 
 @dataclass(frozen=True)
@@ -71,27 +72,22 @@ class Scaling:
         low, high, target = self.autoscale
         policy = AutoscalingPolicy(policy_function=in_flight_policy)  # type: ignore[no-untyped-call]
         config = AutoscalingConfig(
-            min_replicas=low, max_replicas=high, target_ongoing_requests=target, policy=policy
+            min_replicas=low,
+            max_replicas=high,
+            target_ongoing_requests=target,
+            policy=policy,
+            upscale_delay_s=UPSCALE_DELAY_S,
+            downscale_delay_s=DOWNSCALE_DELAY_S,
         )
         return {"autoscaling_config": config}
 
 
 def in_flight_policy(ctx: Any) -> tuple[int, dict[str, Any]]:
     """Ray Serve autoscaling policy: enough replicas for the requests in flight over all replicas
-    (reported by each, see Replica.record_autoscaling_stats) at `target_ongoing_requests` each. Up
-    at once; down only once the load has stayed low for DOWNSCALE_AFTER_S."""
+    (each reports its own: Replica.record_autoscaling_stats) at `target_ongoing_requests` each. Ray
+    applies the bounds and the delays around it (UPSCALE_DELAY_S, DOWNSCALE_DELAY_S)."""
     in_flight = sum((ctx.aggregated_metrics or {}).get("in_flight", {}).values())
-    target = ctx.config.target_ongoing_requests if ctx.config else 32.0
-    wanted = min(
-        max(math.ceil(in_flight / target), ctx.capacity_adjusted_min_replicas),
-        ctx.capacity_adjusted_max_replicas,
-    )
-    state, now = dict(ctx.policy_state or {}), ctx.current_time or 0.0
-    if wanted >= ctx.current_num_replicas:
-        state.pop("low_since", None)
-        return wanted, state
-    low_since = state.setdefault("low_since", now)
-    return (wanted if now - low_since >= DOWNSCALE_AFTER_S else ctx.current_num_replicas), state
+    return math.ceil(in_flight / ctx.config.target_ongoing_requests), ctx.policy_state
 
 
 def deployment(spec: ServeSpec, scaling: Scaling, cpus: float) -> Any:
@@ -102,7 +98,14 @@ def deployment(spec: ServeSpec, scaling: Scaling, cpus: float) -> Any:
         "num_cpus": cpus,
         # every replica of a node adds to the same metric files, so /metrics on the shared port sums
         # the node's replicas, as it does for --workers (monitor/metrics.py)
-        "runtime_env": {"env_vars": {"PROMETHEUS_MULTIPROC_DIR": _metrics_dir()}},
+        "runtime_env": {
+            "env_vars": {
+                "PROMETHEUS_MULTIPROC_DIR": _metrics_dir(),
+                # replicas push their autoscaling metrics (record_autoscaling_stats) only when Ray does
+                # not count requests on its handles, which never see these replicas' requests
+                "RAY_SERVE_COLLECT_AUTOSCALING_METRICS_ON_HANDLE": "0",
+            }
+        },
     }
     replica: Any = serve.deployment(serve.ingress()(Replica))
     return replica.options(
