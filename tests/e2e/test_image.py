@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 
 from shipyard.config import Settings
+from shipyard.k8s import Target
+from shipyard.k8s.kserve import HTTP_PORT, MODEL_DIR, serving_runtime
 from shipyard.registry import Registry
 from tests.conftest import LABELS, register_digits
 from tests.models import digits_data, digits_linear
@@ -169,14 +171,14 @@ def test_the_image_has_no_compiler_and_no_torch_but_the_shared_registrys_extras(
 
 @pytest.mark.slow
 def test_the_image_runs_as_the_kserve_runtime_over_a_mounted_model(image: str, tmp_path: Path) -> None:
+    """The ServingRuntime's container as KServe starts it: its arguments and variables, /mnt/models."""
     models = tmp_path / "models"
     models.mkdir()
     (models / "model.onnx").write_bytes(digits_linear().onnx_bytes)
     (models / "labels.txt").write_text("\n".join(LABELS))
     open_to_all(models)
-    args = ["-v", f"{models}:/mnt/models:ro", "-e", "SHIPYARD_HOME=/tmp/shipyard", image]
-    with container(*args, "k8s", "serve", "mnist", "--port", "8080", "--grpc-port", "9000", port=8080) as (
-        _,
-        url,
-    ):
+    (runtime,) = serving_runtime(Target("digits", replicas=1))["spec"]["containers"]
+    env = [f"--env={e['name']}={e['value']}" for e in runtime["env"] if "value" in e]
+    args = [arg.replace("{{.Name}}", "mnist") for arg in runtime["args"]]
+    with container(*env, "-v", f"{models}:{MODEL_DIR}:ro", image, *args, port=HTTP_PORT) as (_, url):
         infer_digits(url, "mnist")

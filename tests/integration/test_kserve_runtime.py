@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -16,6 +17,8 @@ import tritonclient.grpc as grpcclient
 
 from shipyard.config import Settings
 from shipyard.errors import InvalidInput, NotFound
+from shipyard.k8s import Target
+from shipyard.k8s.kserve import MODEL_DIR, serving_runtime
 from shipyard.k8s.modeldir import import_model_dir, onnx_file
 from shipyard.registry import Registry
 from tests.conftest import LABELS
@@ -38,11 +41,13 @@ def test_the_runtime_registers_the_mounted_model_and_serves_it_under_the_service
 ) -> None:
     home = tmp_path / "home"
     port, grpc_port = free_port(), free_port()
-    command = [sys.executable, "-m", "shipyard", "k8s", "serve", "mnist", "--model-dir", str(model_dir)]
+    # the ServingRuntime's own arguments, as KServe fills them in, on this machine's folder and ports
+    given = {"{{.Name}}": "mnist", MODEL_DIR: str(model_dir), "8080": str(port), "9000": str(grpc_port)}
+    args = [given.get(arg, arg) for arg in runtime_container()["args"]]
     log = tmp_path / "runtime.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*command, "--port", str(port), "--grpc-port", str(grpc_port)],
+            [sys.executable, "-m", "shipyard", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "SHIPYARD_HOME": str(home)},
@@ -75,6 +80,11 @@ def test_the_runtime_registers_the_mounted_model_and_serves_it_under_the_service
         assert record.labels == LABELS and record.framework == "onnx"
     finally:
         registry.close()
+
+
+def runtime_container() -> dict[str, Any]:
+    (container,) = serving_runtime(Target("digits", replicas=1))["spec"]["containers"]
+    return container  # type: ignore[no-any-return]
 
 
 def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60.0) -> None:

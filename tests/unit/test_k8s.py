@@ -152,7 +152,7 @@ def test_the_header_names_the_command_with_the_options_given() -> None:
         ({"max_replicas": 1}, "<= --max-replicas (1)"),
         ({"cpu": "two"}, "--cpu 'two' is no Kubernetes quantity"),
         ({"memory": "0"}, "--memory '0' is no Kubernetes quantity"),
-        ({"target_cpu": 0}, "--target-cpu is a percentage"),
+        ({"target_cpu": 0}, "--target-cpu is a percentage of the CPU request, at least 1, not 0"),
         ({"registry_secret": "Prod_Secret"}, "--registry-secret 'Prod_Secret'"),
         ({"image": "a b"}, "--image 'a b'"),
         ({"storage_uri": "models/digits"}, "needs a scheme"),
