@@ -201,6 +201,8 @@ def start(spec: ServeSpec, scaling: Scaling, *, address: str | None, cpus: float
         )
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise Unavailable(f"cannot reach the Ray cluster at {address}: {_first_line(exc)}") from None
+    # Serve's own lines name its proxy's address, which is not where these replicas answer
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
     try:
         serve.run(deployment(spec, scaling, cpus), name=APP, route_prefix="/")
