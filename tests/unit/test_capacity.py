@@ -11,7 +11,7 @@ from rich.console import Console
 
 from shipyard.capacity import Figures, Target, latency, plan
 from shipyard.capacity.measuring import batch_sizes, compute, request_body, split_costs
-from shipyard.capacity.plan import compute_at, cycle, poisson_quantile
+from shipyard.capacity.plan import busy_at, compute_at, cycle, waiting
 from shipyard.cli.capacity import dollars, report, to_dict
 from shipyard.errors import InvalidInput
 from shipyard.protocol.v2 import decode_request
@@ -49,11 +49,17 @@ def test_a_run_between_measured_sizes_is_interpolated_and_past_them_extrapolated
     assert compute_at(HEAVY, 16) == pytest.approx(26 * MS)  # 13 ms for 8 rows: 1.625 ms a row
 
 
-def test_poisson_quantiles() -> None:
-    assert poisson_quantile(0) == 0
-    assert poisson_quantile(1) == 4  # P(<= 3) = 0.981, P(<= 4) = 0.996
-    assert poisson_quantile(10) == 18
-    assert poisson_quantile(10_000) == math.ceil(10_000 + 2.3263 * 100)
+def test_a_busier_worker_has_more_waiting_and_larger_batches() -> None:
+    assert waiting(0) == 0 and waiting(0.5) == pytest.approx(0.25) and waiting(0.9) == pytest.approx(4.05)
+    t = target()
+    assert busy_at(SMALL, t, 1000, 1) == pytest.approx(1000 * 0.16 * MS)
+    at = latency(SMALL, t, 5000)
+    assert at is not None and at.mean_batch > 1
+    assert at.mean_batch == pytest.approx(1 + waiting(at.busy), rel=1e-6)  # the batch and its queue agree
+    assert at.busy == pytest.approx(busy_at(SMALL, t, 5000, at.mean_batch))
+    ahead = math.ceil(math.log(0.01) / math.log(at.busy)) - 1  # M/M/1's p99 of those waiting
+    assert at.p99_batch == 1 + ahead
+    assert at.p99_s == pytest.approx(cycle(SMALL, t, 1 + ahead) * (2 - 0.01 / at.busy))
 
 
 def test_the_batch_table_gives_each_size_its_throughput_and_saturated_p99() -> None:
@@ -68,12 +74,12 @@ def test_the_batch_table_gives_each_size_its_throughput_and_saturated_p99() -> N
 
 def test_a_generous_budget_plans_each_worker_at_the_target_utilisation() -> None:
     p = plan(SMALL, target(rps=1_000_000, cores_per_replica=4, cost_per_core_hour=0.05))
-    capacity = 32 / cycle(SMALL, target(), 32)
     assert p.limited_by == "utilisation"
-    assert p.worker_capacity_rps == pytest.approx(capacity)
-    assert p.worker_rps == pytest.approx(0.7 * capacity)
+    assert p.worker_capacity_rps == pytest.approx(32 / cycle(SMALL, target(), 32))
+    planned = latency(SMALL, target(), p.worker_rps)
+    assert planned is not None and planned.busy == pytest.approx(0.7, abs=1e-6)
     assert p.workers_per_replica == 4
-    assert p.replicas == math.ceil(1_000_000 / (0.7 * capacity * 4))
+    assert p.replicas == math.ceil(1_000_000 / (p.worker_rps * 4))
     assert p.cores == 4 * p.replicas
     assert p.dollars_per_hour == pytest.approx(0.05 * p.cores)
     assert p.dollars_per_1k == pytest.approx(p.dollars_per_hour / (1_000_000 * 3600) * 1000)
@@ -90,15 +96,16 @@ def test_a_tight_budget_plans_the_largest_load_whose_p99_fits() -> None:
     beyond = latency(HEAVY, target(max_batch_size=8), p.worker_rps * 1.01)
     assert fitting is not None and fitting.p99_s <= budget
     assert beyond is None or beyond.p99_s > budget
-    assert p.worker_rps < 0.7 * p.worker_capacity_rps
+    assert fitting.busy < 0.7
 
 
 def test_batches_grow_with_the_load_and_the_worker_refuses_past_its_capacity() -> None:
     t = target()
     light, heavy = latency(SMALL, t, 100), latency(SMALL, t, 8_000)
     assert light is not None and heavy is not None
-    assert light.mean_batch == 1 and light.p99_batch <= 2
+    assert light.mean_batch == pytest.approx(1, abs=1e-3) and light.p99_batch <= 2
     assert heavy.mean_batch > 1 and heavy.p99_batch > light.p99_batch and heavy.p99_s > light.p99_s
+    assert heavy.busy > light.busy
     assert latency(SMALL, t, 32 / cycle(SMALL, t, 32)) is None
 
 
@@ -147,7 +154,7 @@ def test_the_report_states_the_answer_the_figures_and_the_assumptions() -> None:
     text = console.export_text()
     assert f"replicas   {p.replicas} of 2 cores" in text and f"cores      {p.cores}" in text
     assert "Test CPU, 2 cores" in text and "load balancer" in text and "network" in text
-    assert "70% of its saturation" in text
+    assert "busy no more than 70%" in text
     doc = to_dict("digits:1", p)
     assert doc["plan"]["replicas"] == p.replicas
     assert doc["measured"]["server_ms_per_cycle"] == pytest.approx(0.05)

@@ -10,32 +10,33 @@ of n requests takes
     T(n) = cycle + n * overhead + compute(n) + max_queue_delay
 
 (`cycle`: the server's CPU per cycle, its wake-up and hand-offs; `overhead`: its CPU per request
-outside the model; `compute(n)`: one run of n rows). The
-worker's capacity with batches of n is n / T(n) requests/s. With dynamic batching a batch holds what
-arrived during the cycle before: at `load` requests/s the mean batch n solves n = load * T(n) (at least
-one request), and a request's batch holds itself and a Poisson count of others, of mean load * T(n).
-A request's p99 is then its own cycle at the 99th-percentile batch, after the remainder of the cycle in
-progress when it arrived (busy = the fraction of the time a cycle is in progress), after any full
-batches queued before it:
+outside the model; `compute(n)`: one run of n rows), and n / T(n) requests/s is the worker's throughput
+with batches of n. A worker at `load` requests/s is busy
 
-    p99 = T(n99) * max(0, 1 - 0.01 / busy) + queued * T(max_batch) + T(n99)
+    busy(n) = load * T(n) / n
 
-A worker is planned at the largest load whose p99 fits the budget and that stays below the target
-utilisation of its saturation capacity, max_batch / T(max_batch): the headroom absorbs bursts, a
-replica lost, and the noise of the measurement.
+of the time. Dynamic batching runs a request with those waiting when its cycle starts; a queue served
+one at a time that is busy b of the time holds b² / (2 (1 - b)) requests on average (M/D/1), so the
+mean batch solves n = 1 + busy(n)² / (2 (1 - busy(n))). For the p99 the queue's tail is taken as
+M/M/1's (more waiting than M/D/1: the cautious side): P(k or more waiting) = busy^k. A request's p99 is
+the remainder of the cycle in progress when it arrives (one is in progress busy of the time), any full
+batches ahead of it, and its own cycle:
+
+    p99 = T(n99) * max(0, 1 - 0.01 / busy) + ahead * T(max_batch) + T(n99)
+
+Each worker is planned at the largest load that keeps it busy no more than the target utilisation (the
+headroom absorbs bursts, a replica lost, the machine's stalls and the measurement's noise) and whose
+p99 fits the budget. Replicas: the target load over a replica's planned load, rounded up.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from shipyard.errors import InvalidInput
-
-Z99 = 2.3263
-"""The standard normal's 99th percentile: a Poisson count of large mean is about normal."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class Plan:
     figures: Figures
     workers_per_replica: int
     worker_capacity_rps: float
-    """A worker's saturation capacity: batches of max_batch_size back to back."""
+    """A worker's saturation throughput: batches of max_batch_size back to back."""
     worker_rps: float
     """The load each worker is planned for."""
     limited_by: str
@@ -146,8 +147,8 @@ class Plan:
 
     @property
     def utilisation(self) -> float:
-        """Of each worker's saturation capacity, at the target load."""
-        return self.at_plan.load_rps / self.worker_capacity_rps
+        """How busy each worker is at the target load."""
+        return self.at_plan.busy
 
 
 def compute_at(figures: Figures, rows: float) -> float:
@@ -172,40 +173,53 @@ def cycle(figures: Figures, target: Target, rows: float) -> float:
     return figures.cycle_s + rows * figures.overhead_s + compute_at(figures, rows) + target.max_queue_delay_s
 
 
-def poisson_quantile(mean: float, q: float = 0.99) -> int:
-    """The smallest k with P(Poisson(mean) <= k) >= q (normal above a mean of 100)."""
-    if mean <= 0:
-        return 0
-    if mean > 100:
-        return math.ceil(mean + Z99 * math.sqrt(mean))
-    term = math.exp(-mean)
-    total, k = term, 0
-    while total < q:
-        k += 1
-        term *= mean / k
-        total += term
-    return k
+def waiting(busy: float) -> float:
+    """The mean queue of an M/D/1 server busy `busy` of the time."""
+    return busy * busy / (2 * (1 - busy))
+
+
+def busy_at(figures: Figures, target: Target, load: float, rows: float) -> float:
+    """The share of the time a worker at `load` requests/s is in a cycle, with batches of `rows`."""
+    return load * cycle(figures, target, rows) / rows
 
 
 def latency(figures: Figures, target: Target, load: float) -> Latency | None:
-    """A worker at `load` requests/s: its mean and p99 batches and its p99; None past its capacity."""
+    """A worker at `load` requests/s: its mean and p99 batches, how busy it is, its p99; None past
+    its capacity (busy even with batches of max_batch_size)."""
     most = target.max_batch_size
-    if load * cycle(figures, target, most) >= most:
-        return None  # even batches of max_batch_size do not keep up
-    n = 1.0
-    for _ in range(200):  # n = load * T(n): a contraction below capacity
-        new = min(float(most), max(1.0, load * cycle(figures, target, n)))
-        if abs(new - n) < 1e-9:
-            break
-        n = new
-    arriving = load * cycle(figures, target, n)
-    n99 = 1 + poisson_quantile(arriving)
+    if busy_at(figures, target, load, most) >= 1:
+        return None
+
+    def short(rows: float) -> bool:  # fewer rows than the request and those waiting for it
+        busy = busy_at(figures, target, load, rows)
+        return busy >= 1 or rows < 1 + waiting(busy)
+
+    low, high = 1.0, float(most)
+    if not short(low):
+        high = low
+    elif short(high):
+        low = high  # more wait than one batch holds: batches are full
+    for _ in range(60):  # busy falls as batches grow, and the queue with it
+        middle = (low + high) / 2
+        low, high = (middle, high) if short(middle) else (low, middle)
+    n = high
+    busy = busy_at(figures, target, load, n)
+    ahead = 0 if busy <= 0.01 else math.ceil(math.log(0.01) / math.log(busy)) - 1
+    n99 = 1 + ahead
     own = min(n99, most)
-    queued = math.ceil(n99 / most) - 1  # full batches ahead when more arrive than one batch holds
-    busy = min(1.0, arriving / n)
+    full = math.ceil(n99 / most) - 1  # whole batches ahead when more wait than one batch holds
     wait = cycle(figures, target, own) * max(0.0, 1 - 0.01 / busy) if busy > 0 else 0.0
-    p99 = wait + queued * cycle(figures, target, most) + cycle(figures, target, own)
+    p99 = wait + full * cycle(figures, target, most) + cycle(figures, target, own)
     return Latency(load, n, own, busy, p99)
+
+
+def largest(fits: Callable[[float], bool], high: float) -> float:
+    """The largest load in (0, high) for which `fits` holds (it holds below it and not above)."""
+    low = 0.0
+    for _ in range(80):
+        middle = (low + high) / 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
 
 
 def batch_rows(figures: Figures, target: Target) -> list[BatchRow]:
@@ -235,14 +249,18 @@ def plan(figures: Figures, target: Target) -> Plan:
         )
     most = target.max_batch_size
     capacity = most / cycle(figures, target, most)
-    highest = target.utilisation * capacity
-    limited_by = "utilisation"
-    if not _fits(figures, target, highest):
-        low, high = 0.0, highest  # p99 grows with the load: bisect for the largest load that fits
-        for _ in range(80):
-            middle = (low + high) / 2
-            low, high = (middle, high) if _fits(figures, target, middle) else (low, middle)
-        highest, limited_by = low, "latency"
+
+    def calm(load: float) -> bool:
+        answer = latency(figures, target, load)
+        return answer is not None and answer.busy <= target.utilisation
+
+    def quick(load: float) -> bool:
+        answer = latency(figures, target, load)
+        return answer is not None and answer.p99_s <= target.p99_s
+
+    by_utilisation, by_latency = largest(calm, capacity), largest(quick, capacity)
+    highest = min(by_utilisation, by_latency)
+    limited_by = "utilisation" if by_utilisation <= by_latency else "latency"
     if highest <= 0:
         raise InvalidInput(f"no load fits a p99 of {target.p99_s * 1000:g} ms on this machine")
     workers = target.cores_per_replica // figures.threads
@@ -260,8 +278,3 @@ def plan(figures: Figures, target: Target) -> Plan:
         at_plan=at_plan,
         batches=batch_rows(figures, target),
     )
-
-
-def _fits(figures: Figures, target: Target, load: float) -> bool:
-    answer = latency(figures, target, load)
-    return answer is not None and answer.p99_s <= target.p99_s

@@ -127,10 +127,9 @@ def report(ref: str, p: Plan) -> RenderableType:
         f"  cores      {p.cores:,}",
         f"  cost       ${p.dollars_per_hour:,.2f}/hour, {dollars(p.dollars_per_1k)} per 1k predictions "
         f"at ${t.cost_per_core_hour:g} a core-hour",
-        f"  per worker {at.load_rps:,.0f} requests/s planned ({p.utilisation:.0%} of its "
-        f"{p.worker_capacity_rps:,.0f}/s at saturation), at most {p.worker_rps:,.0f}/s "
-        f"(limited by {p.limited_by}); mean batch {at.mean_batch:.1f}, predicted p99 "
-        f"{at.p99_s * 1000:.2f} ms",
+        f"  per worker {at.load_rps:,.0f} requests/s ({p.utilisation:.0%} busy, mean batch "
+        f"{at.mean_batch:.1f}, predicted p99 {at.p99_s * 1000:.2f} ms); at most {p.worker_rps:,.0f}/s "
+        f"(limited by {p.limited_by}), {p.worker_capacity_rps:,.0f}/s at saturation",
     ]
     table = Table(
         "batch",
@@ -174,9 +173,9 @@ def assumptions(p: Plan) -> list[str]:
         "on cores as fast as these",
         f"- a worker's cycle of n requests takes {f.cycle_s * 1000:.3f} ms + n x {f.overhead_s * 1000:.3f} ms"
         " + one run of n rows"
-        f"{queue}; batches hold what arrived during the cycle before (at most {t.max_batch_size} rows)",
-        f"- each worker is planned at no more than {t.utilisation:.0%} of its saturation throughput, "
-        "and at a load whose predicted p99 fits the budget",
+        f"{queue}; a batch holds a request and those waiting for it (at most {t.max_batch_size} rows)",
+        f"- each worker is planned busy no more than {t.utilisation:.0%} of the time, at a load whose "
+        "predicted p99 fits the budget (waiting as in an M/D/1 queue, its p99 as in M/M/1)",
         "- the load balancer spreads requests evenly over replicas and workers, arriving at random "
         "(Poisson), one row a request",
         "- the network, TLS, the load balancer and the clients are not the bottleneck, and cost nothing here",
