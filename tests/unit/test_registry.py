@@ -125,6 +125,11 @@ def test_export_writes_verified_bytes(registry: Registry, tmp_path: Path) -> Non
     registry.export("digits", 1, tmp_path)
     assert (tmp_path / "digits-1.onnx").exists()
     assert not list(tmp_path.glob(".tmp-*"))
+    registry.export("digits", 1, tmp_path / "new" / "folder" / "model.onnx")  # folders made
+    assert (tmp_path / "new" / "folder" / "model.onnx").read_bytes() == digits_linear().onnx_bytes
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InvalidInput, match=r"cannot write .*model.onnx: Not a directory"):
+        registry.export("digits", 1, tmp_path / "file" / "model.onnx")
 
 
 def test_a_second_registry_on_the_same_database_sees_the_same_state(

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from shipyard.errors import NotFound
+from shipyard.errors import InvalidInput, NotFound
 from shipyard.registry import tempfiles
 from shipyard.registry.base import RegistryBase
 from shipyard.registry.records import DatasetInfo, Event, ModelSummary, VersionRecord
@@ -65,7 +65,11 @@ class ReadingMixin(RegistryBase):
         path = path.expanduser()
         if path.is_dir():
             path = path / f"{record.model}-{record.number}.onnx"
-        fd, tmp = tempfiles.mkstemp(path.parent)
+        try:  # its folder made, as other writers of files here do (batch outputs, k8s render)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfiles.mkstemp(path.parent)
+        except OSError as exc:
+            raise InvalidInput(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
