@@ -90,7 +90,7 @@ def serve(
     KServe mounts the InferenceService's storageUri at /mnt/models; the model found there is
     registered as NAME (the same file again adds no version) and served as `shipyard serve NAME` does.
     """
-    from shipyard.cli.serve import _serve
+    from shipyard.cli.serve import run_locally
     from shipyard.k8s.modeldir import import_model_dir
     from shipyard.names import check_name
     from shipyard.server.serving import ServeSpec
@@ -101,4 +101,4 @@ def serve(
     st.registry.close()
     given = {"port": port, "grpc_port": grpc_port}
     settings = st.settings.model_copy(update={k: v for k, v in given.items() if v is not None})
-    _serve(ServeSpec(settings=settings, names=[record.model], log_level=log_level))
+    run_locally(ServeSpec(settings=settings, names=[record.model], log_level=log_level))

@@ -165,7 +165,7 @@ def serve(
         raise InvalidInput(f"--engine {engine!r}: choose local or ray")
     if (replicas, autoscale, address) != (None, None, None):
         raise InvalidInput("--replicas, --autoscale and --address go with --engine ray")
-    _serve(spec)
+    run_locally(spec)
 
 
 def _serve_on_ray(
@@ -221,7 +221,7 @@ def _serve_on_ray(
         console.print("stopped")
 
 
-def _serve(spec: ServeSpec) -> None:
+def run_locally(spec: ServeSpec) -> None:
     """Take the ports, load the models, say so, and serve: here, or in `spec.workers` processes."""
     import os
     import tempfile
