@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from shipyard.capacity import Plan
+    from shipyard.config import ModelServing, Settings
+    from shipyard.registry import Registry
 
 
 def capacity(
@@ -104,7 +106,7 @@ def capacity(
     console.print(report(record.ref, result))
 
 
-def _serving(registry: Any, name: str, settings: Any) -> Any:
+def _serving(registry: Registry, name: str, settings: Settings) -> ModelServing:
     """The model's serving settings as a server would resolve them: its own over the server's."""
     from shipyard.config import ModelServing
 
