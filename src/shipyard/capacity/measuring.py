@@ -2,14 +2,15 @@
 
 - ONNX Runtime's run by batch size, on a runner configured as a server worker configures it (the same
   `Runner`, its intra-op threads, one inter-op thread, the CPU provider);
-- the server's CPU per request around the model, by the real server over loopback: `shipyard serve`
-  in a child process, kept busy by a light client, its CPU time read from /proc. In-process through
-  the ASGI app would leave out uvicorn's HTTP parsing and the sockets, which are about half of what a
-  request of a small model costs, and would count the client's work as the server's.
+- the server's CPU around the model, by the real server over loopback: `shipyard serve` in a child
+  process, kept busy by a light client, its CPU time read from /proc, once with one connection and
+  once with BUSY_CONNECTIONS, which split it into a cost per cycle and a cost per request. In-process
+  through the ASGI app would leave out uvicorn's HTTP parsing and the sockets, most of what a request
+  of a small model costs, and would count the client's work as the server's.
 
 The server runs on a scratch copy of the version (its artifact, signature, labels and drift
-reference), with batching off so that each request runs alone and the model's share of its CPU is
-known: nothing is written to the registry or to its prediction log.
+reference), with the batching the plan assumes: nothing is written to the registry or to its
+prediction log.
 """
 
 from __future__ import annotations
