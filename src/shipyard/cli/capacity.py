@@ -59,9 +59,9 @@ def capacity(
 ) -> None:
     """Measure a version here and answer the replicas, cores and cost a target load needs at a p99.
 
-    It measures ONNX Runtime's run by batch size and the server's CPU per request around the model
-    (`shipyard serve` on a scratch copy, over loopback), then plans each worker process below its
-    saturation and within the latency budget. The assumptions are printed with the answer.
+    It measures ONNX Runtime's run by batch size and the server's CPU around the model (`shipyard
+    serve` on a scratch copy, over loopback), then plans each worker process busy no more than
+    --utilisation and within the latency budget. The assumptions are printed with the answer.
     """
     from shipyard.capacity import Target, measure, plan
     from shipyard.errors import InvalidInput
