@@ -1,8 +1,8 @@
 """`make bench`: every scenario side by side, in one run, on this machine; writes bench/results/ and
 bench/BENCHMARKS.md. Environment: BENCH_QUICK=1 (short runs, no soak), BENCH_DURATION (s per run),
 SOAK_S (soak length, 0 skips it), OVERLOAD=0 (skips the overload scenario, which needs wrk). Batch
-inference (bench/batch.py, then bench/batch_ray.py) runs after serving on Ray (bench/ray_serve.py); it
-writes up to 2 GB of input to a temporary folder."""
+inference (bench/batch.py, then bench/batch_ray.py) runs after serving on Ray (bench/ray_serve.py) and
+capacity planning (bench/capacity.py); it writes up to 2 GB of input to a temporary folder."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import batch
 import batch_ray
+import capacity
 import floor
 import loadgen
 import models
@@ -225,6 +226,7 @@ def main() -> None:
         floor.run(QUICK)  # its own section of BENCHMARKS.md, and bench/results/floor.json
         shadow.run(QUICK)  # the same: "Shadow traffic", bench/results/shadow.json
     ray_serve.run(QUICK)  # the same: "Serving on Ray", bench/results/ray_serve.json
+    capacity.run(QUICK)  # the same: "Capacity planning", bench/results/capacity.json
     batch.run(QUICK)  # the same: "Batch inference", bench/results/batch.json
     batch_ray.run(QUICK)  # the same: "Batch on Ray", bench/results/batch_ray.json
 
