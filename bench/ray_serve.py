@@ -157,8 +157,9 @@ def section(results: dict[str, Any]) -> list[str]:
         f"{CONNECTIONS} connections: {ratios[0]:.1f}x with 1 replica, {ratios[1]:.1f}x with 2 ({met}). "
         "Most of the difference is the path: through Ray's proxy, each request crosses two processes "
         "and Ray's RPC, where shipyard's replicas take their connections themselves (the replicas "
-        "of a node share its port). On one machine, Ray adds little over `shipyard serve`: its "
-        "replicas are the same server, and two of them share 2 cores with wrk.",
+        "of a node share its port). Beside `shipyard serve`, Ray costs next to nothing on the request path: "
+        "one replica is the same server in a Ray actor, and two do what `--workers 2` would on "
+        "these 2 cores shared with wrk.",
         "",
     ]
 
