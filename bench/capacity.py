@@ -168,26 +168,7 @@ async def _wrk(url: str, body: bytes, headers: dict[str, str], connections: int,
         out, _ = await process.communicate()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy1, server1, elapsed = _busy_s(), _tree_cpu(server_pid), time.monotonic() - started
-    text = out.decode(errors="replace")
-    line = next((ln for ln in text.splitlines() if ln.startswith("WRK_RESULT ")), None)
-    if process.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({process.returncode}):\n{text[-2000:]}")
-    doc = orjson.loads(line.removeprefix("WRK_RESULT "))
-    result = wrk.WrkResult(
-        connections=connections,
-        seconds=doc["duration_us"] / 1e6,
-        requests=doc["requests"],
-        statuses={int(k): v for k, v in doc["statuses"].items()},
-        connect_errors=doc["connect"],
-        read_errors=doc["read"],
-        write_errors=doc["write"],
-        timeouts=doc["timeout"],
-        **(
-            {f"{p}_ms": doc[f"{p}_us"] / 1000 for p in ("p50", "p90", "p99", "max")}
-            if doc["requests"]
-            else {}
-        ),
-    )
+    result = wrk.parse(out.decode(errors="replace"), process.returncode, connections)
     wrk_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     used = {p: server1[p] - server0.get(p, 0.0) for p in server1}
     server_cpu = sum(used.values())

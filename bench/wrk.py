@@ -119,10 +119,14 @@ async def run(
             *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
         out, _ = await process.communicate()
-    text = out.decode(errors="replace")
+    return parse(out.decode(errors="replace"), process.returncode, connections)
+
+
+def parse(text: str, returncode: int | None, connections: int) -> WrkResult:
+    """The run's result from wrk's output (the line LUA's done() writes)."""
     line = next((ln for ln in text.splitlines() if ln.startswith("WRK_RESULT ")), None)
-    if process.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({process.returncode}):\n{text[-2000:]}")
+    if returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({returncode}):\n{text[-2000:]}")
     doc = orjson.loads(line.removeprefix("WRK_RESULT "))
     return WrkResult(
         connections=connections,
