@@ -16,6 +16,7 @@ the trailing writer tag keeps two processes sharing a folder apart.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -184,6 +185,15 @@ class _OpenFile:
     pending_bytes: int = 0
 
 
+@functools.cache
+def _convert_once() -> None:
+    """pyarrow's first conversion of Python values in a process imports pandas where it is installed
+    (~130-170 ms here, holding the GIL). Left to the writer thread's first flush, it stopped a
+    serving event loop that long: requests piled past the admission limit and were refused with
+    Retry-After, and p99 went from 2 ms to 400 ms (bench/capacity.py). Paid once, as a sink is made."""
+    pa.Table.from_pydict({name: [] for name in SCHEMA.names}, schema=SCHEMA)
+
+
 class ParquetSink:
     """Writes records to Parquet files under `root`, one folder per model (see the module docstring).
 
@@ -217,6 +227,7 @@ class ParquetSink:
         self._open: dict[str, _OpenFile] = {}
         self._seq = 0
         self._tag = secrets.token_hex(4)
+        _convert_once()
 
     def write(self, records: Sequence[PredictionRecord]) -> None:
         """Store records, a column at a time per model and per chunk of at most CHUNK_ROWS (per-record

@@ -247,3 +247,25 @@ def test_a_record_that_cannot_be_stored_spoils_no_file(tmp_path: Path) -> None:
     sink.write(records(3, 1))
     sink.close()
     assert ids(read_predictions(tmp_path, "digits")) == ["req-0", "req-1", "req-3"]
+
+
+def test_the_first_write_imports_nothing_while_serving(tmp_path: Path) -> None:
+    """What pyarrow loads on its first conversion (pandas, where installed, ~150 ms holding the GIL)
+    is loaded as the sink is made, before serving: not on the writer's first flush, where it stopped
+    the server's event loop. A fresh interpreter, so that nothing was loaded before."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from shipyard.monitor.logfiles import ParquetSink
+from tests.unit.monitor.test_predlog_files import records
+sink = ParquetSink({str(tmp_path)!r})
+before = set(sys.modules)
+sink.write(records(0, 3))
+sink.close()
+print(sorted(set(sys.modules) - before))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
