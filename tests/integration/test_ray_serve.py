@@ -4,6 +4,7 @@ reaches every replica, and a replica killed under load costs no request that is 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,13 +37,13 @@ REPLICA = "x-shipyard-replica"
 ROW = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
 
 
-@pytest.fixture(scope="module")
-def server(served_home: Path) -> Iterator[Server]:
+@contextlib.contextmanager
+def on_ray(home: Path, *options: str) -> Iterator[Server]:
+    """`shipyard serve --engine ray OPTIONS` on free ports, once it says it listens; stopped after."""
     port, grpc_port = free_port(), free_port()
-    log = served_home / "ray-serve.log"
+    log = home / f"ray-serve-{port}.log"
     ports = ["--port", str(port), "--grpc-port", str(grpc_port)]
-    ray = ["--engine", "ray", "--replicas", "2", "--replica-cpus", "0.5"]
-    command = shipyard_command(served_home, "serve", *ray, *ports)
+    command = shipyard_command(home, "serve", "--engine", "ray", "--replica-cpus", "0.5", *options, *ports)
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,
@@ -52,7 +53,7 @@ def server(served_home: Path) -> Iterator[Server]:
         )
     srv = Server(f"http://127.0.0.1:{port}", port, grpc_port, process, log)
     try:
-        deadline = time.monotonic() + 120  # a Ray cluster, then two replicas loading the models
+        deadline = time.monotonic() + 120  # a Ray cluster, then the replicas loading the models
         while "listening on" not in log.read_text(errors="replace"):
             assert process.poll() is None, log.read_text(errors="replace")
             assert time.monotonic() < deadline, log.read_text(errors="replace")
@@ -61,6 +62,12 @@ def server(served_home: Path) -> Iterator[Server]:
     finally:
         stop_server(srv)
     assert "stopped" in log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def server(served_home: Path) -> Iterator[Server]:
+    with on_ray(served_home, "--replicas", "2") as srv:
+        yield srv
 
 
 def replicas_answering(url: str, tries: int = 200, want: int = 2) -> dict[str, str]:

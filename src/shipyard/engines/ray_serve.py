@@ -30,6 +30,8 @@ from shipyard.server.serving import Server, ServeSpec
 APP = "shipyard"
 REPLICA_HEADER = "x-shipyard-replica"
 """On every HTTP answer of a replica: which one answered (Ray's replica id)."""
+LOOK_BACK_S = 10.0
+"""The window the replicas' reports are averaged over (Ray's default: 30 s)."""
 UPSCALE_DELAY_S = 5.0
 DOWNSCALE_DELAY_S = 60.0
 """How long the load must stay high (low) before the autoscaler adds (takes away) a replica."""
@@ -77,6 +79,7 @@ class Scaling:
             target_ongoing_requests=target,
             policy=policy,
             upscale_delay_s=UPSCALE_DELAY_S,
+            look_back_period_s=LOOK_BACK_S,
             downscale_delay_s=DOWNSCALE_DELAY_S,
         )
         return {"autoscaling_config": config}
@@ -104,6 +107,8 @@ def deployment(spec: ServeSpec, scaling: Scaling, cpus: float) -> Any:
                 # replicas push their autoscaling metrics (record_autoscaling_stats) only when Ray does
                 # not count requests on its handles, which never see these replicas' requests
                 "RAY_SERVE_COLLECT_AUTOSCALING_METRICS_ON_HANDLE": "0",
+                # every 2 s rather than Ray's 10, so that UPSCALE_DELAY_S is what decides
+                "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "2",
             }
         },
     }
