@@ -200,7 +200,8 @@ def start(spec: ServeSpec, scaling: Scaling, *, address: str | None, cpus: float
     try:
         context: Any = ray.init(
             address=address,
-            logging_level=logging.WARNING,
+            # a Ray started here for this command: its notices about a cluster's set-up are not the user's
+            logging_level=logging.ERROR if address is None else logging.WARNING,
             log_to_driver=False,
             include_dashboard=False if address is None else None,
         )
