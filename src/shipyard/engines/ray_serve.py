@@ -139,7 +139,7 @@ class Replica:
         settings = spec.settings
         os.makedirs(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or _metrics_dir(), exist_ok=True)
         self.id = serve.get_replica_context().replica_id.unique_id
-        self.server = Server.from_spec(spec.model_copy(update={"workers": 2}))  # 2+: ports shared
+        self.server = Server.from_spec(spec, shared_ports=True)
         self._stack = contextlib.AsyncExitStack()
         try:
             await self._stack.enter_async_context(self.server.running())

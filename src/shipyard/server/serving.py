@@ -100,13 +100,15 @@ class Server:
         self.tls = tls_pair(settings)
 
     @classmethod
-    def from_spec(cls, spec: ServeSpec) -> Server:
+    def from_spec(cls, spec: ServeSpec, *, shared_ports: bool = False) -> Server:
+        """`shared_ports`: other processes serve the same ports (as `--workers` do when there are
+        several, and Ray Serve's replicas always)."""
         server = cls(
             spec.settings,
             Registry.open(spec.settings),
             names=spec.names,
             grpc=spec.grpc,
-            reuse_port=spec.workers > 1,
+            reuse_port=shared_ports or spec.workers > 1,
         )
         settle_garbage_collector()
         return server
