@@ -75,22 +75,23 @@ def start_server(
         )
     url = f"{scheme}://127.0.0.1:{port}"
     try:
-        return _wait_ready(process, url, log, port, grpc_port, timeout, verify)
+        return wait_ready(process, url, log, port, grpc_port, timeout, verify)
     except BaseException:
         process.kill()  # never leave a server running behind a failed start
         process.wait()
         raise
 
 
-def _wait_ready(
+def wait_ready(
     process: subprocess.Popen[bytes],
     url: str,
     log: Path,
     port: int,
     grpc_port: int,
     timeout: float,
-    verify: ssl.SSLContext | bool,
+    verify: ssl.SSLContext | bool = True,
 ) -> Server:
+    """`process` as a Server once /v2/health/ready answers 200 at `url` (or fail with its output)."""
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2.0, verify=verify) as client:
         while time.monotonic() < deadline:

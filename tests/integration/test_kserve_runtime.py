@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from shipyard.k8s.kserve import MODEL_DIR, serving_runtime
 from shipyard.k8s.modeldir import import_model_dir, onnx_file
 from shipyard.registry import Registry
 from tests.conftest import LABELS
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, wait_ready
 from tests.models import digits_data, digits_linear
 
 
@@ -54,7 +53,7 @@ def test_the_runtime_registers_the_mounted_model_and_serves_it_under_the_service
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_ready(process, url, log)
+        wait_ready(process, url, log, port, grpc_port, timeout=60.0)
         X, _ = digits_data()
         body = {
             "inputs": [
@@ -85,21 +84,6 @@ def test_the_runtime_registers_the_mounted_model_and_serves_it_under_the_service
 def runtime_container() -> dict[str, Any]:
     (container,) = serving_runtime(Target("digits", replicas=1))["spec"]["containers"]
     return container  # type: ignore[no-any-return]
-
-
-def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"the runtime exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if client.get(f"{url}/v2/health/ready").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)  # polling readiness, bounded by the deadline
-    raise AssertionError(f"the runtime was not ready within {timeout} s:\n{log.read_text()}")
 
 
 def test_a_folder_without_exactly_one_model_is_refused_in_one_line(tmp_path: Path) -> None:
