@@ -50,6 +50,14 @@ class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     scores: Scores | None = field(default=None)
+    features: tuple[str, ...] | None = None
+    """The column names of a tabular model's one input ([-1, len(features)]), in order: the friendly
+    API takes {"input": {"age": 42, ...}} by them."""
+    preprocess: dict[str, Any] | None = None
+    """The recipe that turns what users send (image bytes) into the graph's input, done by the server
+    before the graph runs (shipyard/processing/); None when the graph takes the inputs as they are."""
+    unit: str | None = None
+    """What a regression's output measures (EUR, ms, kg): the friendly API says it with the value."""
 
     def output(self, name: str) -> TensorSpec | None:
         return next((spec for spec in self.outputs if spec.name == name), None)
@@ -66,11 +74,14 @@ class Signature:
         return tuple(spec.name for spec in self.outputs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "inputs": [spec.to_dict() for spec in self.inputs],
             "outputs": [spec.to_dict() for spec in self.outputs],
             "scores": asdict(self.scores) if self.scores else None,
         }
+        extra = {"features": self.features and list(self.features), "preprocess": self.preprocess}
+        data.update((key, value) for key, value in {**extra, "unit": self.unit}.items() if value)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Signature:
@@ -79,6 +90,9 @@ class Signature:
             inputs=tuple(TensorSpec.from_dict(d) for d in data["inputs"]),
             outputs=tuple(TensorSpec.from_dict(d) for d in data["outputs"]),
             scores=Scores(scores["output"], scores["kind"]) if scores else None,
+            features=tuple(data["features"]) if data.get("features") is not None else None,
+            preprocess=data.get("preprocess"),
+            unit=data.get("unit"),
         )
 
 

@@ -14,6 +14,7 @@ from shipyard.cli import (
     model,
     monitor,
     optimize,
+    pipeline,
     registry,
     rollout,
     rollouts,
@@ -40,6 +41,7 @@ app.add_typer(registry.app, name="registry")
 app.add_typer(rollouts.app, name="rollout")
 app.add_typer(token.app, name="token")
 app.add_typer(k8s.app, name="k8s")
+app.add_typer(pipeline.app, name="pipeline")
 app.command("serve")(serve.serve)
 app.command("deploy")(rollout.deploy)
 app.command("rollback")(rollout.rollback)

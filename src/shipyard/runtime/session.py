@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
+from shipyard import customops
 from shipyard.errors import InvalidInput, ShipyardError, Unavailable
 from shipyard.runtime.memory import release_free_memory
 
@@ -93,6 +94,7 @@ class Runner:
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = self._options.inter_op_threads
         opts.log_severity_level = 3
+        customops.register(opts, self._model_bytes or b"", self.name)
         wanted = choose_providers(self._options.providers)
         try:
             session = ort.InferenceSession(self._model_bytes, opts, providers=wanted)
