@@ -226,3 +226,35 @@ def two_inputs_model() -> bytes:
     model = helper.make_model(graph, opset_imports=OPSET)
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+@cache
+def picture_cnn(channels: int = 3, size: int = 32, classes: int = 4, layout: str = "NCHW") -> bytes:
+    """A small convolutional classifier on pictures ([batch, C, H, W] floats, or NHWC): a 3x3 convolution
+    with stride 2, ReLU, global average pooling and a dense layer to class logits. Its answer depends on
+    where colours are in the picture, so a wrong layout, channel order or crop changes it."""
+    rng = np.random.default_rng(7)
+    weight = rng.normal(0, 0.5, (8, channels, 3, 3)).astype(np.float32)
+    dense = rng.normal(0, 1.0, (8, classes)).astype(np.float32)
+    shape = ["batch", channels, size, size] if layout == "NCHW" else ["batch", size, size, channels]
+    nodes = (
+        [] if layout == "NCHW" else [helper.make_node("Transpose", ["pixels"], ["nchw"], perm=[0, 3, 1, 2])]
+    )
+    first = "pixels" if layout == "NCHW" else "nchw"
+    nodes += [
+        helper.make_node("Conv", [first, "weight"], ["conv"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "dense"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "picture_cnn",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(dense, "dense")],
+    )
+    model = helper.make_model(graph, opset_imports=OPSET)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

@@ -42,8 +42,9 @@ EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "mo
 
 Source = TypeVar("Source", contravariant=True)
 Body = TypeVar("Body", covariant=True)
-Predict = tuple[bytes, int]
-"""A friendly prediction as its transport reads it: the body, and how many top classes to add."""
+Predict = tuple[bytes, int | None, str]
+"""A friendly prediction as its transport reads it: the body, how many top classes to add (None: as
+the version declares), and the body's content-type ("" when not said)."""
 
 
 class Inbound(Protocol[Source, Body]):
@@ -235,12 +236,12 @@ class DataPlane:
             if refusal is not None:
                 raise refusal
             stage = 1
-            body, top_k = await inbound.read(request)
+            body, top_k, content_type = await inbound.read(request)
             admission.body_read(model)
             stage = 2
             async with self._use(record, version) as loaded:
                 signature = loaded.signature
-                inputs, single = friendly.decode_predict(body, signature)
+                inputs, single = friendly.decode_predict(body, signature, content_type)
                 scores = signature.scores
                 note = None if self.tap is None else self.tap.note("predict", started)
                 asked = [scores.output if scores else signature.outputs[0].name]
@@ -261,8 +262,10 @@ class DataPlane:
             result,
             kind=scores.kind if scores else None,
             labels=loaded.record.labels,
-            top_k=top_k,
+            top_k=(scores.top_k if scores else 0) if top_k is None else top_k,
             scored=scored,
+            threshold=scores.threshold if scores else None,
+            unit=signature.unit,
         )
         ids: list[str] = []
         if note is not None:

@@ -27,7 +27,7 @@ class Scored:
     """A batch of class scores, read."""
 
     kind: ScoreKind
-    """How the scores were read: "logits" went through softmax."""
+    """How the scores were read: "logits" went through softmax, "sigmoid" through sigmoid."""
     probabilities: np.ndarray
     """[rows, classes], float64."""
     predicted: np.ndarray
@@ -54,10 +54,21 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return np.asarray(e / e.sum(axis=-1, keepdims=True))
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Each logit's own probability (multi-label models), without overflow for large |x|."""
+    e = np.exp(-np.abs(x))
+    return np.asarray(np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)))
+
+
+def probabilities_of(scores: np.ndarray, kind: ScoreKind) -> np.ndarray:
+    """Class probabilities from scores as `kind` says (float64)."""
+    s = np.asarray(scores, dtype=np.float64)
+    return softmax(s) if kind == "logits" else sigmoid(s) if kind == "sigmoid" else s
+
+
 def read(scores: np.ndarray, kind: ScoreKind) -> Scored:
     """Read class scores of shape [rows, classes] (taken as float64)."""
-    s = np.asarray(scores, dtype=np.float64)
-    probabilities = softmax(s) if kind == "logits" else s
+    probabilities = probabilities_of(scores, kind)
     predicted = probabilities.argmax(axis=-1)
     confidence = probabilities[np.arange(len(probabilities)), predicted]
     return Scored(kind, probabilities, predicted, confidence)
@@ -71,6 +82,8 @@ def best(scores: np.ndarray, kind: ScoreKind) -> tuple[np.ndarray, np.ndarray]:
     top = np.take_along_axis(scores, predicted[:, None], axis=-1)
     if kind == "logits":
         confidence = 1.0 / np.exp(scores - top, dtype=np.float64).sum(axis=-1)
+    elif kind == "sigmoid":
+        confidence = sigmoid(top[:, 0].astype(np.float64))
     else:
         confidence = top[:, 0].astype(np.float64)
     return predicted, np.asarray(confidence)
@@ -83,7 +96,12 @@ def read_row(values: Sequence[float], kind: ScoreKind) -> tuple[int, float] | No
         return None
     best = max(range(len(values)), key=values.__getitem__)
     top = values[best]
-    confidence = 1.0 / sum(math.exp(v - top) for v in values) if kind == "logits" else top
+    if kind == "logits":
+        confidence = 1.0 / sum(math.exp(v - top) for v in values)
+    elif kind == "sigmoid":
+        confidence = 1.0 / (1.0 + math.exp(-top)) if top >= 0 else math.exp(top) / (1.0 + math.exp(top))
+    else:
+        confidence = top
     return best, confidence
 
 

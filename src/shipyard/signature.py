@@ -6,14 +6,16 @@ and the friendly API interprets outputs without opening the model file.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
 from shipyard.datatypes import v2_datatype
 from shipyard.errors import InvalidInput
 
-ScoreKind = Literal["probabilities", "logits"]
+ScoreKind = Literal["probabilities", "logits", "sigmoid"]
+"""How class scores are read: as probabilities, as logits (softmax), or as one logit per class of a
+multi-label model (sigmoid, each class on its own)."""
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,32 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class Scores:
-    """Which output holds class scores, and whether softmax must be applied to read them."""
+    """Which output holds class scores, and how to read them."""
 
     output: str
     kind: ScoreKind
+    threshold: float | None = None
+    """Multi-label: every class whose probability reaches it is predicted (None: one class a row)."""
+    top_k: int = 0
+    """How many top classes /predict adds when a request does not say (?top_k=)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"output": self.output, "kind": self.kind}
+        if self.threshold is not None:
+            data["threshold"] = self.threshold
+        if self.top_k:
+            data["top_k"] = self.top_k
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scores:
+        threshold = data.get("threshold")
+        return cls(
+            str(data["output"]),
+            data["kind"],
+            None if threshold is None else float(threshold),
+            int(data.get("top_k") or 0),
+        )
 
 
 @dataclass(frozen=True)
@@ -77,7 +101,7 @@ class Signature:
         data: dict[str, Any] = {
             "inputs": [spec.to_dict() for spec in self.inputs],
             "outputs": [spec.to_dict() for spec in self.outputs],
-            "scores": asdict(self.scores) if self.scores else None,
+            "scores": self.scores.to_dict() if self.scores else None,
         }
         extra = {"features": self.features and list(self.features), "preprocess": self.preprocess}
         data.update((key, value) for key, value in {**extra, "unit": self.unit}.items() if value)
@@ -89,7 +113,7 @@ class Signature:
         return cls(
             inputs=tuple(TensorSpec.from_dict(d) for d in data["inputs"]),
             outputs=tuple(TensorSpec.from_dict(d) for d in data["outputs"]),
-            scores=Scores(scores["output"], scores["kind"]) if scores else None,
+            scores=Scores.from_dict(scores) if scores else None,
             features=tuple(data["features"]) if data.get("features") is not None else None,
             preprocess=data.get("preprocess"),
             unit=data.get("unit"),

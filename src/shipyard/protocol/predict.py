@@ -1,7 +1,10 @@
 """The friendly API: ``{"input": [...]}`` in, ``{"class": "7", "confidence": 0.97}`` out.
 
-Inputs are samples without the batch axis; outputs are read through the signature's scores and the
-version's labels (shipyard/scoring.py: softmax applied when the model gives logits).
+Inputs are samples without the batch axis: numbers, a sentence for a text model, a row by column name
+for a tabular model that knows its columns (Signature.features). A model that takes pictures (an image
+recipe) takes them as the body itself (content-type image/*), as files of a multipart upload, or as
+base64 text in JSON. Outputs are read through the signature's scores and the version's labels
+(shipyard/scoring.py: softmax or sigmoid applied as declared), a regression's with its unit.
 """
 
 from __future__ import annotations
@@ -14,13 +17,19 @@ import numpy as np
 from shipyard import scoring
 from shipyard.datatypes import numpy_dtype
 from shipyard.errors import InvalidInput
+from shipyard.protocol.uploads import file_parts
 from shipyard.protocol.v2 import loads
 from shipyard.scoring import Scored
 from shipyard.signature import ScoreKind, Signature, TensorSpec, format_shape
 
 
-def decode_predict(body: bytes, signature: Signature) -> tuple[dict[str, np.ndarray], bool]:
+def decode_predict(
+    body: bytes, signature: Signature, content_type: str = ""
+) -> tuple[dict[str, np.ndarray], bool]:
     """Named batch inputs for a one-input model, and whether the caller sent one sample."""
+    media = content_type.partition(";")[0].strip().lower()
+    if media not in ("", "application/json"):
+        return _pictures(body, signature, content_type, media)
     doc = loads(body)
     if not isinstance(doc, dict) or ("input" in doc) == ("inputs" in doc):
         raise InvalidInput('request must be {"input": [...]} for one sample or {"inputs": [...]}')
@@ -34,7 +43,57 @@ def decode_predict(body: bytes, signature: Signature) -> tuple[dict[str, np.ndar
     samples = [doc["input"]] if single else doc["inputs"]
     if not isinstance(samples, list) or not samples:
         raise InvalidInput("'inputs' must be a non-empty list of samples")
+    if signature.features is not None:
+        samples = [_by_name(sample, signature.features) for sample in samples]
+    elif spec.datatype == "BYTES":
+        samples = [_unwrapped(sample) for sample in samples]
     return {spec.name: _batch(spec, samples)}, single
+
+
+def _pictures(
+    body: bytes, signature: Signature, content_type: str, media: str
+) -> tuple[dict[str, np.ndarray], bool]:
+    """A body of pictures: the picture itself, or the files of a multipart upload."""
+    spec = signature.inputs[0]
+    if signature.preprocess is None or len(signature.inputs) != 1:
+        raise InvalidInput(f'this model takes JSON ({{"input": [...]}}), not {media}: it has no image recipe')
+    if media == "multipart/form-data":
+        files = file_parts(body, content_type)
+    elif media.startswith("image/") or media == "application/octet-stream":
+        files = [body]
+    else:
+        raise InvalidInput(
+            f"unsupported content-type {media!r}: send a picture (image/jpeg, image/png, ...), "
+            "a multipart upload, or JSON"
+        )
+    if not files[0] and len(files) == 1:
+        raise InvalidInput("the body is empty: send the picture's bytes")
+    batch = np.empty(len(files), dtype=object)
+    batch[:] = files
+    return {spec.name: batch}, media != "multipart/form-data" or len(files) == 1
+
+
+def _by_name(sample: Any, features: tuple[str, ...]) -> Any:
+    """A row given by column name ({"age": 42, ...}) in the model's column order; a list as it is."""
+    if not isinstance(sample, dict):
+        return sample
+    missing = [name for name in features if name not in sample]
+    if missing:
+        shown = ", ".join(map(repr, missing[:8])) + (", ..." if len(missing) > 8 else "")
+        raise InvalidInput(f"missing column(s) {shown}: the model takes {', '.join(features)}")
+    if len(sample) != len(features):
+        unknown = [name for name in sample if name not in features]
+        raise InvalidInput(
+            f"unknown column(s) {', '.join(map(repr, unknown[:8]))}: the model takes {', '.join(features)}"
+        )
+    return [sample[name] for name in features]
+
+
+def _unwrapped(sample: Any) -> Any:
+    """Text or base64 as it is; {"b64": "..."} (KServe v1's form) as its base64 text."""
+    if isinstance(sample, dict) and set(sample) == {"b64"} and isinstance(sample["b64"], str):
+        return sample["b64"]
+    return sample
 
 
 def _batch(spec: TensorSpec, samples: list[Any]) -> np.ndarray:
@@ -77,12 +136,18 @@ def predictions(
     labels: list[str] | None,
     top_k: int = 0,
     scored: Scored | None = None,
+    threshold: float | None = None,
+    unit: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One dict per sample: class and confidence for classifiers, the raw prediction otherwise.
-    `scored`: the scores already read (scoring.read of `output` as [samples, classes]), so that the
-    caller reads them once for this answer and for the monitor."""
+    """One dict per sample: class and confidence for classifiers (and, multi-label, every class
+    whose probability reaches `threshold`), the raw prediction otherwise (a single value as a number,
+    with its `unit` when declared). `scored`: the scores already read (scoring.read of `output` as
+    [samples, classes]), so that the caller reads them once for this answer and for the monitor."""
     if kind is None:
-        return [{"prediction": row} for row in output.tolist()]
+        if unit is None:
+            return [{"prediction": row} for row in output.tolist()]
+        rows = output.reshape(len(output), -1).tolist() if output.ndim else [[output.item()]]
+        return [{"prediction": row[0] if len(row) == 1 else row, "unit": unit} for row in rows]
     if scored is None:
         scored = scoring.read(output.reshape(-1, output.shape[-1]), kind)
     ranked = scoring.top(scored.probabilities, top_k).tolist() if top_k > 0 else None
@@ -91,6 +156,13 @@ def predictions(
         zip(scored.predicted.tolist(), scored.confidence.tolist(), strict=True)
     ):
         item: dict[str, Any] = {"class": scoring.label(index, labels), "confidence": round(confidence, 6)}
+        if threshold is not None:
+            row = scored.probabilities[i]
+            item["classes"] = [
+                {"class": scoring.label(j, labels), "confidence": round(float(row[j]), 6)}
+                for j in np.argsort(-row, kind="stable").tolist()
+                if row[j] >= threshold
+            ]
         if ranked is not None:
             row = scored.probabilities[i]
             item["top_k"] = [

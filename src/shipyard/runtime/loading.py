@@ -15,6 +15,7 @@ import numpy as np
 from shipyard.config import ModelServing
 from shipyard.datatypes import numpy_dtype
 from shipyard.errors import ShipyardError, Unavailable
+from shipyard.processing import ImageFront, front_for, graph_inputs
 from shipyard.registry import Registry, VersionRecord
 from shipyard.runtime.batcher import Batcher, BatchObserver, BatchSettings
 from shipyard.runtime.memory import release_free_memory, rss_bytes
@@ -29,6 +30,8 @@ class LoadedVersion:
     batcher: Batcher
     memory_bytes: int
     """What loading it added to the process (resident set growth; at least the file's size)."""
+    front: ImageFront | None = None
+    """What the server does before the graph runs (decoding pictures), when the version says."""
     in_flight: int = 0
     last_used: float = 0.0
 
@@ -47,6 +50,8 @@ class LoadedVersion:
     async def infer(
         self, inputs: dict[str, np.ndarray], outputs: Sequence[str] | None, note: object = None
     ) -> list[np.ndarray]:
+        if self.front is not None:  # each request's own pictures: a bad one fails its request only
+            inputs = await self.front(inputs)
         return await self.batcher.submit(inputs, outputs, note)
 
 
@@ -69,14 +74,15 @@ def build_version(
         reason = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
         raise Unavailable(f"{record.ref} failed its warm-up request: {reason}") from exc
     batcher = Batcher(record.ref, runner.run, batch_settings(serving, record.signature), observer)
-    return LoadedVersion(record, runner, batcher, max(rss_bytes() - before, record.size))
+    front = front_for(record.signature)
+    return LoadedVersion(record, runner, batcher, max(rss_bytes() - before, record.size), front)
 
 
 def with_batcher(old: LoadedVersion, settings: BatchSettings) -> LoadedVersion:
     """`old`'s runner behind a new batcher (still to be started): new batching settings need no
     new session. The two share the runner until the old batcher has drained."""
     batcher = Batcher(old.batcher.name, old.runner.run, settings, old.batcher.observer)
-    return LoadedVersion(old.record, old.runner, batcher, old.memory_bytes)
+    return LoadedVersion(old.record, old.runner, batcher, old.memory_bytes, old.front)
 
 
 async def retire(version: LoadedVersion, *, keep_runner: bool) -> None:
@@ -85,12 +91,15 @@ async def retire(version: LoadedVersion, *, keep_runner: bool) -> None:
     await version.batcher.aclose()
     if not keep_runner:
         await asyncio.to_thread(version.runner.unload)
+        if version.front is not None:
+            version.front.close()
 
 
 def warmup_inputs(signature: Signature) -> dict[str, np.ndarray]:
-    """A batch of one of zeros (empty strings for BYTES): enough to touch every kernel once."""
+    """A batch of one of zeros (empty strings for BYTES) of what the graph takes: enough to touch every
+    kernel once."""
     inputs = {}
-    for spec in signature.inputs:
+    for spec in graph_inputs(signature):
         shape = tuple(1 if d < 0 else d for d in spec.shape)
         dtype = numpy_dtype(spec.datatype)
         if spec.datatype == "BYTES":

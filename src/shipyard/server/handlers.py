@@ -42,8 +42,10 @@ def _number(value: bytes, what: str) -> int:
     return int(value)
 
 
-def _top_k(call: Call) -> int:
-    value = call.query("top_k", "0")
+def _top_k(call: Call) -> int | None:
+    value = call.query("top_k", "")
+    if value == "":
+        return None
     if not (value.isascii() and value.isdigit()) or int(value) > 1000:
         raise InvalidInput(f"top_k must be an integer from 0 to 1000, got {value!r}")
     return int(value)
@@ -79,11 +81,16 @@ class V2Inbound(Inference):
 
 
 class PredictInbound(Inference):
-    """A friendly prediction: the body, and `?top_k=`."""
+    """A friendly prediction: the body, `?top_k=`, and the body's content-type."""
 
     async def read(self, call: Call) -> Predict:
         top_k = _top_k(call)
-        return await call.body(self.limit), top_k
+        content_type = call.content_type
+        return (
+            await call.body(self.limit),
+            top_k,
+            "" if content_type is None else content_type.decode("latin-1"),
+        )
 
 
 class Handlers:

@@ -29,7 +29,10 @@ class Call:
     """One request on the hot path: its ASGI scope and channels, the route's parameters, and the
     headers the hot path reads (the first of each, as Starlette's `headers.get` would give)."""
 
-    __slots__ = ("authorization", "header_length", "key", "length", "params", "receive", "scope", "send")
+    __slots__ = (
+        "authorization", "content_type", "header_length", "key", "length", "params", "receive", "scope",
+        "send",
+    )  # fmt: skip
 
     def __init__(self, scope: Any, receive: Any, send: Any, params: dict[str, str]) -> None:
         self.scope, self.receive, self.send, self.params = scope, receive, send, params
@@ -38,6 +41,7 @@ class Call:
         self.authorization: bytes | None = None
         self.key: bytes | None = None
         """X-Shipyard-Key: where a traffic split sends the request (rollout/router.py sticky_point)."""
+        self.content_type: bytes | None = None
         for key, value in scope["headers"]:
             if key == b"content-length":
                 self.length = self.length or value
@@ -47,6 +51,8 @@ class Call:
                 self.authorization = self.authorization or value
             elif key == b"x-shipyard-key":
                 self.key = self.key or value
+            elif key == b"content-type":
+                self.content_type = self.content_type or value
 
     @property
     def client(self) -> str:

@@ -1,0 +1,108 @@
+"""The graph's half of an image recipe: uint8 pixels [batch, height, width, channels] in front of the
+model, scaled, normalised, channels reordered and laid out as the model takes them.
+
+Scaling and normalising fold into one multiply and one add per channel:
+(x * scale - mean) / std = x * (scale / std) + (-mean / std).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from shipyard.errors import ConversionFailed
+from shipyard.processing.recipe import ImageRecipe, build
+
+_PREFIX = "shipyard_pre_"
+_FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)
+
+
+def model_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
+    """The model's one real input (initializers aside), which an image recipe feeds."""
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in initializers]
+    if len(inputs) != 1:
+        names = ", ".join(value.name for value in inputs)
+        raise ConversionFailed(f"an image recipe needs a model with one input; this one has {names}")
+    found: onnx.ValueInfoProto = inputs[0]
+    return found
+
+
+def shape_of(value: onnx.ValueInfoProto) -> tuple[int, ...]:
+    dims = value.type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
+
+
+def attach(model: onnx.ModelProto, text: str, name: str = "image") -> tuple[onnx.ModelProto, ImageRecipe]:
+    """`model` with the recipe `text`'s graph in front: its input becomes uint8 pixels named `name`."""
+    value = model_input(model)
+    elem = value.type.tensor_type.elem_type
+    if elem not in _FLOATS:
+        kind = TensorProto.DataType.Name(elem)
+        raise ConversionFailed(f"an image recipe feeds a float input; {value.name!r} takes {kind}")
+    recipe = build(text, shape_of(value), name)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    target = value.name
+    if target == name:  # the pixels take the input's name: the model's tensor gets another
+        target = _PREFIX + "input"
+        for node in graph.node:
+            node.input[:] = [target if i == name else i for i in node.input]
+    factor, shift = folded(recipe)
+    p = _PREFIX
+    nodes = [helper.make_node("Cast", [name], [p + "float"], to=TensorProto.FLOAT)]
+    current = p + "float"
+    initializers = [
+        numpy_helper.from_array(factor, p + "factor"),
+        numpy_helper.from_array(shift, p + "shift"),
+    ]
+    if recipe.channels == "BGR":
+        initializers.append(numpy_helper.from_array(np.array([2, 1, 0], dtype=np.int64), p + "bgr"))
+        nodes.append(helper.make_node("Gather", [current, p + "bgr"], [p + "bgr_out"], axis=3))
+        current = p + "bgr_out"
+    nodes.append(helper.make_node("Mul", [current, p + "factor"], [p + "scaled"]))
+    nodes.append(helper.make_node("Add", [p + "scaled", p + "shift"], [p + "normal"]))
+    current = p + "normal"
+    if elem != TensorProto.FLOAT:
+        nodes.append(helper.make_node("Cast", [current], [p + "typed"], to=elem))
+        current = p + "typed"
+    last = [target]
+    if recipe.layout == "NCHW":
+        nodes.append(helper.make_node("Transpose", [current], last, perm=[0, 3, 1, 2]))
+    elif recipe.layout == "FLAT":
+        row = recipe.height * recipe.width * recipe.depth
+        initializers.append(numpy_helper.from_array(np.array([-1, row], dtype=np.int64), p + "row"))
+        nodes.append(helper.make_node("Reshape", [current, p + "row"], last))
+    else:
+        nodes.append(helper.make_node("Identity", [current], last))
+    old_nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + old_nodes)
+    graph.initializer.extend(initializers)
+    kept = [v for v in graph.input if v.name != value.name]
+    del graph.input[:]
+    pixels = helper.make_tensor_value_info(name, TensorProto.UINT8, ["batch", *recipe.pixels_shape[1:]])
+    graph.input.extend([pixels, *kept])
+    try:
+        onnx.checker.check_model(out)
+    except onnx.checker.ValidationError as exc:
+        raise ConversionFailed(f"the image recipe's graph does not fit the model: {exc}") from None
+    return out, recipe
+
+
+def folded(recipe: ImageRecipe) -> tuple[np.ndarray, np.ndarray]:
+    """(factor, shift) per channel, so that the model's input is pixels * factor + shift:
+    (x * scale - mean) / std, with x = 255 - x first when the recipe inverts."""
+    depth = recipe.depth
+    std = np.array(_per_channel(recipe.std, depth), dtype=np.float64)
+    mean = np.array(_per_channel(recipe.mean, depth), dtype=np.float64)
+    factor, shift = recipe.scale / std, -mean / std
+    if recipe.invert:  # ((255 - x) * scale - mean) / std
+        factor, shift = -factor, shift + 255 * recipe.scale / std
+    return factor.astype(np.float32), shift.astype(np.float32)
+
+
+def _per_channel(values: tuple[float, ...], depth: int) -> tuple[float, ...]:
+    return values if len(values) == depth else values * depth
