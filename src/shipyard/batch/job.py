@@ -28,6 +28,7 @@ from shipyard.batch.mapping import Features, Mapping
 from shipyard.batch.outputs import FORMATS, Predictions
 from shipyard.batch.sources import Part, Source, open_source, part_rows_for
 from shipyard.errors import Conflict, InvalidInput
+from shipyard.processing import graph_inputs
 from shipyard.registry import Registry, VersionRecord, parse_ref
 from shipyard.runtime.session import Runner, RunnerOptions
 
@@ -275,7 +276,7 @@ def _runner(registry: Registry, record: VersionRecord, job: Job) -> Runner:
 def _batch_rows(job: Job, record: VersionRecord) -> int:
     if job.batch_rows:
         return job.batch_rows
-    row_bytes = sum(4 * int(np.prod(spec.shape[1:])) for spec in record.signature.inputs)
+    row_bytes = sum(4 * int(np.prod(spec.shape[1:])) for spec in graph_inputs(record.signature))
     return int(min(MAX_BATCH_ROWS, max(1, BATCH_BYTES // max(1, row_bytes))))
 
 

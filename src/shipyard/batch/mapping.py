@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from shipyard.datasets.images import decode, image_layout
 from shipyard.datatypes import numpy_dtype
 from shipyard.errors import InvalidInput
+from shipyard.processing import ImageRecipe, graph_inputs, pixels, recipe_of
 from shipyard.signature import Signature, TensorSpec, format_shape
 
 Kind = Literal["numbers", "list", "image"]
@@ -38,6 +39,9 @@ class Group:
     input: TensorSpec
     columns: tuple[str, ...]
     kind: Kind
+    recipe: ImageRecipe | None = None
+    """The version's image recipe, when this input takes pictures: decoded as the server decodes them
+    (processing/image.py), into the graph's uint8 pixels."""
 
     @property
     def width(self) -> int:
@@ -82,7 +86,7 @@ class Mapping:
         keep: Sequence[str],
     ) -> Mapping:
         """The groups for `signature`, named by `columns` or found in the `first` rows of the input."""
-        inputs = signature.inputs
+        inputs = graph_inputs(signature)  # what the graph takes: a recipe's pixels, not their bytes
         missing = [c for c in (*(c for g in columns or () for c in g), *keep) if c not in first.column_names]
         if missing:
             raise InvalidInput(
@@ -105,6 +109,9 @@ class Mapping:
             groups = tuple(_group(spec, tuple(c), first) for spec, c in zip(inputs, columns, strict=True))
         else:
             groups = _default_groups(inputs, first, keep)
+        recipe = recipe_of(signature)
+        if recipe is not None:
+            groups = tuple(replace(g, recipe=recipe) if g.input.name == recipe.input else g for g in groups)
         for group in groups:
             _check_width(group, first)
         return cls(groups, tuple(keep))
@@ -254,7 +261,8 @@ def _read_images(group: Group, table: pa.Table) -> Read:
             why[i] = f"column {group.columns[0]!r} is missing"
             continue
         try:
-            values[i] = decode(data, group.input).reshape(-1)
+            found = decode(data, group.input) if group.recipe is None else pixels(data, group.recipe, i)
+            values[i] = found.reshape(-1)
         except Exception as exc:  # Pillow's plugins raise OSError, SyntaxError, struct.error, its bomb error
             why[i] = f"not an image: {str(exc)[:80] or type(exc).__name__}"
     return values, why

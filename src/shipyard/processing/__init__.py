@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
     from shipyard.convert.check import Converted
 
-__all__ = ["ImageFront", "ImageRecipe", "attach_image", "front_for", "graph_inputs", "post", "recipe_of"]
+__all__ = [
+    "ImageFront", "ImageRecipe", "attach_image", "front_for", "graph_inputs", "pixels", "post", "recipe_of",
+]  # fmt: skip
 
 
 def recipe_of(signature: Signature) -> ImageRecipe | None:
