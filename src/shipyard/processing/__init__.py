@@ -85,9 +85,9 @@ def reference(decoded: np.ndarray, recipe: ImageRecipe, value: onnx.ValueInfoPro
     values = decoded.astype(np.float32)
     if recipe.invert:
         values = 255 - values
+    if recipe.channels == "BGR":  # mean and std are in the model's channel order
+        values = values[..., ::-1]
     x: np.ndarray = (values * np.float32(recipe.scale) - mean) / std
-    if recipe.channels == "BGR":
-        x = x[..., ::-1]
     if recipe.layout == "NCHW":
         x = x.transpose(0, 3, 1, 2)
     elif recipe.layout == "FLAT":

@@ -44,6 +44,7 @@ class ImageRecipe:
     scale: float = 1 / 255
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    """Per channel in the model's order (B, G, R for channels=BGR), or one for all."""
     layout: str = "NCHW"
     channels: str = "RGB"
     resample: str = "bilinear"
