@@ -15,9 +15,12 @@ $BIN/shipyard model import "$OUT/digits.pt" --name digits --input-shape 1,64 \
   --labels "$OUT/labels.txt" --dataset "$OUT/digits-test.npz" --reference "$OUT/digits-test.npz" \
   --description "MLP on scikit-learn digits (demo)"
 $BIN/shipyard model alias digits "$($BIN/shipyard model show digits:latest --json | $BIN/python -c 'import json,sys; print(json.load(sys.stdin)["version"])')" production
+echo "== importing it again as a model that takes pictures (a drawn digit, shrunk to 8x8 by its recipe)"
+$BIN/shipyard model import "$OUT/digits.pt" --name digits-pictures --input-shape 1,64 --labels "$OUT/labels.txt" \
+  --preprocess "image: resize=8x8, channels=L, scale=16/255, invert=true"
 
 echo "== serving it"
-$BIN/shipyard serve digits --port "$PORT" --grpc-port "$GRPC_PORT" --log-level warning &
+$BIN/shipyard serve digits digits-pictures --port "$PORT" --grpc-port "$GRPC_PORT" --log-level warning &
 server=$!
 stop() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
 trap stop EXIT
@@ -36,6 +39,12 @@ echo
 echo "  curl -s -H 'content-type: application/json' -d @$PWD/$OUT/seven.json http://127.0.0.1:$PORT/v1/models/digits/predict"
 echo
 echo "  -> $(curl -s -H 'content-type: application/json' -d @$OUT/seven.json http://127.0.0.1:$PORT/v1/models/digits/predict)"
+echo
+echo "Or send a picture: draw a digit (dark on light), save it as a PNG, and post it:"
+echo
+echo "  curl -s --data-binary @$PWD/$OUT/seven.png -H 'content-type: image/png' http://127.0.0.1:$PORT/v1/models/digits-pictures/predict"
+echo
+echo "  -> $(curl -s --data-binary @$OUT/seven.png -H 'content-type: image/png' http://127.0.0.1:$PORT/v1/models/digits-pictures/predict)"
 echo
 echo "Dashboard: http://127.0.0.1:$PORT/dashboard/digits   Metrics: http://127.0.0.1:$PORT/metrics"
 echo "(SHIPYARD_HOME=$SHIPYARD_HOME; gRPC on 127.0.0.1:$GRPC_PORT; Ctrl-C stops the server)"

@@ -80,12 +80,13 @@ def test_make_demo_twice_ends_with_ctrl_c(tmp_path: Path) -> None:
         out, status = run_in_terminal(env)
         assert status == 0, out
         assert f"gRPC on 127.0.0.1:{grpc_port}" in out and "stopped" in out
-        answer = re.search(r"-> (\{.*\})", out)
-        assert answer, out
-        assert json.loads(answer.group(1))["class"] == "7"
+        answers = [json.loads(found) for found in re.findall(r"-> (\{.*\})", out)]
+        assert [a["model"] for a in answers] == ["digits", "digits-pictures"], out  # numbers, then a PNG
+        assert [a["class"] for a in answers] == ["7", "7"], out
         assert not listening(port) and not listening(grpc_port), "Ctrl-C left the server running"
         if run == 2:
             assert "digits:1 already holds this model" in out, out
+            assert "digits-pictures:1 already holds this model" in out, out
     shown = subprocess.run(
         [sys.executable, "-m", "shipyard", "model", "show", "digits:latest", "--json"],
         env=env,

@@ -284,6 +284,6 @@ def _size_text(size: tuple[int, int] | int) -> str:
 
 def _number_text(value: float) -> str:
     fraction = Fraction(value).limit_denominator(1000)
-    if fraction.numerator == 1 and fraction.denominator > 1 and abs(float(fraction) - value) < 1e-12:
-        return f"1/{fraction.denominator}"
+    if fraction.denominator > 1 and abs(float(fraction) - value) < 1e-12:
+        return f"{fraction.numerator}/{fraction.denominator}"  # 1/255 reads better than 0.00392157
     return f"{value:g}"
