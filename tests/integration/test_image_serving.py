@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnxruntime as ort
+import orjson
 import pytest
 from PIL import Image, ImageOps
 
@@ -180,7 +181,7 @@ def bomb() -> bytes:
         (b"\xff\xd8\xff\xe0 truncated jpeg", "image/jpeg", "not a picture"),
         (b"", "image/png", "empty"),
         (bomb(), "image/png", "image"),
-        (b"hello", "text/plain", "unsupported content-type"),
+        (b"hello", "text/plain", "neither a picture nor base64"),
         (b"--x\r\nbroken", "multipart/form-data; boundary=x", "multipart"),
         (b'{"input": "not base64 !"}', "application/json", "base64"),
         (b'{"input": 3}', "application/json", "picture"),
@@ -234,3 +235,11 @@ def test_model_show_prints_the_recipe(server: Server, tmp_path: Path) -> None:
     )
     assert "pixels uint8 [-1, 32, 32, 3]" in shown.stdout
     assert "its graph checked on 6 pictures against numpy: max |diff|" in shown.stdout
+
+
+def test_curls_default_content_type_carries_pictures_and_json(server: Server, pictures: list[bytes]) -> None:
+    form = {"content-type": "application/x-www-form-urlencoded"}  # what curl -d and --data-binary say
+    url = f"{server.url}/v1/models/pets/predict"
+    assert httpx.post(url, content=pictures[0], headers=form).json()["class"] == expected_class(pictures[0])
+    body = orjson.dumps({"input": base64.b64encode(pictures[0]).decode()})
+    assert httpx.post(url, content=body, headers=form).json()["class"] == expected_class(pictures[0])

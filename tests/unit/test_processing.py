@@ -234,3 +234,10 @@ def test_multipart_files_in_order_and_bad_bodies() -> None:
             b'--B\r\nContent-Disposition: form-data; name="note"\r\n\r\nx\r\n--B--\r\n',
             "multipart/form-data; boundary=B",
         )
+
+
+def test_json_comes_with_any_content_type_curl_sends() -> None:
+    body = orjson.dumps({"input": list(range(64))})
+    for content_type in ("", "application/json", "application/x-www-form-urlencoded", "text/plain"):
+        inputs, _ = decode_predict(body, DIGITS_SIGNATURE, content_type)
+        assert inputs["input"].shape == (1, 64)

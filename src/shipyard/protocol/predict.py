@@ -28,9 +28,11 @@ def decode_predict(
 ) -> tuple[dict[str, np.ndarray], bool]:
     """Named batch inputs for a one-input model, and whether the caller sent one sample."""
     media = content_type.partition(";")[0].strip().lower()
-    if media not in ("", "application/json"):
+    if media.startswith(PICTURES) or (
+        signature.preprocess is not None and media != "application/json" and body.lstrip()[:1] != b"{"
+    ):  # a picture model also takes a picture sent with curl's default content-type
         return _pictures(body, signature, content_type, media)
-    doc = loads(body)
+    doc = loads(body)  # whatever else it says: curl -d says form-urlencoded for JSON
     if not isinstance(doc, dict) or ("input" in doc) == ("inputs" in doc):
         raise InvalidInput('request must be {"input": [...]} for one sample or {"inputs": [...]}')
     if len(signature.inputs) != 1:
@@ -50,6 +52,10 @@ def decode_predict(
     return {spec.name: _batch(spec, samples)}, single
 
 
+PICTURES = ("image/", "multipart/form-data", "application/octet-stream")
+"""Content-types of bodies that hold pictures, not JSON."""
+
+
 def _pictures(
     body: bytes, signature: Signature, content_type: str, media: str
 ) -> tuple[dict[str, np.ndarray], bool]:
@@ -57,15 +63,7 @@ def _pictures(
     spec = signature.inputs[0]
     if signature.preprocess is None or len(signature.inputs) != 1:
         raise InvalidInput(f'this model takes JSON ({{"input": [...]}}), not {media}: it has no image recipe')
-    if media == "multipart/form-data":
-        files = file_parts(body, content_type)
-    elif media.startswith("image/") or media == "application/octet-stream":
-        files = [body]
-    else:
-        raise InvalidInput(
-            f"unsupported content-type {media!r}: send a picture (image/jpeg, image/png, ...), "
-            "a multipart upload, or JSON"
-        )
+    files = file_parts(body, content_type) if media == "multipart/form-data" else [body]
     if not files[0] and len(files) == 1:
         raise InvalidInput("the body is empty: send the picture's bytes")
     batch = np.empty(len(files), dtype=object)
