@@ -14,13 +14,20 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from shipyard import pipelines
+from shipyard.config import Settings
 from shipyard.convert.check import run_onnx, signature_of
 from shipyard.errors import ConversionFailed, InvalidInput, NotFound
 from shipyard.importing import import_onnx, import_sklearn
+from shipyard.pipelines.links import Link, Step, connect, fit
+from shipyard.processing import samples
 from shipyard.registry import Registry, VersionRecord
-from tests.models import digits_data
+from shipyard.signature import Scores, Signature, TensorSpec
+from tests.models import digits_data, picture_cnn
+from tests.unit.conftest import serving, unit_settings
 
 FLOAT, DOUBLE = TensorProto.FLOAT, TensorProto.DOUBLE
+PICTURES = "image: resize=40, center_crop=32, normalize=imagenet"
+PETS = ["cat", "dog", "bird", "fish"]
 
 
 def graph(
@@ -230,16 +237,15 @@ def test_rows_of_a_dataset_feed_the_check(registry: Registry, tmp_path: Path) ->
     assert record.dataset is not None and record.dataset.name == "digits.npy"
 
 
-def test_the_first_steps_recipe_and_features_and_the_last_steps_unit_are_the_pipelines(
+def test_the_first_steps_features_and_the_last_steps_unit_are_the_pipelines(
     registry: Registry, tmp_path: Path
 ) -> None:
     scaler, _ = register_steps(registry, tmp_path)
     features = tuple(f"pixel{i}" for i in range(64))
-    recipe = {"kind": "image", "height": 8, "width": 8, "layout": "FLAT", "channels": "L", "input": "x"}
     registry.register(
         "scaler",
         registry.artifact(scaler),
-        signature=replace(scaler.signature, features=features, preprocess=recipe),
+        signature=replace(scaler.signature, features=features),
         framework="onnx",
         check=scaler.check,
     )
@@ -259,8 +265,59 @@ def test_the_first_steps_recipe_and_features_and_the_last_steps_unit_are_the_pip
 
     record = pipelines.create("priced", ["scaler:2", "total"], registry=registry)
 
-    assert record.signature.features == features and record.signature.preprocess == recipe
+    assert record.signature.features == features and record.signature.inputs == scaler.signature.inputs
     assert record.signature.unit == "EUR" and record.signature.outputs == total.signature.outputs
+
+
+def test_a_picture_models_recipe_runs_before_the_whole_pipeline(
+    registry: Registry, settings: Settings, tmp_path: Path
+) -> None:
+    """The first step's host-side recipe is the pipeline's: the server decodes a picture into pixels,
+    and one graph runs the recipe's graph half, the CNN and a softmax step after it."""
+    (tmp_path / "cnn.onnx").write_bytes(picture_cnn())
+    pets = import_onnx(
+        tmp_path / "cnn.onnx", name="pets", labels=PETS, preprocess=PICTURES, registry=registry
+    )
+    softmax = graph(
+        [helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)],
+        [("logits", FLOAT, ["n", 4])],
+        [("probabilities", FLOAT, ["n", 4])],
+    )
+    (tmp_path / "softmax.onnx").write_bytes(softmax)
+    import_onnx(tmp_path / "softmax.onnx", name="softmax", registry=registry)
+
+    record = pipelines.create("pets-pipe", ["pets", "softmax"], labels=PETS, registry=registry)
+
+    assert record.signature.inputs == pets.signature.inputs  # pictures in, as BYTES
+    assert record.signature.preprocess == pets.signature.preprocess
+    assert record.signature.scores == Scores("probabilities", "probabilities")
+    with serving(registry, unit_settings(settings)) as (client, _):
+        for picture in samples.pictures()[:3]:
+            alone = client.post(
+                "/v1/models/pets/predict", content=picture, headers={"content-type": "image/png"}
+            )
+            piped = client.post(
+                "/v1/models/pets-pipe/predict", content=picture, headers={"content-type": "image/png"}
+            )
+            assert piped.status_code == 200, piped.text
+            assert piped.json()["class"] == alone.json()["class"]
+            assert piped.json()["confidence"] == pytest.approx(alone.json()["confidence"], abs=1e-5)
+
+
+def test_the_connection_rule_on_signatures_alone() -> None:
+    four, scores = TensorSpec("a", "FP32", (-1, 4)), TensorSpec("b", "FP32", (-1, 4))
+    two_outputs = Signature(inputs=(), outputs=(four, scores), scores=Scores("b", "probabilities"))
+    taker = Step("taker:1", Signature(inputs=(TensorSpec("x", "FP64", (-1, 2, 2)),), outputs=()))
+    (link,) = connect(Step("scored:1", two_outputs), taker)  # both fit: the class scores are taken
+    assert (link.output.name, link.adapters) == ("b", ["Cast FP32 -> FP64", "Reshape [-1, 4] -> [-1, 2, 2]"])
+    with pytest.raises(ConversionFailed, match="several outputs of plain:1 fit input 'x' FP64"):
+        connect(Step("plain:1", replace(two_outputs, scores=None)), taker)
+    assert fit(TensorSpec("flag", "BOOL", (-1, 4)), TensorSpec("x", "FP32", (-1, 4))) is None
+    assert fit(TensorSpec("ragged", "FP32", (-1, -1)), TensorSpec("x", "FP32", (-1, 2, 2))) is None
+    assert fit(TensorSpec("fixed", "FP32", (3, 4)), TensorSpec("x", "FP32", (5, 4))) is None
+    assert fit(TensorSpec("any", "FP32", (-1, -1)), TensorSpec("x", "FP32", (-1, 4))) == Link(
+        TensorSpec("any", "FP32", (-1, -1)), TensorSpec("x", "FP32", (-1, 4))
+    )
 
 
 def test_unknown_steps_are_not_found(registry: Registry, tmp_path: Path) -> None:
@@ -271,6 +328,8 @@ def test_unknown_steps_are_not_found(registry: Registry, tmp_path: Path) -> None
         pipelines.create("p", ["scaler", "classifier:7"], registry=registry)
     with pytest.raises(NotFound, match="no version or alias 'staging'"):
         pipelines.create("p", ["scaler", "classifier:staging"], registry=registry)
+    with pytest.raises(InvalidInput, match=r"^scaler:1 is not a pipeline \(it is from onnx\)$"):
+        pipelines.steps_of(registry.version("scaler"))
 
 
 def test_one_step_is_not_a_pipeline(registry: Registry, tmp_path: Path) -> None:
@@ -305,17 +364,11 @@ def test_tensors_that_do_not_fit_are_refused_in_one_line(registry: Registry, tmp
 
 
 def test_a_later_step_with_a_preprocessing_recipe_is_refused(registry: Registry, tmp_path: Path) -> None:
-    _, model = register_steps(registry, tmp_path)
-    recipe = {"kind": "image", "height": 8, "width": 8, "layout": "FLAT", "channels": "L", "input": "input"}
-    registry.register(
-        "classifier",
-        registry.artifact(model),
-        signature=replace(model.signature, preprocess=recipe),
-        framework="sklearn",
-        check=model.check,
-    )
-    with pytest.raises(InvalidInput, match=r"classifier:2 \(step 2\) has a host-side preprocessing recipe"):
-        pipelines.create("p", ["scaler", "classifier:2"], registry=registry)
+    register_steps(registry, tmp_path)
+    (tmp_path / "cnn.onnx").write_bytes(picture_cnn())
+    import_onnx(tmp_path / "cnn.onnx", name="pets", labels=PETS, preprocess=PICTURES, registry=registry)
+    with pytest.raises(InvalidInput, match=r"pets:1 \(step 2\) has a host-side preprocessing recipe"):
+        pipelines.create("p", ["scaler", "pets"], registry=registry)
 
 
 def test_a_pipeline_that_differs_from_its_steps_run_apart_is_refused(
