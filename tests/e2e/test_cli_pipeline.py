@@ -65,6 +65,8 @@ def test_create_show_and_serve_a_pipeline(home: Path) -> None:
     wanted = f"step 2 classifier:1 sha256 {model.sha256} sklearn (asked as classifier:production)"
     assert shown[2].split() == wanted.split()
     assert shown[3].split() == ["scaled", "->", "input"]
+    manifest = shipyard(home, "model", "show", "digits-pipe:1")
+    assert "lineage      pipeline of scaler:1, classifier:1" in manifest
 
     X, _ = digits_data()
     (scaled,) = run_onnx(registry.artifact(scaler), {"x": X[:10]})

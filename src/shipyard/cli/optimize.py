@@ -251,7 +251,11 @@ def report_table(report: Report) -> RenderableType:
 
 
 def describe_lineage(lineage: dict[str, Any]) -> str:
-    """One line for `model show`: method, parent, options and the gate's verdict."""
+    """One line for `model show`: method, parent, options and the gate's verdict (a pipeline: its
+    steps)."""
+    if lineage.get("method") == "pipeline":
+        steps = ", ".join(f"{s.get('model')}:{s.get('version')}" for s in lineage.get("steps") or ())
+        return f"pipeline of {steps}"
     gate = lineage.get("gate") or {}
     options = ", ".join(f"{k}={v}" for k, v in (lineage.get("options") or {}).items() if v is not None)
     verdict = (
