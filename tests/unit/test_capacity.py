@@ -197,3 +197,19 @@ def test_the_two_windows_split_into_a_cycle_and_a_request() -> None:
     assert costs.per_request_s == pytest.approx(0.12 * MS - costs.per_cycle_s)
     alone = split_costs(0.125 * MS, 0.125 * MS, 1, {1: 0.005 * MS}, threads=1)  # never batched
     assert alone.per_cycle_s == 0 and alone.per_request_s == pytest.approx(0.12 * MS)
+
+
+def test_a_picture_model_is_measured_with_a_photo() -> None:
+    from shipyard.capacity.measuring import sample
+    from shipyard.processing import pixels
+    from shipyard.processing.recipe import build
+    from shipyard.signature import Signature, TensorSpec
+
+    recipe = build("image: resize=40, center_crop=32", (-1, 3, 32, 32))
+    signature = Signature(
+        (TensorSpec("image", "BYTES", (-1,)),),
+        (TensorSpec("y", "FP32", (-1, 4)),),
+        preprocess=recipe.to_dict(),
+    )
+    (photo,) = sample(signature, 1)["image"]
+    assert pixels(photo, recipe).shape == (32, 32, 3)  # base64 of a JPEG, in JSON and binary bodies alike

@@ -16,6 +16,7 @@ prediction log.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import platform
 import socket
@@ -24,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from shipyard.capacity.plan import Figures, compute_at
 from shipyard.config import Settings
 from shipyard.datatypes import numpy_dtype
 from shipyard.errors import InvalidInput, Unavailable
+from shipyard.processing import graph_inputs, recipe_of, samples
 from shipyard.protocol.v2 import encode_raw
 from shipyard.registry import Registry, VersionRecord
 from shipyard.runtime.session import Runner, RunnerOptions
@@ -73,14 +75,19 @@ def batch_sizes(most: int) -> list[int]:
 
 def sample(signature: Signature, rows: int, seed: int = 0) -> dict[str, np.ndarray]:
     """`rows` rows of every input: uniform numbers in [0, 1) for floats (as long in JSON as real data),
-    zeros for integers and booleans, empty strings for BYTES; any other dynamic axis 1 long."""
+    zeros for integers and booleans, empty strings for BYTES, a 640x480 JPEG photo (as base64, which
+    JSON and binary bodies both carry) for a recipe's pictures; any other dynamic axis 1 long."""
     rng = np.random.default_rng(seed)
     inputs = {}
+    recipe = recipe_of(signature)
     for spec in signature.inputs:
         shape = (rows, *(1 if d < 0 else d for d in spec.shape[1:])) if spec.batched else spec.shape
         shape = tuple(1 if d < 0 else d for d in shape)
         dtype = numpy_dtype(spec.datatype)
-        if spec.datatype == "BYTES":
+        if recipe is not None and spec.name == recipe.input:
+            photo = base64.b64encode(samples.picture("JPEG", "RGB", (640, 480), seed))
+            inputs[spec.name] = np.full(shape, photo, dtype=object)
+        elif spec.datatype == "BYTES":
             inputs[spec.name] = np.full(shape, b"", dtype=object)
         elif dtype.kind == "f":
             inputs[spec.name] = rng.random(shape).astype(dtype)
@@ -139,6 +146,8 @@ def compute(
     past one whose run alone takes longer than `stop_above_s` are left out: no latency budget fits
     them."""
     options = RunnerOptions(threads, 1, ["CPUExecutionProvider"], execution="threads")
+    # the graph's own inputs (a recipe's pictures are pixels there, decoded beside the runs)
+    signature = replace(signature, inputs=graph_inputs(signature), preprocess=None)
     runner = Runner(name, model, options)
     runner.load()
     times: dict[int, float] = {}
