@@ -22,7 +22,18 @@ from shipyard.signature import ScoreKind, Scores, Signature, TensorSpec
 Array = npt.NDArray[Any]
 Arrays = Mapping[str, Array] | Sequence[Array]
 # What a version was converted from: "pytorch" for a module given in Python, "torchscript" for a file
-Framework = Literal["onnx", "pytorch", "torchscript", "sklearn", "pipeline"]
+Framework = Literal[
+    "onnx",
+    "pytorch",
+    "torchscript",
+    "sklearn",
+    "pipeline",
+    "keras",
+    "tensorflow",
+    "xgboost",
+    "lightgbm",
+    "catboost",
+]
 
 GENERATED = "generated"
 USER_DATA = "user data"
