@@ -1,7 +1,8 @@
 """Import a model into the registry: convert it to ONNX, check it numerically, store it as a version.
 
-The Python API (`import_torch`, `import_sklearn`, `import_onnx`) and the CLI (`import_file`) share
-this path, so a model imported either way gets the same checks and the same manifest.
+The Python API (`import_torch`, `import_sklearn`, `import_keras`, `import_boosting`, `import_onnx`)
+and the CLI (`import_file`) share this path, so a model imported either way gets the same checks and
+the same manifest.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ FRAMEWORK_BY_SUFFIX = {
     ".joblib": "sklearn",
     ".pkl": "sklearn",
     ".pickle": "sklearn",
+    ".keras": "keras",
+    ".ubj": "xgboost",
+    ".cbm": "catboost",
 }
+FRAMEWORKS = ("onnx", "torchscript", "sklearn", "keras", "tensorflow", "xgboost", "lightgbm", "catboost")
+# Suffixes more than one library writes: the user says which (--framework)
+AMBIGUOUS_SUFFIXES = {".json": ("xgboost", "lightgbm"), ".txt": ("xgboost", "lightgbm")}
 
 
 def import_torch(
@@ -72,6 +79,56 @@ def import_sklearn(
     return _register(registry, name, converted, labels, description, dataset)
 
 
+def import_keras(
+    model_or_path: Any,
+    *,
+    name: str,
+    labels: Sequence[str] | None = None,
+    description: str = "",
+    dataset: str | Path | None = None,
+    sample: np.ndarray | None = None,
+    tolerance: float = 1e-4,
+    registry: Registry | None = None,
+) -> VersionRecord:
+    """Convert a keras.Model, a .keras file (loaded in safe mode) or a TensorFlow SavedModel folder
+    (dynamic batch axis), check it against the source model, and register it."""
+    from shipyard.convert import keras as keras_convert
+
+    sample = _sample(sample, dataset)
+    if isinstance(model_or_path, str | Path):
+        converted = keras_convert.from_file(model_or_path, sample=sample, tolerance=tolerance)
+    else:
+        converted = keras_convert.from_model(model_or_path, sample=sample, tolerance=tolerance)
+    return _register(registry, name, converted, labels, description, dataset)
+
+
+def import_boosting(
+    model_or_path: Any,
+    *,
+    name: str,
+    framework: str | None = None,
+    labels: Sequence[str] | None = None,
+    description: str = "",
+    dataset: str | Path | None = None,
+    sample: np.ndarray | None = None,
+    tolerance: float = 1e-4,
+    registry: Registry | None = None,
+) -> VersionRecord:
+    """Convert a fitted XGBoost, LightGBM or CatBoost model, or its saved file, check it, and
+    register it with its classes and column names. `framework` (xgboost, lightgbm, catboost) is
+    told by an object's type, by .ubj (xgboost) and .cbm (catboost); a .json or .txt file needs it."""
+    from shipyard.convert import boosting
+
+    sample = _sample(sample, dataset)
+    if isinstance(model_or_path, str | Path):
+        path = Path(model_or_path)
+        told = _framework_of_file(path, framework) or "?"
+        converted = boosting.from_file(path, told, sample=sample, tolerance=tolerance)
+    else:
+        converted = boosting.from_model(model_or_path, framework, sample=sample, tolerance=tolerance)
+    return _register(registry, name, converted, labels, description, dataset)
+
+
 def import_onnx(
     path: str | Path,
     *,
@@ -110,9 +167,7 @@ def import_file(
     whose bytes and labels are those of the model's current version is that version again: it is
     returned as it is, unless `new_version` (running the same import twice adds nothing).
     """
-    if not path.is_file():
-        raise NotFound(f"no such file: {path}")
-    framework = framework or FRAMEWORK_BY_SUFFIX.get(path.suffix.lower())
+    framework = _framework_of_file(path, framework)
     sample = _sample(None, dataset)
     if framework == "onnx":
         from shipyard.convert import onnx_file
@@ -130,11 +185,18 @@ def import_file(
         converted = sklearn_convert.from_file(
             path, sample=sample, tolerance=tolerance, trusted=trusted, report=report
         )
+    elif framework in ("keras", "tensorflow"):
+        from shipyard.convert import keras as keras_convert
+
+        converted = keras_convert.from_file(path, sample=sample, tolerance=tolerance)
+    elif framework in ("xgboost", "lightgbm", "catboost"):
+        from shipyard.convert import boosting
+
+        converted = boosting.from_file(path, framework, sample=sample, tolerance=tolerance)
     else:
-        known = ", ".join(sorted(set(FRAMEWORK_BY_SUFFIX.values())))
         raise InvalidInput(
-            f"cannot tell the framework of {path.name}: pass --framework ({known}) "
-            f"or use one of the suffixes {', '.join(FRAMEWORK_BY_SUFFIX)}"
+            f"cannot tell the framework of {path.name}: pass --framework ({', '.join(FRAMEWORKS)}) "
+            f"or use one of the suffixes {', '.join(FRAMEWORK_BY_SUFFIX)} (or a SavedModel folder)"
         )
     if not new_version and registry is not None:
         current = _current(registry, name)
@@ -143,6 +205,30 @@ def import_file(
         if same and current is not None and current.labels == wanted:
             return current
     return _register(registry, name, converted, labels, description, dataset)
+
+
+def _framework_of_file(path: Path, told: str | None = None) -> str | None:
+    """The framework a model file holds: `told`, else its suffix's; a SavedModel folder's is
+    tensorflow. None when the suffix does not say."""
+    from shipyard.convert.keras import is_saved_model
+
+    if is_saved_model(path):
+        if told not in (None, "keras", "tensorflow"):
+            raise InvalidInput(
+                f"{path} is a TensorFlow SavedModel folder: --framework {told} does not read it"
+            )
+        return "tensorflow"
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a folder: a model is a file, or a SavedModel folder (saved_model.pb)")
+    if not path.is_file():
+        raise NotFound(f"no such file: {path}")
+    if told:
+        return told
+    suffix = path.suffix.lower()
+    if suffix in AMBIGUOUS_SUFFIXES:
+        choices = " or ".join(f"--framework {name}" for name in AMBIGUOUS_SUFFIXES[suffix])
+        raise InvalidInput(f"{path.name} may hold an XGBoost or a LightGBM model: say which with {choices}")
+    return FRAMEWORK_BY_SUFFIX.get(suffix)
 
 
 def _current(registry: Registry, name: str) -> VersionRecord | None:

@@ -42,7 +42,8 @@ def import_(
     path: Path = typer.Argument(
         ...,
         metavar="FILE",
-        help="The model: .onnx, TorchScript .pt/.pth, scikit-learn .skops (.joblib/.pkl with --trust).",
+        help="The model: .onnx, TorchScript .pt/.pth, scikit-learn .skops (.joblib/.pkl with --trust), "
+        "Keras .keras, a TensorFlow SavedModel folder, XGBoost .ubj/.json, LightGBM .txt, CatBoost .cbm.",
     ),
     name: str = typer.Option(
         ..., "--name", "-n", metavar="NAME", help="Model to register it as (a new one, or a new version)."
@@ -62,11 +63,15 @@ def import_(
         ".npz, .npy or .csv feed the check.",
     ),
     description: str = typer.Option("", metavar="TEXT", help="Free text stored with the version."),
-    framework: Literal["onnx", "torchscript", "sklearn"] | None = typer.Option(
+    framework: Literal[
+        "onnx", "torchscript", "sklearn", "keras", "tensorflow", "xgboost", "lightgbm", "catboost"
+    ]
+    | None = typer.Option(
         None,
         metavar="FRAMEWORK",
         show_default="from the file's suffix",
-        help="What the file holds: onnx, torchscript or sklearn.",
+        help="What the file holds: onnx, torchscript, sklearn, keras, tensorflow (a SavedModel folder), "
+        "xgboost, lightgbm or catboost. A .json or .txt file needs it (xgboost or lightgbm).",
     ),
     tolerance: float = typer.Option(
         1e-4, metavar="NUMBER", help="Largest |source - ONNX| output difference the check accepts."
