@@ -159,6 +159,8 @@ def import_file(
     trusted: bool = False,
     report: Callable[[str], None] | None = None,
     new_version: bool = False,
+    tokenizer: Path | None = None,
+    max_length: int | None = None,
 ) -> VersionRecord:
     """The CLI's import: the framework is told by `framework` or guessed from the file suffix.
 
@@ -166,10 +168,20 @@ def import_file(
     refused unless `trusted`; `report` receives what a trusted file was found to import. A model
     whose bytes and labels are those of the model's current version is that version again: it is
     returned as it is, unless `new_version` (running the same import twice adds nothing).
+    `tokenizer`, a wordpiece vocabulary file, puts a tokenizer of `max_length` tokens in front of an
+    ONNX model that takes token ids (convert/text.py), so that the version takes sentences.
     """
     framework = _framework_of_file(path, framework)
     sample = _sample(None, dataset)
-    if framework == "onnx":
+    if tokenizer is None and max_length is not None:
+        raise InvalidInput("--max-length is the tokenizer's: pass --tokenizer VOCAB.txt with it")
+    if tokenizer is not None and framework != "onnx":
+        raise InvalidInput(f"--tokenizer goes in front of an ONNX model; {path.name} is {framework}")
+    if tokenizer is not None:
+        from shipyard.convert import text
+
+        converted = text.from_onnx(path, tokenizer, max_length=max_length, tolerance=tolerance)
+    elif framework == "onnx":
         from shipyard.convert import onnx_file
 
         converted = onnx_file.from_onnx(path, sample=sample)

@@ -91,6 +91,19 @@ def import_(
     new_version: bool = typer.Option(
         False, "--new-version", help="Register a new version even when the current one holds this model."
     ),
+    tokenizer: Path | None = typer.Option(
+        None,
+        metavar="VOCAB",
+        help="Take sentences: a wordpiece (BERT) vocabulary, one token a line, whose tokenizer is put in "
+        "front of the ONNX model's input_ids (and attention_mask).",
+    ),
+    max_length: int | None = typer.Option(
+        None,
+        min=2,
+        metavar="N",
+        show_default="the model's sequence length, else 64",
+        help="With --tokenizer: tokens a sentence is cut or padded to, [CLS] and [SEP] included.",
+    ),
 ) -> None:
     """Convert a model to ONNX, check it numerically, and register it as a new version."""
     from shipyard.importing import import_file, read_labels
@@ -111,6 +124,8 @@ def import_(
             trusted=trust,
             report=console.print,
             new_version=new_version,
+            tokenizer=tokenizer,
+            max_length=max_length,
         )
     if record.ref in refs_before:
         console.print(

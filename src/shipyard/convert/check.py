@@ -15,6 +15,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
+from shipyard import customops
 from shipyard.datatypes import ONNX_TO_V2, numpy_dtype
 from shipyard.errors import ConversionFailed
 from shipyard.signature import ScoreKind, Scores, Signature, TensorSpec
@@ -185,6 +186,7 @@ def run_onnx(onnx_bytes: bytes, inputs: Mapping[str, Array]) -> list[Array]:
     """Run the model once on CPU, the provider every machine has, so checks agree everywhere."""
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise
+    customops.register(options, onnx_bytes, "check")  # a tokenizer's ops, as the server registers them
     try:
         session = ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
         return list(session.run(None, dict(inputs)))

@@ -5,8 +5,10 @@ scikit-learn and skl2onnx are an optional extra, so they are imported only insid
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,25 @@ from shipyard.convert.check import (
     signature_of,
 )
 from shipyard.convert.pickles import Report
+from shipyard.convert.text import check_sentences
 from shipyard.errors import ConversionFailed, NotFound
 from shipyard.signature import Scores
 
 OPSET = {"": 17, "ai.onnx.ml": 3}
 CHECK_ROWS = 16
 INPUT_NAME = "input"
+# scikit-learn's token patterns for ONNX Runtime's Tokenizer, whose regular expressions are RE2's: RE2's \w
+# is ASCII only and it has no (?u), while Python's \w is any letter, digit or underscore. Greedy, runs of
+# such characters are the words \b\w\w+\b finds. (skl2onnx's own replacement of the default,
+# [a-zA-Z0-9_]+, keeps one-letter words, which shifts bigrams, and splits words at accented letters.)
+TOKEN_PATTERNS = {
+    r"(?u)\b\w\w+\b": r"[\p{L}\p{N}_][\p{L}\p{N}_]+",  # the default
+    r"(?u)\b\w+\b": r"[\p{L}\p{N}_]+",  # one-letter words too
+}
+# The locale ONNX's StringNormalizer lowercases in. Its default, en_US.UTF-8, is missing from most
+# container images (the session then fails to load), and the C locale lowercases ASCII only. C.UTF-8 is
+# built into glibc 2.35 and shipped by Debian and Ubuntu images; on a machine without it the check fails.
+TEXT_LOCALE = "C.UTF-8"
 _MISSING = "scikit-learn is not installed: pip install 'shipyard[sklearn]'"
 _MISSING_SKOPS = "skops is not installed: pip install 'shipyard[sklearn]'"
 _LIBRARIES = frozenset({"sklearn", "numpy", "scipy"})
@@ -44,12 +59,19 @@ def _require_sklearn() -> None:
         raise ConversionFailed(_MISSING) from None
 
 
-def from_estimator(estimator: Any, sample: Array | None = None, tolerance: float = 1e-4) -> Converted:
+def from_estimator(
+    estimator: Any, sample: Array | Sequence[str] | None = None, tolerance: float = 1e-4
+) -> Converted:
     """Convert a fitted classifier or regressor (or a Pipeline ending in one) and check it.
 
     Classifiers are checked on predict_proba against the ONNX `probabilities` output (falling back
     to decision_function), regressors on predict against `variable`, using `sample` when given or
-    16 rows of standard normal data otherwise.
+    16 rows of standard normal data otherwise. A model fitted on a DataFrame keeps its column names
+    as the signature's `features`.
+
+    A Pipeline that starts with a TfidfVectorizer or CountVectorizer takes text: one string per row,
+    input BYTES [-1, 1]. Its check runs on `sample` (sentences) when given, else on 16 sentences made
+    from the vectorizer's vocabulary with unknown words, punctuation and capitals.
     """
     _require_sklearn()
     from sklearn.base import BaseEstimator, is_classifier, is_regressor
@@ -67,11 +89,18 @@ def from_estimator(estimator: Any, sample: Array | None = None, tolerance: float
     if not classifier and not is_regressor(estimator):
         raise ConversionFailed(f"{name} is neither a classifier nor a regressor")
 
-    x, source = _check_data(estimator, sample)
-    onnx_bytes = _convert(estimator, x.shape[1], classifier)
+    text = _text_vectorizer(estimator)
+    if text is not None:
+        x, source = _check_sentences(text, sample)
+        initial_type = _string_type()
+    else:
+        x, source = _check_data(estimator, None if sample is None else np.asarray(sample))
+        initial_type = _float_type(x.shape[1])
+    onnx_bytes = _convert(estimator, initial_type, classifier, text)
     model = onnx.load_model_from_string(onnx_bytes)
     signature = signature_of(model)
     outputs = run_onnx(onnx_bytes, {signature.inputs[0].name: x})
+    rows = x[:, 0].tolist() if text is not None else x  # a vectorizer takes a list of strings
     actual = dict(zip((spec.name for spec in signature.outputs), outputs, strict=True))
 
     scores: Scores | None = None
@@ -81,20 +110,30 @@ def from_estimator(estimator: Any, sample: Array | None = None, tolerance: float
         # skl2onnx names its outputs label then probabilities (decision scores without predict_proba)
         out = signature.outputs[-1].name
         if hasattr(estimator, "predict_proba"):
-            expected = _predict(estimator.predict_proba, x)
+            expected = _predict(estimator.predict_proba, rows)
             scores = Scores(out, "probabilities")
         else:
-            expected = _predict(estimator.decision_function, x)
+            expected = _predict(estimator.decision_function, rows)
     else:
         out = signature.outputs[0].name
-        expected = _predict(estimator.predict, x)
+        expected = _predict(estimator.predict, rows)
     got = actual[out]
     if expected.size == got.size:
         expected = expected.reshape(got.shape)  # sklearn's [n] is ONNX's [n, 1]
-    check = require_close({out: expected}, {out: got}, tolerance, len(x), source)
+    try:
+        check = require_close({out: expected}, {out: got}, tolerance, len(x), source)
+    except ConversionFailed as exc:
+        if text is None:
+            raise
+        why = f"ONNX Runtime may split this text otherwise than {_split_by(text)}"
+        raise ConversionFailed(f"{exc}: {why}") from None
+    signature = signature_of(model, scores)
+    names = getattr(estimator, "feature_names_in_", None)
+    if text is None and names is not None:
+        signature = dataclasses.replace(signature, features=tuple(str(name) for name in names))
     return Converted(
         onnx_bytes=onnx_bytes,
-        signature=signature_of(model, scores),
+        signature=signature,
         framework="sklearn",
         check=check,
         labels=labels,
@@ -197,13 +236,81 @@ def _check_data(estimator: Any, sample: Array | None) -> tuple[Array, str]:
     return x, USER_DATA
 
 
-def _convert(estimator: Any, n_features: int, classifier: bool) -> bytes:
-    from skl2onnx import to_onnx
+def _text_vectorizer(estimator: Any) -> Any | None:
+    """The text vectorizer a Pipeline starts with; None for a model of numbers."""
+    from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(estimator, Pipeline):
+        return None
+    first = estimator.steps[0][1]
+    if isinstance(first, HashingVectorizer):
+        raise ConversionFailed(
+            "skl2onnx cannot convert HashingVectorizer: use a TfidfVectorizer or CountVectorizer"
+        )
+    return first if isinstance(first, CountVectorizer) else None  # TfidfVectorizer is one too
+
+
+def _check_sentences(vectorizer: Any, sample: Array | Sequence[str] | None) -> tuple[Array, str]:
+    """The check's sentences as the ONNX input, [rows, 1] strings."""
+    if sample is None:
+        words = {word for key in vectorizer.vocabulary_ for word in str(key).split()}
+        sentences, source = check_sentences(sorted(words), CHECK_ROWS), GENERATED
+    else:
+        given = np.asarray(sample, dtype=object).reshape(-1)
+        if len(given) == 0 or not all(isinstance(item, str) for item in given):
+            raise ConversionFailed("the sample of a text pipeline must be a non-empty list of strings")
+        sentences, source = [str(item) for item in given], USER_DATA
+    x = np.empty((len(sentences), 1), dtype=object)
+    x[:, 0] = sentences
+    return x, source
+
+
+def _split_by(vectorizer: Any) -> str:
+    if vectorizer.analyzer == "word":
+        return f"token_pattern {vectorizer.token_pattern!r}"
+    return f"analyzer {vectorizer.analyzer!r}"
+
+
+def _float_type(n_features: int) -> Any:
     from skl2onnx.common.data_types import FloatTensorType
 
-    initial_types = [(INPUT_NAME, FloatTensorType([None, n_features]))]
+    return FloatTensorType([None, n_features])
+
+
+def _string_type() -> Any:
+    from skl2onnx.common.data_types import StringTensorType
+
+    return StringTensorType([None, 1])
+
+
+def _text_options(vectorizer: Any) -> dict[str, Any]:
+    """skl2onnx's options for a vectorizer, so that ONNX Runtime splits and lowercases as it does."""
+    if getattr(vectorizer, "sublinear_tf", False):
+        raise ConversionFailed(
+            "skl2onnx converts TfidfVectorizer(sublinear_tf=True) as log(1 + tf), where scikit-learn "
+            "computes 1 + log(tf): refit with sublinear_tf=False"
+        )
+    options: dict[str, Any] = {"locale": TEXT_LOCALE}
+    if vectorizer.analyzer == "word":
+        pattern = str(vectorizer.token_pattern)
+        # any other pattern as it is, but for (?u), which RE2 refuses: the check says if it splits alike
+        options["tokenexp"] = TOKEN_PATTERNS.get(pattern, pattern.replace("(?u)", ""))
+    return options
+
+
+def _convert(estimator: Any, initial_type: Any, classifier: bool, text: Any | None = None) -> bytes:
+    from skl2onnx import to_onnx
+
+    initial_types = [(INPUT_NAME, initial_type)]
     # zipmap off: probabilities as a [batch, classes] tensor rather than a list of dicts
-    attempts: list[dict[str, Any] | None] = [{"zipmap": False}, None] if classifier else [None]
+    attempts: list[dict[Any, Any] | None] = [{"zipmap": False}, None] if classifier else [None]
+    if text is not None:
+        # Options by step: a step without any makes skl2onnx give its classifier zipmap, which
+        # converters without that option (LinearSVC) refuse.
+        last, vectorizer = id(estimator.steps[-1][1]), {id(text): _text_options(text)}
+        zipmap_off: dict[Any, Any] = {**vectorizer, last: {"zipmap": False}}
+        attempts = [zipmap_off, {**vectorizer, last: {}}] if classifier else [vectorizer]
     for options in attempts:
         try:
             with warnings.catch_warnings():
@@ -212,7 +319,7 @@ def _convert(estimator: Any, n_features: int, classifier: bool) -> bytes:
             return bytes(model.SerializeToString())
         except NameError as exc:
             # converters without the zipmap option (LinearSVC, ...) reject it by name
-            if options is None or "zipmap" not in str(exc):
+            if options is attempts[-1] or "zipmap" not in str(exc):
                 raise ConversionFailed(_cannot_convert(estimator, exc)) from exc
         except Exception as exc:  # skl2onnx raises its own types plus RuntimeError and friends
             raise ConversionFailed(_cannot_convert(estimator, exc)) from exc
@@ -223,7 +330,7 @@ def _cannot_convert(estimator: Any, exc: BaseException) -> str:
     return f"skl2onnx cannot convert {type(estimator).__name__}: {first_line(exc)}"
 
 
-def _predict(method: Any, x: Array) -> Array:
+def _predict(method: Any, x: Array | list[str]) -> Array:
     with warnings.catch_warnings():
         # fitted on a DataFrame, sklearn warns about the plain array; the values are the same
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
