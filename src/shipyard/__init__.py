@@ -21,11 +21,13 @@ from shipyard.errors import (
 from shipyard.signature import Signature, TensorSpec
 
 if TYPE_CHECKING:
-    from shipyard.importing import import_onnx, import_sklearn, import_torch
+    from shipyard.importing import import_boosting, import_keras, import_onnx, import_sklearn, import_torch
     from shipyard.registry import Registry, VersionRecord
 
 # Loaded on first use, so that importing the core (shipyard.protocol, ...) pulls in no database layer.
 _LAZY = {
+    "import_boosting": "shipyard.importing",
+    "import_keras": "shipyard.importing",
     "import_onnx": "shipyard.importing",
     "import_sklearn": "shipyard.importing",
     "import_torch": "shipyard.importing",
@@ -58,6 +60,8 @@ __all__ = [
     "Unavailable",
     "VersionRecord",
     "__version__",
+    "import_boosting",
+    "import_keras",
     "import_onnx",
     "import_sklearn",
     "import_torch",

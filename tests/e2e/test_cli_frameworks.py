@@ -63,5 +63,5 @@ def test_a_torchscript_file_is_imported_from_torchscript(tmp_path: Path) -> None
 
 def test_a_framework_not_offered_is_a_usage_error_naming_the_choices(tmp_path: Path) -> None:
     model = _torchscript(tmp_path / "mlp.pt")
-    wrong = shipyard(tmp_path, "model", "import", str(model), "--name", "mlp", "--framework", "keras", code=2)
+    wrong = shipyard(tmp_path, "model", "import", str(model), "--name", "mlp", "--framework", "jax", code=2)
     assert "--framework" in wrong.stderr and "'onnx', 'torchscript', 'sklearn'" in wrong.stderr

@@ -31,6 +31,8 @@ def test_exported_members() -> None:
         "Unavailable",
         "VersionRecord",
         "__version__",
+        "import_boosting",
+        "import_keras",
         "import_onnx",
         "import_sklearn",
         "import_torch",
