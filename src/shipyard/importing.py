@@ -51,12 +51,16 @@ def import_torch(
     sample: np.ndarray | None = None,
     tolerance: float = 1e-4,
     registry: Registry | None = None,
+    preprocess: str | None = None,
+    postprocess: str | None = None,
 ) -> VersionRecord:
-    """Export a PyTorch `nn.Module` to ONNX (dynamic batch axis), check it, and register it."""
+    """Export a PyTorch `nn.Module` to ONNX (dynamic batch axis), check it, and register it.
+    `preprocess` and `postprocess` are recipes (see `processed`)."""
     from shipyard.convert import torch as torch_convert
 
     sample = _sample(sample, dataset)
     converted = torch_convert.from_module(module, example_input, sample=sample, tolerance=tolerance)
+    converted = processed(converted, preprocess, postprocess, tolerance)
     return _register(registry, name, converted, labels, description, dataset)
 
 
@@ -70,12 +74,14 @@ def import_sklearn(
     sample: np.ndarray | None = None,
     tolerance: float = 1e-4,
     registry: Registry | None = None,
+    postprocess: str | None = None,
 ) -> VersionRecord:
     """Convert a fitted scikit-learn estimator or pipeline (class probabilities kept) and register it."""
     from shipyard.convert import sklearn as sklearn_convert
 
     sample = _sample(sample, dataset)
     converted = sklearn_convert.from_estimator(estimator, sample=sample, tolerance=tolerance)
+    converted = processed(converted, None, postprocess, tolerance)
     return _register(registry, name, converted, labels, description, dataset)
 
 
@@ -89,9 +95,12 @@ def import_keras(
     sample: np.ndarray | None = None,
     tolerance: float = 1e-4,
     registry: Registry | None = None,
+    preprocess: str | None = None,
+    postprocess: str | None = None,
 ) -> VersionRecord:
     """Convert a keras.Model, a .keras file (loaded in safe mode) or a TensorFlow SavedModel folder
-    (dynamic batch axis), check it against the source model, and register it."""
+    (dynamic batch axis), check it against the source model, and register it (with the recipes'
+    processing, when given: see `processed`)."""
     from shipyard.convert import keras as keras_convert
 
     sample = _sample(sample, dataset)
@@ -99,6 +108,7 @@ def import_keras(
         converted = keras_convert.from_file(model_or_path, sample=sample, tolerance=tolerance)
     else:
         converted = keras_convert.from_model(model_or_path, sample=sample, tolerance=tolerance)
+    converted = processed(converted, preprocess, postprocess, tolerance)
     return _register(registry, name, converted, labels, description, dataset)
 
 
@@ -113,6 +123,7 @@ def import_boosting(
     sample: np.ndarray | None = None,
     tolerance: float = 1e-4,
     registry: Registry | None = None,
+    postprocess: str | None = None,
 ) -> VersionRecord:
     """Convert a fitted XGBoost, LightGBM or CatBoost model, or its saved file, check it, and
     register it with its classes and column names. `framework` (xgboost, lightgbm, catboost) is
@@ -126,6 +137,7 @@ def import_boosting(
         converted = boosting.from_file(path, told, sample=sample, tolerance=tolerance)
     else:
         converted = boosting.from_model(model_or_path, framework, sample=sample, tolerance=tolerance)
+    converted = processed(converted, None, postprocess, tolerance)
     return _register(registry, name, converted, labels, description, dataset)
 
 
@@ -137,11 +149,15 @@ def import_onnx(
     description: str = "",
     dataset: str | Path | None = None,
     registry: Registry | None = None,
+    preprocess: str | None = None,
+    postprocess: str | None = None,
 ) -> VersionRecord:
-    """Validate an ONNX file with onnx.checker and a trial run, and register it as it is."""
+    """Validate an ONNX file with onnx.checker and a trial run, and register it (with the recipes'
+    processing, when given: see `processed`)."""
     from shipyard.convert import onnx_file
 
     converted = onnx_file.from_onnx(Path(path), sample=_sample(None, dataset))
+    converted = processed(converted, preprocess, postprocess)
     return _register(registry, name, converted, labels, description, dataset)
 
 
@@ -159,6 +175,8 @@ def import_file(
     trusted: bool = False,
     report: Callable[[str], None] | None = None,
     new_version: bool = False,
+    preprocess: str | None = None,
+    postprocess: str | None = None,
     tokenizer: Path | None = None,
     max_length: int | None = None,
 ) -> VersionRecord:
@@ -210,13 +228,36 @@ def import_file(
             f"cannot tell the framework of {path.name}: pass --framework ({', '.join(FRAMEWORKS)}) "
             f"or use one of the suffixes {', '.join(FRAMEWORK_BY_SUFFIX)} (or a SavedModel folder)"
         )
+    converted = processed(converted, preprocess, postprocess, tolerance)
     if not new_version and registry is not None:
         current = _current(registry, name)
         wanted = list(labels) if labels is not None else converted.labels
         same = current is not None and current.sha256 == sha256_bytes(converted.onnx_bytes)
-        if same and current is not None and current.labels == wanted:
+        if (
+            same
+            and current is not None
+            and (current.labels, current.signature) == (wanted, converted.signature)
+        ):
             return current
     return _register(registry, name, converted, labels, description, dataset)
+
+
+def processed(
+    converted: Converted, preprocess: str | None, postprocess: str | None, tolerance: float = 1e-4
+) -> Converted:
+    """`converted` with its processing declared: `preprocess`, an image recipe ("image: resize=256,
+    center_crop=224, normalize=imagenet"), puts its graph in front of the model, checked on pictures
+    (processing.attach_image); `postprocess` ("softmax, top_k=3", "sigmoid, threshold=0.4",
+    "regression, unit=EUR") says how /predict reads the outputs (processing/post.py)."""
+    from dataclasses import replace
+
+    from shipyard import processing
+
+    if preprocess is not None:
+        converted = processing.attach_image(converted, preprocess, tolerance)
+    if postprocess is not None:
+        converted = replace(converted, signature=processing.post.apply(converted.signature, postprocess))
+    return converted
 
 
 def _framework_of_file(path: Path, told: str | None = None) -> str | None:

@@ -16,6 +16,7 @@ from shipyard.cli import serving_options as opts
 from shipyard.cli.common import console, get_state, when
 from shipyard.cli.help import Group
 from shipyard.errors import InvalidInput, NotFound
+from shipyard.processing import post, recipe_of
 from shipyard.registry import Event, Registry, VersionRecord, parse_ref
 
 app = typer.Typer(cls=Group, help="Import models and manage their versions.", no_args_is_help=True)
@@ -91,6 +92,18 @@ def import_(
     new_version: bool = typer.Option(
         False, "--new-version", help="Register a new version even when the current one holds this model."
     ),
+    preprocess: str | None = typer.Option(
+        None,
+        metavar="RECIPE",
+        help="Take pictures: 'image: resize=256, center_crop=224, scale=1/255, normalize=imagenet, "
+        "layout=NCHW, channels=RGB' (each optional; sizes default to the model's).",
+    ),
+    postprocess: str | None = typer.Option(
+        None,
+        metavar="RECIPE",
+        help="How /predict reads the outputs: softmax | probabilities | sigmoid | multilabel "
+        "[, threshold=0.5] [, top_k=3] [, output=NAME], or regression [, unit=EUR].",
+    ),
     tokenizer: Path | None = typer.Option(
         None,
         metavar="VOCAB",
@@ -124,6 +137,8 @@ def import_(
             trusted=trust,
             report=console.print,
             new_version=new_version,
+            preprocess=preprocess,
+            postprocess=postprocess,
             tokenizer=tokenizer,
             max_length=max_length,
         )
@@ -154,6 +169,11 @@ def _print_imported(record: VersionRecord) -> None:
     check = record.check
     diff = check.get("max_abs_diff")
     checked = f"max |diff| {diff:.2e}" if diff is not None else check.get("source", "checked")
+    pictures = (record.signature.preprocess or {}).get("check") or {}
+    if pictures.get("max_abs_diff") is not None:
+        checked += (
+            f"; the image recipe's graph on {pictures['pictures']} pictures: {pictures['max_abs_diff']:.2e}"
+        )
     console.print(
         f"imported {record.ref} from {record.framework} "
         f"({record.size / 1024:.1f} KiB, sha256 {record.sha256[:12]}, check passed: {checked})"
@@ -211,10 +231,22 @@ def _print_version(r: VersionRecord) -> None:
         table.add_row("input", f"{spec.name}  {spec.datatype}  {list(spec.shape)}")
     for spec in r.signature.outputs:
         table.add_row("output", f"{spec.name}  {spec.datatype}  {list(spec.shape)}")
-    if r.signature.scores:
-        kind = r.signature.scores.kind
-        how = "logits: /predict applies softmax" if kind == "logits" else "probabilities"
-        table.add_row("scores", f"{r.signature.scores.output} ({how})")
+    if r.signature.features:
+        shown = ", ".join(r.signature.features[:12]) + (", ..." if len(r.signature.features) > 12 else "")
+        table.add_row("features", f"{shown}  ({len(r.signature.features)})")
+    recipe = recipe_of(r.signature)
+    if recipe is not None:
+        table.add_row("preprocess", f"{recipe.describe()}  (pixels uint8 {list(recipe.pixels_shape)})")
+        checked = (r.signature.preprocess or {}).get("check") or {}
+        if checked:
+            diff = checked.get("max_abs_diff")
+            shown_diff = f"max |diff| {diff:.2e}" if isinstance(diff, float) else "passed"
+            table.add_row(
+                "", f"its graph checked on {checked.get('pictures')} pictures against numpy: {shown_diff}"
+            )
+    reading = post.describe(r.signature)
+    if reading is not None:
+        table.add_row("postprocess", reading)
     if r.labels:
         shown = ", ".join(r.labels[:12]) + (", ..." if len(r.labels) > 12 else "")
         table.add_row("labels", f"{shown}  ({len(r.labels)})")
