@@ -97,7 +97,8 @@ def test_defaults_and_environment_variables_are_shown() -> None:
     assert "[env var: SHIPYARD_SERVER] [default: http://127.0.0.1:8000]" in status
     imported = _help(("model", "import"))
     assert "Usage: shipyard model import [OPTIONS] FILE" in imported
-    assert "--framework            FRAMEWORK  What the file holds: onnx, torchscript, sklearn, keras," in imported
+    framework = "--framework            FRAMEWORK  What the file holds: onnx, torchscript, sklearn, keras,"
+    assert framework in imported
 
 
 def _shipyard(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -72,12 +72,6 @@ def test_predict_takes_a_sentence_or_a_list(server: Server, pipeline: Any) -> No
     assert [item["class"] for item in many.json()] == pipeline.predict(SENTENCES[:3]).tolist()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SERVER FIX NEEDED (protocol/predict.py _batch, runtime/session.py _as_ort): /predict puts any "
-    "JSON value (5, null, {...}) into a BYTES input's object array and ONNX Runtime runs it as text, "
-    "answering 200; a sample of a BYTES input must be a string, else a 400 naming the input",
-)
 @pytest.mark.parametrize("body", [{"input": 5}, {"input": None}, {"input": {"x": 1}}, {"inputs": ["a", 3]}])
 def test_predict_refuses_samples_that_are_not_text(server: Server, body: dict[str, Any]) -> None:
     with httpx.Client(base_url=server.url) as client:

@@ -241,3 +241,12 @@ def test_json_comes_with_any_content_type_curl_sends() -> None:
     for content_type in ("", "application/json", "application/x-www-form-urlencoded", "text/plain"):
         inputs, _ = decode_predict(body, DIGITS_SIGNATURE, content_type)
         assert inputs["input"].shape == (1, 64)
+
+
+def test_text_samples_must_be_strings_and_b64_is_decoded_for_text_models() -> None:
+    text = Signature((TensorSpec("input", "BYTES", (-1, 1)),), DIGITS_SIGNATURE.outputs)
+    inputs, _ = decode_predict(orjson.dumps({"inputs": ["a sentence", {"b64": "aGVsbG8="}]}), text)
+    assert inputs["input"].tolist() == [["a sentence"], [b"hello"]]
+    for bad in ({"input": 5}, {"input": None}, {"inputs": ["a", 3]}, {"input": {"b64": "not base64!"}}):
+        with pytest.raises(InvalidInput, match=r"strings|not base64"):
+            decode_predict(orjson.dumps(bad), text)

@@ -9,6 +9,8 @@ base64 text in JSON. Outputs are read through the signature's scores and the ver
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from typing import Any
 
@@ -48,7 +50,7 @@ def decode_predict(
     if signature.features is not None:
         samples = [_by_name(sample, signature.features) for sample in samples]
     elif spec.datatype == "BYTES":
-        samples = [_unwrapped(sample) for sample in samples]
+        samples = [_unwrapped(sample, signature.preprocess is None) for sample in samples]
     return {spec.name: _batch(spec, samples)}, single
 
 
@@ -87,10 +89,16 @@ def _by_name(sample: Any, features: tuple[str, ...]) -> Any:
     return [sample[name] for name in features]
 
 
-def _unwrapped(sample: Any) -> Any:
-    """Text or base64 as it is; {"b64": "..."} (KServe v1's form) as its base64 text."""
+def _unwrapped(sample: Any, decode: bool) -> Any:
+    """Text or base64 as it is; {"b64": "..."} (KServe v1's form) as its bytes when `decode`, else as
+    its base64 text (a picture model's server decodes that itself)."""
     if isinstance(sample, dict) and set(sample) == {"b64"} and isinstance(sample["b64"], str):
-        return sample["b64"]
+        if not decode:
+            return sample["b64"]
+        try:
+            return base64.b64decode(sample["b64"], validate=True)
+        except binascii.Error:
+            raise InvalidInput('a {"b64": ...} sample holds text that is not base64') from None
     return sample
 
 
@@ -102,6 +110,8 @@ def _batch(spec: TensorSpec, samples: list[Any]) -> np.ndarray:
         arrays = [np.asarray(sample, dtype=dtype) for sample in samples]
     except (ValueError, TypeError, OverflowError):
         raise InvalidInput(f"input {spec.name!r}: samples must be lists of numbers") from None
+    if spec.datatype == "BYTES" and not all(isinstance(v, str | bytes) for a in arrays for v in a.flat):
+        raise InvalidInput(f"input {spec.name!r}: samples must be strings (text, or base64 of a picture)")
     sample_shape = spec.shape[1:] if spec.batched else spec.shape
     fixed = all(d >= 0 for d in sample_shape)
     out = []

@@ -319,13 +319,6 @@ def test_import_file_puts_the_tokenizer_in_front(
         import_file(model, name="reviews", framework="sklearn", tokenizer=vocab, registry=registry)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SHIPYARD FIX NEEDED (customops.register): importing onnxruntime_extensions runs its cvt.py, "
-    "which sets os.environ['PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION'] = 'python'; every process started "
-    "afterwards gets pure-Python protobuf (slower; the gRPC ModelConfig then fails on "
-    "pb.ModelVersionPolicy.All). register should put the variable back as it found it",
-)
 def test_registering_the_extensions_leaves_the_environment_alone() -> None:
     code = (
         "import os, onnxruntime as ort\n"
