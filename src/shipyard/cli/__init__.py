@@ -10,6 +10,7 @@ import typer
 from shipyard.cli import (
     batch,
     capacity,
+    export,
     k8s,
     model,
     monitor,
@@ -49,6 +50,7 @@ app.command("gate")(rollout.gate)
 app.command("optimize")(optimize.optimize)
 app.command("scheduler")(schedule.scheduler)
 app.command("capacity")(capacity.capacity)
+app.command("export")(export.export)
 
 
 @app.callback()
