@@ -5,10 +5,12 @@ with int8 weights (optimize's dynamic quantization). Checked by ONNX Runtime its
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import logging
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,8 +44,14 @@ class OrtMobile:
             # its module logs "Created config in ..." on a logger it sets to DEBUG when imported
             logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)
             try:
-                with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+                with (
+                    contextlib.redirect_stdout(quiet),
+                    contextlib.redirect_stderr(quiet),
+                    warnings.catch_warnings(),
+                ):
+                    warnings.simplefilter("ignore", ResourceWarning)  # the converter leaves its file open
                     convert_onnx_models_to_ort(source, Path(tmp) / "out", [OptimizationStyle.Fixed])
+                    gc.collect()  # ... closed here, with its warning ignored
             except Exception as exc:  # the converter raises what ORT raises
                 raise ConversionFailed(
                     f"ONNX Runtime cannot convert {record.ref} to ORT format: {exc}"
