@@ -20,7 +20,16 @@ demo: $(BIN)/.installed
 # Registry tests also run on PostgreSQL when a server answers on 127.0.0.1:5432 (database `test`).
 POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-test: $(BIN)/.installed lint
+# The tflite export's converter (src/shipyard/edge/onnx2tf_env.py): onnx2tf and the TensorFlow it pins, in
+# a venv of their own (~2.6 GB, under a minute from a nearby package index), made once under .venv-tools
+# and used by the tests. Where it cannot be made (no package index) the tflite tests are skipped.
+TOOLS := .venv-tools
+.PHONY: tflite-tools
+tflite-tools: $(BIN)/.installed
+	@$(BIN)/python -m shipyard.edge.onnx2tf_env --root $(TOOLS) >/dev/null \
+		|| echo "the onnx2tf tool environment could not be made: the tflite export's tests will be skipped"
+
+test: $(BIN)/.installed lint tflite-tools
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(subst +psycopg,,$(POSTGRES_URL))', connect_timeout=2).close()" 2>/dev/null; then \
 		echo "registry tests run on SQLite and PostgreSQL ($(POSTGRES_URL))"; \
 		SHIPYARD_TEST_POSTGRES_URL=$(POSTGRES_URL) $(BIN)/python -m pytest -q; \
