@@ -6,6 +6,7 @@ cannot be made (no package index)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,3 +211,21 @@ def test_int8_weights_are_refused_for_tflite(registry: Registry, tmp_path: Path)
         export(registry, "digits", "tflite", tmp_path / "out", Options(int8=True))
 
     assert not (tmp_path / "out").exists()
+
+
+def test_without_a_package_index_the_environment_is_not_made_and_nothing_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no mirror, no extra index, no local wheels
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+
+    with pytest.raises(Unavailable) as caught:
+        onnx2tf_env.ensure(tmp_path / "tools")
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"pip install onnx2tf=={onnx2tf_env.ONNX2TF} ")
+    assert f"No matching distribution found for onnx2tf=={onnx2tf_env.ONNX2TF}" in message
+    assert onnx2tf_env.ENV_PYTHON in message
+    assert not onnx2tf_env.location(tmp_path / "tools").exists()

@@ -91,9 +91,13 @@ def _create(env: Path) -> None:
     )
     started = time.monotonic()
     shutil.rmtree(env, ignore_errors=True)
-    _step([sys.executable, "-m", "venv", str(env)], "python -m venv")
-    install = [str(python_in(env)), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
-    _step([*install, *REQUIREMENTS], "pip install " + " ".join(REQUIREMENTS))
+    try:
+        _step([sys.executable, "-m", "venv", str(env)], "python -m venv")
+        install = [str(python_in(env)), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+        _step([*install, *REQUIREMENTS], "pip install " + " ".join(REQUIREMENTS))
+    except BaseException:
+        shutil.rmtree(env, ignore_errors=True)  # a half-made environment is gigabytes of nothing
+        raise
     (env / STAMP).write_text("\n".join(REQUIREMENTS) + "\n")
     log.warning("made %s in %.0f s", env, time.monotonic() - started)
 
