@@ -43,3 +43,14 @@ def when(dt: object) -> str:
 
     assert isinstance(dt, datetime)
     return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def refs(registry: Registry, name: str) -> set[str]:
+    """The refs of every version `name` has now (none for a new model): what an import or a pipeline
+    adds is told from what it returns again."""
+    from shipyard.errors import NotFound
+
+    try:
+        return {f"{name}:{number}" for number in registry.model(name).versions}
+    except NotFound:
+        return set()

@@ -13,11 +13,11 @@ from rich.table import Table
 
 from shipyard.cli import optimize as optimizing
 from shipyard.cli import serving_options as opts
-from shipyard.cli.common import console, get_state, when
+from shipyard.cli.common import console, get_state, refs, when
 from shipyard.cli.help import Group
-from shipyard.errors import InvalidInput, NotFound
+from shipyard.errors import InvalidInput
 from shipyard.processing import post, recipe_of
-from shipyard.registry import Event, Registry, VersionRecord, parse_ref
+from shipyard.registry import Event, VersionRecord, parse_ref
 
 app = typer.Typer(cls=Group, help="Import models and manage their versions.", no_args_is_help=True)
 
@@ -122,7 +122,7 @@ def import_(
     from shipyard.importing import import_file, read_labels
 
     st = get_state(ctx)
-    refs_before = _refs(st.registry, name)
+    refs_before = refs(st.registry, name)
     with console.status(f"importing {path.name}..."):
         record = import_file(
             path,
@@ -155,14 +155,6 @@ def import_(
         profile = profile_version(st.registry, record, reference)
         st.registry.set_reference(name, record.number, profile, reference.name)
         console.print(f"reference profile: {profile['rows']} rows of {reference.name}")
-
-
-def _refs(registry: Registry, name: str) -> set[str]:
-    """The refs of every version `name` has now (none for a new model)."""
-    try:
-        return {f"{name}:{number}" for number in registry.model(name).versions}
-    except NotFound:
-        return set()
 
 
 def _print_imported(record: VersionRecord) -> None:

@@ -7,10 +7,9 @@ from typing import Any
 
 import typer
 
-from shipyard.cli.common import console, get_state, when
+from shipyard.cli.common import console, get_state, refs, when
 from shipyard.cli.help import Group
-from shipyard.errors import NotFound
-from shipyard.registry import Registry, VersionRecord, parse_ref
+from shipyard.registry import VersionRecord, parse_ref
 
 app = typer.Typer(cls=Group, help="Chain models into one, versioned like a model.", no_args_is_help=True)
 
@@ -52,7 +51,7 @@ def create(
     from shipyard.importing import read_labels
 
     st = get_state(ctx)
-    before = _refs(st.registry, name)
+    before = refs(st.registry, name)
     with console.status(f"merging {steps}..."):
         record = pipelines.create(
             name,
@@ -76,14 +75,6 @@ def create(
         f"created {record.ref} from {made_of} "
         f"({record.size / 1024:.1f} KiB, sha256 {record.sha256[:12]}, check passed: {checked})"
     )
-
-
-def _refs(registry: Registry, name: str) -> set[str]:
-    """The refs of every version `name` has now (none for a new model)."""
-    try:
-        return {f"{name}:{number}" for number in registry.model(name).versions}
-    except NotFound:
-        return set()
 
 
 @app.command("show")
