@@ -5,12 +5,35 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint format proto bench clean
 
-$(BIN)/.installed: pyproject.toml
+# The web export's runtime (src/shipyard/edge/web.py, docs/edge.md): onnxruntime-web's plain WebAssembly
+# backend, taken from the npm registry here, once, and copied into each exported page; nothing is fetched
+# when a page runs. The version is pinned in web.py (ORT_WEB_VERSION); shipyard finds the files under the
+# venv's share/ folder (or where SHIPYARD_ORT_WEB says).
+ORT_WEB_VERSION := $(shell sed -n 's/^ORT_WEB_VERSION = "\(.*\)"/\1/p' src/shipyard/edge/web.py)
+ORT_WEB := $(VENV)/share/shipyard/onnxruntime-web
+ORT_WEB_FILES := ort.wasm.min.mjs ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm
+
+$(BIN)/.installed: pyproject.toml | $(ORT_WEB)/.version-$(ORT_WEB_VERSION)
 	@echo "== creating $(VENV) and installing shipyard with its development extras (a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --progress-bar on -e '.[dev]'
 	touch $@
+
+$(ORT_WEB)/.version-$(ORT_WEB_VERSION):
+	@if ! command -v npm >/dev/null; then \
+		echo "npm is not installed (Node.js 18 or later): the web export needs onnxruntime-web $(ORT_WEB_VERSION) from the npm registry"; \
+	else \
+		echo "== vendoring onnxruntime-web $(ORT_WEB_VERSION) from the npm registry (the web export's runtime)" && \
+		rm -rf $(ORT_WEB) $(ORT_WEB).tmp && mkdir -p $(ORT_WEB).tmp && \
+		(cd $(ORT_WEB).tmp && npm pack --silent onnxruntime-web@$(ORT_WEB_VERSION) >/dev/null) && \
+		tar -xzf $(ORT_WEB).tmp/onnxruntime-web-$(ORT_WEB_VERSION).tgz -C $(ORT_WEB).tmp --strip-components=1 \
+			package/package.json && \
+		tar -xzf $(ORT_WEB).tmp/onnxruntime-web-$(ORT_WEB_VERSION).tgz -C $(ORT_WEB).tmp --strip-components=2 \
+			$(addprefix package/dist/,$(ORT_WEB_FILES)) && \
+		rm $(ORT_WEB).tmp/onnxruntime-web-$(ORT_WEB_VERSION).tgz && \
+		touch $(ORT_WEB).tmp/.version-$(ORT_WEB_VERSION) && mv $(ORT_WEB).tmp $(ORT_WEB); \
+	fi
 
 demo: $(BIN)/.installed
 	@# in a terminal, the demo runs as its own foreground job, so that Ctrl-C reaches the demo (which
