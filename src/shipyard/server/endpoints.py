@@ -10,13 +10,15 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 
 from shipyard.dataplane import DataPlane
+from shipyard.edge import web
 from shipyard.errors import InvalidInput
 from shipyard.monitor import dashboard
 from shipyard.server.admin import DeployRequest, RollbackRequest, RolloutRequest, SplitRequest, admin_body
 from shipyard.server.auth import Auth
+from shipyard.server.edge import EdgePages
 from shipyard.server.handlers import Handlers, json_response, read_body
 from shipyard.server.openapi import swagger_page
 
@@ -30,10 +32,17 @@ def _name_version(request: Request) -> tuple[str, str | None]:
 
 class Endpoints(Handlers):
     def __init__(
-        self, dataplane: DataPlane, auth: Auth, max_body_bytes: int, document: dict[str, Any]
+        self,
+        dataplane: DataPlane,
+        auth: Auth,
+        max_body_bytes: int,
+        document: dict[str, Any],
+        edge: EdgePages,
     ) -> None:
-        """`document`: the OpenAPI document (server/openapi.py), served as it is and shown by /docs."""
+        """`document`: the OpenAPI document (server/openapi.py), served as it is and shown by /docs.
+        `edge`: the models' web pages (/edge/NAME/)."""
         super().__init__(dataplane, auth, max_body_bytes)
+        self.edge = edge
         self._openapi = orjson.dumps(document)
         self._docs = swagger_page("/openapi.json", document["info"]["title"])
 
@@ -149,6 +158,19 @@ class Endpoints(Handlers):
         if value in TRUE:
             return HTMLResponse(dashboard.fragment(snapshot))
         return HTMLResponse(dashboard.page(name, snapshot, self.dataplane.manager.names))
+
+    # -- the model in the browser (the web export's page) ---------------------------------------------
+
+    async def edge_page(self, request: Request) -> Response:
+        return await self._edge_file(request.path_params["name"], web.PAGE[0])
+
+    async def edge_file(self, request: Request) -> Response:
+        return await self._edge_file(request.path_params["name"], request.path_params["file"])
+
+    async def _edge_file(self, name: str, file: str) -> Response:
+        path = await self.edge.file(name, file)
+        # the same URL serves a new page when the model's default version changes: browsers ask again
+        return FileResponse(path, media_type=web.media_type(file), headers={"Cache-Control": "no-cache"})
 
     # -- the documentation ------------------------------------------------------------------------------
 

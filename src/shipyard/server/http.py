@@ -13,6 +13,7 @@ server's (server/serving.py).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from shipyard._version import __version__
 from shipyard.dataplane import DataPlane
 from shipyard.server import errors, openapi
 from shipyard.server.auth import Auth
+from shipyard.server.edge import EdgePages
 from shipyard.server.endpoints import Endpoints
 from shipyard.server.handlers import client_of
 from shipyard.server.hot import HotPath
@@ -35,11 +37,18 @@ DESCRIPTION = "KServe v2 inference protocol and a friendly /predict API over ONN
 
 
 def create_app(
-    dataplane: DataPlane, auth: Auth, *, max_body_bytes: int = 64 * 1024 * 1024
+    dataplane: DataPlane,
+    auth: Auth,
+    *,
+    max_body_bytes: int = 64 * 1024 * 1024,
+    edge_pages: Path | None = None,
 ) -> KeepErrorsQuiet:
-    """The ASGI app of `dataplane`, its callers checked by `auth`."""
+    """The ASGI app of `dataplane`, its callers checked by `auth`. `edge_pages`: where the models' web
+    pages are built (by default `edge` beside the registry's artifacts folder, in the server's home)."""
     document = openapi.document(ROUTES, TITLE, __version__, DESCRIPTION)
-    endpoints = Endpoints(dataplane, auth, max_body_bytes, document)
+    manager = dataplane.manager
+    pages = EdgePages(manager, edge_pages or manager.registry.artifacts.root.parent / "edge")
+    endpoints = Endpoints(dataplane, auth, max_body_bytes, document, pages)
     routes, hot = [], {}
     for route in ROUTES:
         if route.hot:  # its scope is checked as the data plane admits the request

@@ -115,12 +115,14 @@ ROUTES: tuple[Route, ...] = (
         "A model's dashboard",
         query=(doc.FRAGMENT,),
     ),
+    Route("GET", "/edge/{name}/", "edge_page", "edge", "The model in the browser: its web export's page"),
+    Route("GET", "/edge/{name}/{file}", "edge_file", "edge", "A file of the model's web page"),
     Route("GET", "/openapi.json", "openapi", "docs", "This document", documented=False),
     Route("GET", "/docs", "docs", "docs", "The API, to read and try", documented=False),
 )
 
 
-READ_PREFIXES = ("/v2/models", "/v1/models", "/dashboard")
+READ_PREFIXES = ("/v2/models", "/v1/models", "/dashboard", "/edge/")
 
 
 def scope_of(route: str) -> str | None:
