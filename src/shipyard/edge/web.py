@@ -40,7 +40,7 @@ ORT_WEB_VERSION = "1.30.0"
 """The onnxruntime-web release the page runs (opsets up to 21 and more); the Makefile vendors it from
 the npm registry, reading this line."""
 MAX_IR_VERSION = 13
-"""The newest ONNX IR version that release reads: a graph stamped newer (onnx 1.20's helpers stamp 14)
+"""The newest ONNX IR version that release reads: a graph stamped newer (onnx 1.23's helpers stamp 14)
 that needs nothing newer is written with this one, and the check says whether it runs the same."""
 ORT_WEB_ENV = "SHIPYARD_ORT_WEB"
 """A folder that holds onnxruntime-web's files, instead of the venv's share/shipyard/onnxruntime-web."""
@@ -239,7 +239,8 @@ def _open(page: Any, url: str, sync_api: Any) -> dict[str, Any]:
         raise ConversionFailed(f"the page did not load the model in {seconds} s{why}") from None
     state: dict[str, Any] = page.evaluate("() => window.shipyard")
     if state["error"] is not None:
-        raise ConversionFailed(f"onnxruntime-web cannot run the model: {state['error']}")
+        reason = " ".join(str(state["error"]).split())  # one line
+        raise ConversionFailed(f"onnxruntime-web cannot run the model: {reason}")
     return state
 
 
