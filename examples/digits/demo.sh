@@ -46,6 +46,8 @@ echo "  curl -s --data-binary @$PWD/$OUT/seven.png -H 'content-type: image/png' 
 echo
 echo "  -> $(curl -s --data-binary @$OUT/seven.png -H 'content-type: image/png' http://127.0.0.1:$PORT/v1/models/digits-pictures/predict)"
 echo
+echo "Or draw one in your browser, where the model runs in the page: http://127.0.0.1:$PORT/edge/digits-pictures/"
+echo
 echo "Dashboard: http://127.0.0.1:$PORT/dashboard/digits   Metrics: http://127.0.0.1:$PORT/metrics"
 echo "(SHIPYARD_HOME=$SHIPYARD_HOME; gRPC on 127.0.0.1:$GRPC_PORT; Ctrl-C stops the server)"
 # Ctrl-C reaches the server too, which stops on it by itself: the wait can end that way, before the

@@ -16,8 +16,10 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.conftest import free_port
@@ -26,8 +28,11 @@ ROOT = Path(__file__).resolve().parents[2]
 READY = b"Ctrl-C stops the server"
 
 
-def run_in_terminal(env: dict[str, str], timeout_s: float = 300) -> tuple[str, int]:
-    """`make demo` in a pseudo-terminal; Ctrl-C typed once the demo says it is serving."""
+def run_in_terminal(
+    env: dict[str, str], timeout_s: float = 300, serving: Callable[[str], None] | None = None
+) -> tuple[str, int]:
+    """`make demo` in a pseudo-terminal; Ctrl-C typed once the demo says it is serving (and `serving`
+    has run, given what the demo printed)."""
     main, terminal = os.openpty()
     make = subprocess.Popen(
         ["make", "--no-print-directory", "demo"],
@@ -50,6 +55,8 @@ def run_in_terminal(env: dict[str, str], timeout_s: float = 300) -> tuple[str, i
             if select.select([main], [], [], 1)[0]:
                 out += os.read(main, 65536)
             if not pressed and READY in out:
+                if serving is not None:
+                    serving(out.decode(errors="replace"))
                 os.write(main, b"\x03")
                 pressed = True
         status = make.wait(timeout=60)
@@ -76,10 +83,19 @@ def test_make_demo_twice_ends_with_ctrl_c(tmp_path: Path) -> None:
     port, grpc_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPYARD_", "MAKE", "MFLAGS"))}
     env.update(SHIPYARD_HOME=str(tmp_path / "home"), PORT=str(port), GRPC_PORT=str(grpc_port))
+    pages: list[tuple[str, int, str]] = []
+
+    def open_page(printed: str) -> None:  # the browser page it prints (tests/integration/test_edge_web.py)
+        url = re.findall(r"http://127\.0\.0\.1:\d+/edge/[\w-]+/", printed)[-1]
+        page, model = httpx.get(url, timeout=60), httpx.get(url + "model.json", timeout=60)
+        pages.append((url, page.status_code, model.json()["model"]))
+
     for run in (1, 2):
-        out, status = run_in_terminal(env)
+        out, status = run_in_terminal(env, serving=open_page)
         assert status == 0, out
         assert f"gRPC on 127.0.0.1:{grpc_port}" in out and "stopped" in out
+        url = f"http://127.0.0.1:{port}/edge/digits-pictures/"
+        assert pages == [(url, 200, "digits-pictures")] * run, out  # the page it printed, served
         answers = [json.loads(found) for found in re.findall(r"-> (\{.*\})", out)]
         assert [a["model"] for a in answers] == ["digits", "digits-pictures"], out  # numbers, then a PNG
         assert [a["class"] for a in answers] == ["7", "7"], out
