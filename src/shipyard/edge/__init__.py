@@ -171,6 +171,7 @@ def export(
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }  # fmt: skip
         (staging / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        staging.chmod(0o755)  # mkdtemp made it private; an export is for a web server or a device to read
         _replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

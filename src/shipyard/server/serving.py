@@ -93,7 +93,12 @@ class Server:
         self.auth = auth or Auth(settings.named_admin_tokens, loopback=is_loopback(settings.host))
         if self._follow_tokens:
             self.auth.update(registry.tokens())
-        self.app = create_app(self.dataplane, self.auth, max_body_bytes=settings.max_body_bytes)
+        self.app = create_app(
+            self.dataplane,
+            self.auth,
+            max_body_bytes=settings.max_body_bytes,
+            edge_pages=settings.home_dir / "edge",
+        )
         self.controller = Controller(registry, self.monitor)
         self.grpc_port = settings.grpc_port if grpc else None
         self.reuse_port = reuse_port
