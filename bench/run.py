@@ -1,6 +1,7 @@
 """`make bench`: every scenario side by side, in one run, on this machine; writes bench/results/ and
 bench/BENCHMARKS.md. Environment: BENCH_QUICK=1 (short runs, no soak), BENCH_DURATION (s per run),
-SOAK_S (soak length, 0 skips it), OVERLOAD=0 (skips the overload scenario, which needs wrk). Batch
+SOAK_S (soak length, 0 skips it), OVERLOAD=0 (skips the overload scenario, which needs wrk). With wrk,
+the floor, shadow traffic and images (bench/images.py: pictures in, labels out) run after. Batch
 inference (bench/batch.py, then bench/batch_ray.py) runs after serving on Ray (bench/ray_serve.py) and
 capacity planning (bench/capacity.py); it writes up to 2 GB of input to a temporary folder."""
 
@@ -26,6 +27,7 @@ import batch
 import batch_ray
 import capacity
 import floor
+import images
 import loadgen
 import models
 import overload
@@ -225,6 +227,7 @@ def main() -> None:
     if wrk.available():
         floor.run(QUICK)  # its own section of BENCHMARKS.md, and bench/results/floor.json
         shadow.run(QUICK)  # the same: "Shadow traffic", bench/results/shadow.json
+        images.run(QUICK)  # the same: "Images: bytes in, label out", bench/results/images.json
     ray_serve.run(QUICK)  # the same: "Serving on Ray", bench/results/ray_serve.json
     capacity.run(QUICK)  # the same: "Capacity planning", bench/results/capacity.json
     batch.run(QUICK)  # the same: "Batch inference", bench/results/batch.json
