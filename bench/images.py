@@ -394,17 +394,15 @@ def limits(results: dict[str, Any]) -> list[str]:
         f"{ship:.1f} ms of CPU per image, the careful FastAPI server {careful:.1f} ms, wrk {wrk_ms:.2f} ms. "
         "In shipyard the pool that decodes pictures (a thread per core) and ORT's spinning thread share "
         f"the cores: `--intra-op-threads 1` changes its images/s at 32 connections by {gains}.",
-        "- **What shipyard spends more (py-spy and ORT's profiler, by hand on 2026-12-01, 640x480 at 8 "
-        "connections).** About a quarter of the samples py-spy took of the server's threads are the "
-        "prediction log's input summaries (monitor/logfiles.py `summarize_all`): every decoded 224x224x3 "
-        "picture is stacked, copied to float64 and shifted for its mean, std, min and max. And the recipe's "
-        "graph scales and normalises before its Transpose, per channel on the innermost axis of 3 (NHWC), "
-        "which ORT broadcasts slowly: the graph ran in 2.9 ms a picture on one ORT thread, and in 1.9 ms "
-        "with `Transpose` on the uint8 pixels first, then `Cast`, `Mul`, `Add` with [3, 1, 1] constants "
-        "(the same logits). With both changed in an experiment (not in src/), shipyard answered 217 "
-        "images/s at 1 connection and 274 at 8, against 219 and 263 for the careful FastAPI server (3 "
-        "rounds side by side); with ORT's spinning off as well (`session.intra_op.allow_spinning` 0), "
-        "212, 315 and 335 at 1, 8 and 32 connections, against 218, 254 and 239 (2 rounds).",
+        "- **What this bench changed (py-spy and ORT's profiler, by hand on 2026-12-01, 640x480 at 8 "
+        "connections).** Its first runs had shipyard at 0.70x to 0.89x the careful FastAPI server, spending "
+        "9.9 ms of CPU a picture against 7.1 ms. A quarter of py-spy's samples were the prediction log's input "
+        "summaries, which copied every decoded 224x224x3 picture to float64 (monitor/logfiles.py now sums "
+        "small integers in int64, in place: a third of the time); the recipe's graph normalised before its "
+        "Transpose, per channel on the innermost axis of 3, which ORT broadcasts slowly (it now transposes "
+        "the uint8 pixels first and normalises whole planes: 2.9 ms to 1.9 ms a run on one ORT thread, the "
+        "same logits); and ORT's spinning threads took the cores the decoding pool needed (spinning is now "
+        "off for a version that decodes pictures).",
     ]
     if large != small:
         spread = [

@@ -16,6 +16,7 @@ from shipyard.config import ModelServing
 from shipyard.datatypes import numpy_dtype
 from shipyard.errors import ShipyardError, Unavailable
 from shipyard.processing import ImageFront, front_for, graph_inputs
+from shipyard.processing.samples import picture
 from shipyard.registry import Registry, VersionRecord
 from shipyard.runtime.batcher import Batcher, BatchObserver, BatchSettings
 from shipyard.runtime.memory import release_free_memory, rss_bytes
@@ -65,7 +66,11 @@ def build_version(
     """Verify, load and warm up one version (blocking). Its batcher still has to be started."""
     release_free_memory()  # so that memory freed earlier does not hide this version's cost
     before = rss_bytes()
-    runner = Runner(record.ref, registry.artifact(record), runner_options(options, serving))
+    front = front_for(record.signature)
+    wanted = runner_options(options, serving)
+    if front is not None:
+        wanted = replace(wanted, spinning=False)
+    runner = Runner(record.ref, registry.artifact(record), wanted)
     runner.load()
     try:
         runner.choose_execution(warmup_inputs(record.signature))  # its runs are the warm-up
@@ -73,8 +78,9 @@ def build_version(
         runner.unload()
         reason = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
         raise Unavailable(f"{record.ref} failed its warm-up request: {reason}") from exc
+    if front is not None:  # Pillow's first picture loads its plugins: not on a request's time
+        front.decode([picture()])
     batcher = Batcher(record.ref, runner.run, batch_settings(serving, record.signature), observer)
-    front = front_for(record.signature)
     return LoadedVersion(record, runner, batcher, max(rss_bytes() - before, record.size), front)
 
 

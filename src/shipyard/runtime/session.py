@@ -43,6 +43,10 @@ class RunnerOptions:
     """Threads that run the one session concurrently (ORT's run is thread-safe)."""
     execution: str = "auto"
     """Where runs happen: "loop" (the event loop), "threads", or "auto" (by the measured run time)."""
+    spinning: bool = True
+    """Whether ORT's threads spin between runs (its default). Off for a version that decodes pictures:
+    its decoding threads need the cores those would spin on (a third more images a second on 2 cores,
+    bench/BENCHMARKS.md "Images")."""
 
 
 def choose_providers(wanted: Sequence[str] | None) -> list[str]:
@@ -94,6 +98,9 @@ class Runner:
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = self._options.inter_op_threads
         opts.log_severity_level = 3
+        if not self._options.spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         customops.register(opts, self._model_bytes or b"", self.name)
         wanted = choose_providers(self._options.providers)
         try:

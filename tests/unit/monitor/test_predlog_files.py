@@ -269,3 +269,19 @@ print(sorted(set(sys.modules) - before))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.bool_, np.int64, np.float32])
+def test_summaries_of_every_numeric_type_match_float64_arithmetic(dtype: type) -> None:
+    from shipyard.monitor.logfiles import summarize_all
+
+    rng = np.random.default_rng(0)
+    rows = [
+        rng.integers(-100 if np.dtype(dtype).kind == "i" else 0, 256, (8, 8, 3)).astype(dtype)
+        for _ in range(3)
+    ]
+    for row, (mean, std, low, high) in zip(rows, summarize_all(rows), strict=True):
+        wide = row.astype(np.float64)
+        assert (mean, std, low, high) == pytest.approx(
+            (wide.mean(), wide.std(), wide.min(), wide.max()), rel=1e-9
+        )
