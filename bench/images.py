@@ -415,7 +415,7 @@ def limits(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"- **Bigger pictures.** At {large} decoding weighs more (in process at best "
             f"{best[large]:,.0f} images/s, against {best[small]:,.0f} at {small}), the same Pillow calls in "
-            f"every server, so shipyard's extra cost counts for less: {min(spread):.2f}x to "
+            f"every server, and the gap to the careful server widens: {min(spread):.2f}x to "
             f"{max(spread):.2f}x the careful server. The naive server does everything on the event loop, "
             f"one request at a time, and serves its connections unevenly: at 32 connections its p50 is "
             f"{naive['p50_ms']:.0f} ms and its p99 {naive['p99_ms'] / 1000:.1f} s. The machine's speed "
