@@ -97,14 +97,17 @@ def import_keras(
     registry: Registry | None = None,
     preprocess: str | None = None,
     postprocess: str | None = None,
+    trusted: bool = False,
 ) -> VersionRecord:
     """Convert a keras.Model, a .keras file (loaded in safe mode) or a TensorFlow SavedModel folder
+    (`trusted` only: see _trust_saved_model)
     (dynamic batch axis), check it against the source model, and register it (with the recipes'
     processing, when given: see `processed`)."""
     from shipyard.convert import keras as keras_convert
 
     sample = _sample(sample, dataset)
     if isinstance(model_or_path, str | Path):
+        _trust_saved_model(Path(model_or_path), trusted)
         converted = keras_convert.from_file(model_or_path, sample=sample, tolerance=tolerance)
     else:
         converted = keras_convert.from_model(model_or_path, sample=sample, tolerance=tolerance)
@@ -218,6 +221,7 @@ def import_file(
     elif framework in ("keras", "tensorflow"):
         from shipyard.convert import keras as keras_convert
 
+        _trust_saved_model(path, trusted)
         converted = keras_convert.from_file(path, sample=sample, tolerance=tolerance)
     elif framework in ("xgboost", "lightgbm", "catboost"):
         from shipyard.convert import boosting
@@ -282,6 +286,17 @@ def _framework_of_file(path: Path, told: str | None = None) -> str | None:
         choices = " or ".join(f"--framework {name}" for name in AMBIGUOUS_SUFFIXES[suffix])
         raise InvalidInput(f"{path.name} may hold an XGBoost or a LightGBM model: say which with {choices}")
     return FRAMEWORK_BY_SUFFIX.get(suffix)
+
+
+def _trust_saved_model(path: Path, trusted: bool) -> None:
+    """A SavedModel's graph runs when it is checked, and TensorFlow's file operations can read and
+    write files from a graph: like a pickle, a SavedModel folder is loaded only when trusted."""
+    if path.is_dir() and not trusted:
+        raise InvalidInput(
+            f"{path.name} is a TensorFlow SavedModel: checking it runs its graph, which can read and write "
+            "files, so shipyard loads SavedModel folders only with --trust (trusted=True in Python) for "
+            "folders you made; a .keras file loads without it"
+        )
 
 
 def _current(registry: Registry, name: str) -> VersionRecord | None:

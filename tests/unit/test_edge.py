@@ -116,3 +116,13 @@ def test_an_export_that_differs_is_refused_and_leaves_nothing(
         export(registry, "digits", "drifting", tmp_path / "exports" / "phone")
     assert list((tmp_path / "exports").iterdir()) == []
     assert not [e for e in registry.history("digits") if e.kind == "export"]
+
+
+def test_the_current_folder_is_no_export_folder(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_digits(registry)
+    monkeypatch.chdir(tmp_path)
+    for out in (Path("."), Path("..")):
+        with pytest.raises(InvalidInput, match="holds the current folder"):
+            export(registry, "digits", "ort-mobile", out)

@@ -352,7 +352,8 @@ def test_tensors_that_do_not_fit_are_refused_in_one_line(registry: Registry, tmp
         pipelines.create("p", ["scaler", "tens"], registry=registry)
     assert str(refused.value) == (
         "cannot connect scaler:1 to tens:1: output 'scaled' FP32 [-1, 64] does not fit input 'v' FP32 "
-        "[-1, 10] (a numeric cast and a reshape to the same values per sample are the only adapters)"
+        "[-1, 10] (a cast that keeps the values and a reshape to the same values per sample are the only "
+        "adapters)"
     )
     with pytest.raises(ConversionFailed) as refused:
         pipelines.create("p", ["classifier", "scaler"], registry=registry)

@@ -130,8 +130,26 @@ def test_a_picture_too_large_to_decode_is_refused_before_decoding() -> None:
     import zlib
 
     data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
-    with pytest.raises(InvalidInput, match="8500x8500 pixels; at most 64 megapixels"):
+    with pytest.raises(InvalidInput, match="8500x8500 pixels; at most 50 megapixels"):
         pixels(bytes(data), recipe)
+    thin = io.BytesIO()
+    Image.new("L", (1, 64000)).save(thin, format="PNG")  # 64 kilopixels, 16 gigapixels once resized
+    shorter_side = build("image: resize=256, center_crop=224", (-1, 3, 224, 224))
+    with pytest.raises(InvalidInput, match="1x64000 pixels, 256x16384000 once resized; at most 50"):
+        pixels(thin.getvalue(), shorter_side)
+
+
+def test_sixteen_bit_grey_is_scaled_and_odd_files_are_pictures_or_a_400() -> None:
+    recipe = build("image: resize=4x4, channels=L, scale=1", (-1, 1, 4, 4))
+    deep = io.BytesIO()
+    Image.fromarray(np.full((4, 4), 40000, dtype=np.uint16)).save(deep, format="PNG")
+    assert (pixels(deep.getvalue(), recipe) == 40000 >> 8).all()  # not clipped to 255
+    dark = io.BytesIO()
+    Image.new("L", (8, 8), 0).save(dark, format="TIFF")  # all its bytes below 128: still a picture
+    assert (pixels(dark.getvalue(), recipe) == 0).all()
+    for bad in (b"II*\x00" + b"\x08\x00\x00\x00" + b"\xff" * 40, b"BM" + b"\x00" * 60, b"hello, world"):
+        with pytest.raises(InvalidInput, match="item 0 is"):
+            pixels(bad, recipe)
 
 
 LOGITS = Signature(
@@ -146,8 +164,10 @@ def test_postprocess_recipes() -> None:
     tags = post.apply(LOGITS, "sigmoid, threshold=0.3")
     assert tags.scores == Scores("y", "sigmoid", 0.3)
     assert post.apply(LOGITS, "multilabel").scores == Scores("y", "probabilities", 0.5)
-    price = post.apply(LOGITS, "regression, unit=EUR, output=z")
+    price = post.apply(LOGITS, "regression, unit=EUR")
     assert (price.scores, price.unit, post.describe(price)) == (None, "EUR", "regression, unit=EUR")
+    with pytest.raises(InvalidInput, match="first output, 'y'; output=z cannot be answered"):
+        post.apply(LOGITS, "regression, unit=EUR, output=z")
     assert Signature.from_dict(tags.to_dict()) == tags and Signature.from_dict(price.to_dict()) == price
 
 
@@ -250,3 +270,8 @@ def test_text_samples_must_be_strings_and_b64_is_decoded_for_text_models() -> No
     for bad in ({"input": 5}, {"input": None}, {"inputs": ["a", 3]}, {"input": {"b64": "not base64!"}}):
         with pytest.raises(InvalidInput, match=r"strings|not base64"):
             decode_predict(orjson.dumps(bad), text)
+
+
+def test_a_resize_that_keeps_the_aspect_ratio_needs_a_crop_for_a_fixed_size_model() -> None:
+    with pytest.raises(InvalidInput, match=r"resize=224 keeps each picture's aspect ratio.*center_crop=224"):
+        build("image: resize=224", (-1, 3, 224, 224))

@@ -87,7 +87,8 @@ def import_(
     trust: bool = typer.Option(
         False,
         "--trust",
-        help="Load a pickle-based file (.joblib, .pkl): that runs code from it, so only for files you made.",
+        help="Load a pickle-based file (.joblib, .pkl) or a TensorFlow SavedModel folder: they can run code "
+        "or touch files when loaded, so only for models you made.",
     ),
     new_version: bool = typer.Option(
         False, "--new-version", help="Register a new version even when the current one holds this model."

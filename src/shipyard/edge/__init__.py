@@ -141,6 +141,9 @@ def export(
     """Export the version `ref` names for `target_name` into `out` (made, or replacing an earlier
     export), checked on the target; the registry's history records it."""
     chosen = target(target_name)
+    shown, out = out, out.resolve()  # the report says the folder as the user named it
+    if out == Path.cwd() or out in Path.cwd().parents:
+        raise InvalidInput(f"--out {out} holds the current folder: name a folder of its own")
     name, version = parse_ref(ref)
     record = registry.version(name, version)
     failed = gates.failed(registry, record)
@@ -164,7 +167,7 @@ def export(
             check = checks.with_agreement(check, own, ran.outputs, names, record.signature)
         operators = built.operators or checks.operators(built.onnx_bytes or onnx_bytes)
         size = (staging / built.model_file).stat().st_size
-        report = Report(record, target_name, out, size, _size(staging), ran, check, operators, failed)
+        report = Report(record, target_name, shown, size, _size(staging), ran, check, operators, failed)
         manifest = {
             **report.to_dict(), "files": _files(staging), "model_file": built.model_file, **built.extra,
             "tolerance": options.tolerance, "int8": options.int8, "shipyard": __version__,
@@ -195,7 +198,12 @@ def _replace(staging: Path, out: Path) -> None:
     if out.exists():
         old = out.with_name(f".{out.name}.old-{time.time_ns()}")
         out.rename(old)
-    staging.rename(out)
+    try:
+        staging.rename(out)
+    except OSError:
+        if old is not None:
+            old.rename(out)  # the earlier export stays where it was
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -67,8 +67,15 @@ def reference(onnx_bytes: bytes, feeds: dict[str, np.ndarray], outputs: list[str
     options = ort.SessionOptions()
     options.log_severity_level = 3
     customops.register(options, onnx_bytes, "export")
-    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-    return list(session.run(outputs, feeds))
+    try:
+        session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        return list(session.run(outputs, feeds))
+    except Exception as exc:  # ORT raises its own unexported types
+        from shipyard.convert.check import first_line
+
+        raise ConversionFailed(
+            f"ONNX Runtime cannot run the version on the check's inputs: {first_line(exc)}"
+        ) from None
 
 
 def compare(

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from shipyard import customops
+from shipyard.convert.check import first_line
 from shipyard.edge import Built, Options, Ran
 from shipyard.errors import ConversionFailed
 from shipyard.registry import VersionRecord
@@ -73,12 +75,15 @@ class OrtMobile:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # a phone's model runs on one core or two: time it so
         options.log_severity_level = 3
+        model = folder / built.model_file
+        customops.register(options, model.read_bytes(), "export")
         started = time.perf_counter()
-        session = ort.InferenceSession(
-            str(folder / built.model_file), options, providers=["CPUExecutionProvider"]
-        )
-        load_s = time.perf_counter() - started
-        found = list(session.run(outputs, inputs))
+        try:
+            session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+            load_s = time.perf_counter() - started
+            found = list(session.run(outputs, inputs))
+        except Exception as exc:  # ORT raises its own unexported types
+            raise ConversionFailed(f"ONNX Runtime cannot run the ORT file: {first_line(exc)}") from None
         one = {name: array[:1] for name, array in inputs.items()}
         return Ran(
             found, load_s, median_run(lambda: session.run(outputs, one)), f"onnxruntime {ort.__version__}"

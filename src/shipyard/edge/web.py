@@ -244,9 +244,18 @@ def _open(page: Any, url: str, sync_api: Any) -> dict[str, Any]:
     return state
 
 
+RUN_TIMEOUT_MS = 120_000
+"""How long the check waits for the page's answers (Playwright's evaluate has no timeout of its own)."""
+
+
 def _call(page: Any, script: str, argument: Any, sync_api: Any) -> Any:
+    seconds = RUN_TIMEOUT_MS // 1000
+    raced = (
+        f"async argument => Promise.race([({script})(argument), new Promise((_, reject) => setTimeout("
+        f"() => reject(new Error('no answer in {seconds} s')), {RUN_TIMEOUT_MS}))])"
+    )
     try:
-        return page.evaluate(script, argument)
+        return page.evaluate(raced, argument)
     except sync_api.Error as exc:
         reason = str(exc.message).splitlines()[0]
         raise ConversionFailed(f"onnxruntime-web could not run the model: {reason}") from None

@@ -113,7 +113,7 @@ def fit(produced: TensorSpec, taken: TensorSpec) -> Link | None:
     safe adapter makes one fit the other."""
     cast: str | None = None
     if produced.datatype != taken.datatype:
-        if produced.datatype not in _NUMERIC or taken.datatype not in _NUMERIC:
+        if not _castable(produced.datatype, taken.datatype):
             return None
         cast = taken.datatype
     reshape: tuple[int, ...] | None = None
@@ -122,6 +122,16 @@ def fit(produced: TensorSpec, taken: TensorSpec) -> Link | None:
             return None
         reshape = (-1, *taken.shape[1:])
     return Link(produced, taken, cast, reshape)
+
+
+def _castable(source: str, target: str) -> bool:
+    """A cast that keeps the values: to a type that holds every value of the other (numpy's "safe"),
+    or to a float (an int, or a wider float: values kept, precision not). Never a float to an int, nor
+    to a narrower or unsigned int, which numpy and ONNX Runtime would each clip or wrap their own way."""
+    if source not in _NUMERIC or target not in _NUMERIC:
+        return False
+    a, b = numpy_dtype(source), numpy_dtype(target)
+    return bool(np.can_cast(a, b, "safe")) or (a.kind in "iuf" and b.kind == "f")
 
 
 def _same_shape(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
@@ -145,6 +155,6 @@ def _tensor(spec: TensorSpec) -> str:
 def _misfit(before: Step, after: Step, produced: TensorSpec, taken: TensorSpec) -> str:
     return (
         f"cannot connect {before.ref} to {after.ref}: output {_tensor(produced)} does not fit input "
-        f"{_tensor(taken)} (a numeric cast and a reshape to the same values per sample are the only "
-        "adapters)"
+        f"{_tensor(taken)} (a cast that keeps the values and a reshape to the same values per sample "
+        "are the only adapters)"
     )

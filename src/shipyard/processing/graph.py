@@ -102,9 +102,8 @@ def _front(
         nodes.append(helper.make_node("Reshape", [current, p + "row"], [p + "rows"]))
         current = p + "rows"
     if elem != TensorProto.FLOAT:
-        nodes.append(helper.make_node("Cast", [current], [target], to=elem))
-    else:
-        nodes.append(helper.make_node("Identity", [current], [target]))
+        nodes.append(helper.make_node("Cast", [current], [p + "typed"], to=elem))
+    nodes[-1].output[0] = target  # the last step writes the model's input itself
     return nodes, initializers
 
 

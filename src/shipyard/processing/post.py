@@ -39,6 +39,11 @@ def apply(signature: Signature, text: str) -> Signature:
     options = _options(rest)
     output = _output(signature, options.get("output"), reading)
     if reading == "regression":
+        if output.name != signature.outputs[0].name:
+            raise InvalidInput(
+                f"regression answers with the model's first output, {signature.outputs[0].name!r}; "
+                f"output={output.name} cannot be answered"
+            )
         for key in ("threshold", "top_k"):
             if key in options:
                 raise InvalidInput(f"--postprocess regression takes unit= and output=, not {key}=")

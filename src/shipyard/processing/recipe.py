@@ -166,6 +166,12 @@ def build(text: str, model_input: tuple[int, ...], input_name: str = "image") ->
         )
     if resize is None and crop is None:
         resize = final  # no size given: every picture is resized to the model's
+    if isinstance(resize, int) and crop is None:
+        raise InvalidInput(
+            f"resize={resize} keeps each picture's aspect ratio, so pictures would come in many sizes: "
+            f"add center_crop={final[0] if final[0] == final[1] else f'{final[0]}x{final[1]}'}, or give "
+            "resize=WxH"
+        )
     return _recipe(options, final, resize, crop, layout, channels, input_name)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -74,12 +75,12 @@ def build_version(
     runner.load()
     try:
         runner.choose_execution(warmup_inputs(record.signature))  # its runs are the warm-up
+        if front is not None:  # Pillow's first picture loads its plugins: not on a request's time
+            front.decode([picture()])
     except Exception as exc:  # whatever the graph raised: the version is not fit to serve
         runner.unload()
         reason = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
         raise Unavailable(f"{record.ref} failed its warm-up request: {reason}") from exc
-    if front is not None:  # Pillow's first picture loads its plugins: not on a request's time
-        front.decode([picture()])
     batcher = Batcher(record.ref, runner.run, batch_settings(serving, record.signature), observer)
     return LoadedVersion(record, runner, batcher, max(rss_bytes() - before, record.size), front)
 
@@ -94,11 +95,19 @@ def with_batcher(old: LoadedVersion, settings: BatchSettings) -> LoadedVersion:
 async def retire(version: LoadedVersion, *, keep_runner: bool) -> None:
     """Let the requests queued on `version` finish, then stop its batcher and, unless a version that
     stays shares it, unload its runner."""
+    await settled(version)
     await version.batcher.aclose()
     if not keep_runner:
         await asyncio.to_thread(version.runner.unload)
-        if version.front is not None:
-            version.front.close()
+
+
+async def settled(version: LoadedVersion, limit_s: float = 60.0) -> None:
+    """Wait, a while at most, until no request holds a version that decodes pictures: such a request
+    has not reached the batcher while its pictures decode, and closing the batcher under it would refuse
+    it. Polled, since holding is a counter (the manager's `use`); only drains and swaps wait here."""
+    deadline = time.monotonic() + limit_s
+    while version.front is not None and version.in_flight and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
 
 
 def warmup_inputs(signature: Signature) -> dict[str, np.ndarray]:

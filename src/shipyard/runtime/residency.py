@@ -19,7 +19,7 @@ from shipyard.errors import ShipyardError, Unavailable
 from shipyard.registry import Registry, VersionRecord
 from shipyard.runtime.batcher import BatchObserver
 from shipyard.runtime.budget import MemoryBudget
-from shipyard.runtime.loading import LoadedVersion, build_version
+from shipyard.runtime.loading import LoadedVersion, build_version, settled
 from shipyard.runtime.memory import MB, release_free_memory
 from shipyard.runtime.served import ServedModel
 from shipyard.runtime.session import RunnerOptions
@@ -175,6 +175,7 @@ class Residency:
             if served.versions.get(version.number) is version:
                 del served.versions[version.number]  # new requests no longer reach it ...
         for version in doomed:
+            await settled(version)  # ... those decoding pictures reach its batcher ...
             await version.batcher.aclose()  # ... and those it has queued finish first
             await asyncio.to_thread(version.runner.unload)
             self._resident.pop(id(version), None)

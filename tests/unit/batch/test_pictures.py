@@ -42,7 +42,6 @@ def test_a_folder_of_pictures_scores_as_the_server_decodes_them(registry: Regist
     assert front is not None
     decoded = asyncio.run(front({"image": np.array(pictures, dtype=object)}))  # the server's path
     logits = runner.run_sync(decoded, ["logits"])[0]
-    front.close()
     by_path = dict(zip(table["path"], table["class"], strict=True))
     assert [by_path[f"{i}.{suffixes[fmt]}"] for i, (fmt, _, _) in enumerate(samples.KINDS)] == [
         str(c) for c in logits.argmax(axis=1)

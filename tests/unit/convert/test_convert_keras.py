@@ -160,7 +160,9 @@ def test_import_keras_registers_an_object_a_file_and_a_folder(
 
     record = import_keras(softmax_model, name="mlp", labels=labels, registry=registry)
     from_file = import_keras(keras_file, name="mlp", registry=registry)
-    from_folder = import_keras(str(saved_model), name="mlp", registry=registry)
+    with pytest.raises(InvalidInput, match="SavedModel: checking it runs its graph"):
+        import_keras(str(saved_model), name="mlp", registry=registry)
+    from_folder = import_keras(str(saved_model), name="mlp", registry=registry, trusted=True)
 
     assert (record.number, record.framework, record.labels) == (1, "keras", labels)
     assert record.check["passed"] and record.check["source"] == "generated"
@@ -172,7 +174,9 @@ def test_the_cli_import_tells_a_keras_file_and_a_saved_model_folder(
     registry: Registry, keras_file: Path, saved_model: Path
 ) -> None:
     by_suffix = import_file(keras_file, name="digits", registry=registry)
-    folder = import_file(saved_model, name="folder", registry=registry)
+    with pytest.raises(InvalidInput, match="only with --trust"):
+        import_file(saved_model, name="folder", registry=registry)
+    folder = import_file(saved_model, name="folder", registry=registry, trusted=True)
     again = import_file(keras_file, name="digits", registry=registry)
 
     assert (by_suffix.framework, folder.framework) == ("keras", "tensorflow")
