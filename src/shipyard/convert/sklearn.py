@@ -27,7 +27,7 @@ from shipyard.convert.check import (
     signature_of,
 )
 from shipyard.convert.pickles import Report
-from shipyard.convert.text import check_sentences
+from shipyard.convert.wordpiece import check_sentences
 from shipyard.errors import ConversionFailed, NotFound
 from shipyard.signature import Scores
 

@@ -17,14 +17,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from shipyard.convert import from_estimator, run_onnx
-from shipyard.convert.text import (
-    check_sentences,
-    from_onnx,
-    read_vocab,
-    tokenizer_model,
-    with_tokenizer,
-    wordpiece,
-)
+from shipyard.convert.text import from_onnx, tokenizer_model, with_tokenizer
+from shipyard.convert.wordpiece import check_sentences, read_vocab, wordpiece
 from shipyard.errors import ConversionFailed, InvalidInput, NotFound
 from shipyard.importing import import_file
 from shipyard.registry import Registry
