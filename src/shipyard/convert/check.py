@@ -80,10 +80,20 @@ class Converted:
     labels: list[str] | None = None  # class labels found in the source, e.g. sklearn's classes_
 
 
+def real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The graph's inputs a caller feeds: older exporters list initializers among the inputs too."""
+    initializers = {init.name for init in model.graph.initializer}
+    return [value for value in model.graph.input if value.name not in initializers]
+
+
+def dims(value: onnx.ValueInfoProto) -> tuple[int, ...]:
+    """A tensor's shape, -1 for a dimension without a fixed size."""
+    return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim)
+
+
 def signature_of(model: onnx.ModelProto, scores: Scores | None = None) -> Signature:
     """The graph's real inputs (initializers excluded) and outputs, with -1 for unknown dims."""
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = tuple(_spec(v) for v in model.graph.input if v.name not in initializers)
+    inputs = tuple(_spec(v) for v in real_inputs(model))
     outputs = tuple(_spec(v) for v in model.graph.output)
     return Signature(inputs=inputs, outputs=outputs, scores=scores)
 
@@ -99,7 +109,7 @@ def _spec(value: onnx.ValueInfoProto) -> TensorSpec:
     if datatype is None:
         type_name = onnx.TensorProto.DataType.Name(tensor.elem_type)
         raise ConversionFailed(f"'{value.name}' has element type {type_name}, which is not supported")
-    shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
+    shape = dims(value)
     return TensorSpec(value.name, datatype, shape)
 
 

@@ -26,6 +26,7 @@ from shipyard.convert.check import (
     Converted,
     detect_scores,
     first_line,
+    real_inputs,
     require_close,
     run_onnx,
     signature_of,
@@ -228,8 +229,7 @@ def _opset(model: onnx.ModelProto) -> int:
 
 
 def _feeds(model: onnx.ModelProto) -> _Feeds:
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [v for v in model.graph.input if v.name not in initializers]
+    inputs = real_inputs(model)
     by_name = {v.name: v for v in inputs}
     ids = next((by_name[n] for n in IDS_NAMES if n in by_name), None)
     if ids is None and len(inputs) == 1:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from shipyard.convert.check import dims, real_inputs
 from shipyard.edge import Built, Options, Ran, onnx2tf_env
 from shipyard.edge.ort_mobile import median_run
 from shipyard.errors import ConversionFailed, InvalidInput, Unavailable
@@ -157,8 +158,7 @@ def _convert(command: list[str], cwd: Path, record: VersionRecord, version: str)
 
 
 def _graph_inputs(model: onnx.ModelProto) -> list[str]:
-    initializers = {i.name for i in model.graph.initializer}
-    return [i.name for i in model.graph.input if i.name not in initializers]
+    return [value.name for value in real_inputs(model)]
 
 
 def _names(onnx_names: list[str], tflite: list[str], record: VersionRecord, kind: str) -> dict[str, str]:
@@ -185,7 +185,7 @@ def _names(onnx_names: list[str], tflite: list[str], record: VersionRecord, kind
 
 
 def _shape(value: onnx.ValueInfoProto) -> list[int]:
-    return [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
+    return list(dims(value))
 
 
 def _channels_last(onnx_shape: list[int], tflite_shape: list[int]) -> bool:

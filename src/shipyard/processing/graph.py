@@ -20,8 +20,9 @@ _FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)
 
 def model_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
     """The model's one real input (initializers aside), which an image recipe feeds."""
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [value for value in model.graph.input if value.name not in initializers]
+    from shipyard.convert.check import real_inputs
+
+    inputs = real_inputs(model)
     if len(inputs) != 1:
         names = ", ".join(value.name for value in inputs)
         raise ConversionFailed(f"an image recipe needs a model with one input; this one has {names}")
@@ -30,8 +31,9 @@ def model_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
 
 
 def shape_of(value: onnx.ValueInfoProto) -> tuple[int, ...]:
-    dims = value.type.tensor_type.shape.dim
-    return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
+    from shipyard.convert.check import dims
+
+    return dims(value)
 
 
 def attach(model: onnx.ModelProto, text: str, name: str = "image") -> tuple[onnx.ModelProto, ImageRecipe]:
