@@ -30,11 +30,12 @@ TABLES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jso
 KINDS = {
     **TABLES, ".avro": "avro", ".npy": "npy", ".npz": "npz", **dict.fromkeys(IMAGE_SUFFIXES, "image"),
 }  # fmt: skip
-PART_BYTES = 16 << 20
-"""A part holds about this much input, read (when the job does not set its rows): some 60,000 rows of
-a small tabular model, a few hundred images. Small enough that a job reaches its peak memory within
-its first parts (a 100 MB input peaks within 10% of a 1 GB one), large enough for few files."""
-READ_BYTES = 16 << 20
+PART_BYTES = 8 << 20
+"""A part holds about this much input, read (when the job does not set its rows): some 30,000 rows of
+a small tabular model, a hundred and more images. Small enough that a job reaches its peak memory
+within its first parts (a 2 GB input peaked 2-3% above a 100 MB one; with 16 MB parts 9-13%, what a
+few parts in flight on the reading, running and writing threads add), large enough for few files."""
+READ_BYTES = 8 << 20
 """Bytes read at a time from a file (pyarrow's batch size, in rows, follows from the rows' size)."""
 MAX_PART_ROWS = 100_000
 IMAGE_BATCH = 256

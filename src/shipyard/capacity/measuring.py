@@ -36,6 +36,7 @@ from shipyard.capacity.plan import Figures, compute_at
 from shipyard.config import Settings
 from shipyard.datatypes import numpy_dtype
 from shipyard.errors import InvalidInput, Unavailable
+from shipyard.machine import usable_cores
 from shipyard.processing import graph_inputs, recipe_of, samples
 from shipyard.protocol.v2 import encode_raw
 from shipyard.registry import Registry, VersionRecord
@@ -60,9 +61,7 @@ def machine() -> tuple[str, int]:
                 break
     except OSError:
         pass
-    affinity = getattr(os, "sched_getaffinity", None)
-    cores = len(affinity(0)) if affinity else (os.cpu_count() or 1)
-    return cpu, cores
+    return cpu, usable_cores()
 
 
 def batch_sizes(most: int) -> list[int]:

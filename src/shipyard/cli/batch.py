@@ -54,7 +54,7 @@ def run(
     ),
     top_k: int = typer.Option(0, "--top-k", metavar="K", help="Add the K likeliest classes and confidences."),
     part_rows: int = typer.Option(
-        0, "--part-rows", metavar="N", show_default="about 16 MB of input", help="Rows per output part."
+        0, "--part-rows", metavar="N", show_default="about 8 MB of input", help="Rows per output part."
     ),
     max_errors: float = typer.Option(
         0, "--max-errors", metavar="NUMBER", help="Rows that may fail: a count, or a fraction below 1."
@@ -63,7 +63,8 @@ def run(
         0,
         "--threads",
         metavar="N",
-        help="ONNX Runtime threads (each Ray actor's, with ray); 0: every core (with ray: 1).",
+        help="Cores: model runs at once, one ONNX Runtime thread each (with ray: each actor's threads); "
+        "0: every core (with ray: 1).",
     ),
     engine: str = typer.Option("local", "--engine", metavar="ENGINE", help="local, or ray (Ray Data)."),
     address: str | None = typer.Option(

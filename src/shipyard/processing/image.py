@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import binascii
 import io
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from shipyard.errors import InvalidInput
+from shipyard.machine import usable_cores
 from shipyard.processing.recipe import ImageRecipe
 
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
@@ -179,6 +179,5 @@ _decoders: list[ThreadPoolExecutor] = []
 def _pool() -> ThreadPoolExecutor:
     """The process's picture-decoding threads, one per core it may use, made on first use."""
     if not _decoders:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        _decoders.append(ThreadPoolExecutor(max_workers=cores or 1, thread_name_prefix="pictures"))
+        _decoders.append(ThreadPoolExecutor(max_workers=usable_cores(), thread_name_prefix="pictures"))
     return _decoders[0]

@@ -45,6 +45,16 @@ def test_a_parquet_file_is_scored_part_by_part(digits: Registry, tmp_path: Path)
     assert manifest["done"] and [p["rows"] for p in manifest["parts"]] == [64, 64, 64, 64, 44]
 
 
+def test_runs_at_once_keep_the_rows_in_order(digits: Registry, tmp_path: Path) -> None:
+    source = parquet(tmp_path / "in.parquet")
+    job = Job("digits", str(source), tmp_path / "out", keep=("id",), part_rows=50, batch_rows=7, threads=3)
+    summary = run(digits, job)
+    assert (summary.rows, summary.parts) == (300, 6)
+    table = read(tmp_path / "out")
+    assert table.column("id").to_pylist() == list(range(300))
+    assert table.column("class").to_pylist() == expected_classes(slice(0, 300))
+
+
 @pytest.mark.parametrize("kind", ["csv", "jsonl", "npy", "npz"])
 def test_every_input_format_gives_the_same_predictions(digits: Registry, tmp_path: Path, kind: str) -> None:
     source = tmp_path / f"in.{kind}"

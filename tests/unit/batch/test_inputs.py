@@ -164,7 +164,7 @@ def test_a_dry_run_says_what_would_run_and_writes_nothing(registry: Registry, tm
     )
     assert planned.lines() == [
         f"model: digits:1 (sha256 {planned.record.sha256[:12]})",
-        "input: 1 parquet files, 30 rows, 61,530 rows a part",
+        "input: 1 parquet files, 30 rows, 30,765 rows a part",
         "input input [-1, 64] FP32 <- 64 columns (p0, p1, ..., p63)",
         "output: id, class, confidence",
     ]
