@@ -66,10 +66,12 @@ class Summary:
     parts: int
     resumed_parts: int
     output: str
+    resumed_rows: int = 0
+    """Of `rows`, those an earlier run wrote: not this run's work, so not in its rows a second."""
 
     @property
     def rows_per_s(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else 0.0
+        return (self.rows - self.resumed_rows) / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "rows_per_s": self.rows_per_s}
@@ -171,7 +173,7 @@ def run(registry: Registry, job: Job, progress: Progress | None = None) -> Summa
         _preview(runner, record, job, mapping, first.slice(0, 1))  # the model takes the mapped rows
         manifest = _manifest(job, record, source, part_rows_for(source, job.part_rows))
         done = {p["part"] for p in manifest["parts"]}
-        rows = sum(p["rows"] for p in manifest["parts"])
+        rows = resumed = sum(p["rows"] for p in manifest["parts"])
         errors = sum(p["errors"] for p in manifest["parts"])
         if progress is not None:
             progress.started(source.count_rows(), rows)
@@ -197,8 +199,9 @@ def run(registry: Registry, job: Job, progress: Progress | None = None) -> Summa
     outputs.write_json(job.output / MANIFEST, manifest)
     seconds = time.perf_counter() - started
     return Summary(
-        record.model, record.number, rows, errors, seconds, len(manifest["parts"]), len(done), str(job.output)
-    )
+        record.model, record.number, rows, errors, seconds, len(manifest["parts"]), len(done), str(job.output),
+        resumed,
+    )  # fmt: skip
 
 
 def _prepare(registry: Registry, job: Job) -> tuple[VersionRecord, Source, Mapping, pa.Table]:

@@ -129,7 +129,8 @@ def test_a_job_stopped_part_way_goes_on_to_every_row_once(digits: Registry, tmp_
         run(digits, job, StopAfterTwo())
     assert len(orjson.loads((tmp_path / "out" / "_manifest.json").read_bytes())["parts"]) == 2
     summary = run(digits, job)
-    assert (summary.parts, summary.resumed_parts, summary.rows) == (6, 2, 300)
+    assert (summary.parts, summary.resumed_parts, summary.rows, summary.resumed_rows) == (6, 2, 300, 100)
+    assert summary.rows_per_s == pytest.approx(200 / summary.seconds)  # this run's rows: not the earlier's
     assert read(tmp_path / "out").column("id").to_pylist() == list(range(300))
 
 
