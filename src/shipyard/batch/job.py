@@ -199,8 +199,8 @@ def run(registry: Registry, job: Job, progress: Progress | None = None) -> Summa
     outputs.write_json(job.output / MANIFEST, manifest)
     seconds = time.perf_counter() - started
     return Summary(
-        record.model, record.number, rows, errors, seconds, len(manifest["parts"]), len(done), str(job.output),
-        resumed,
+        record.model, record.number, rows, errors, seconds, len(manifest["parts"]), len(done),
+        str(job.output), resumed,
     )  # fmt: skip
 
 
