@@ -4,7 +4,8 @@ A job runs one batch per core at once, each on one ONNX Runtime thread, rather t
 on a thread per core. ONNX Runtime splits an operator across its threads and waits for the slowest, so
 when the job's reading thread takes a core, a one-batch-at-a-time run stalls on that core's share
 while the other core waits; with a batch per core, only that batch slows. On 2 cores the CNN over
-Parquet went from ~70% to ~90% of in-process ONNX Runtime (bench/BENCHMARKS.md, "Batch inference").
+Parquet went from ~62% to ~74% of in-process ONNX Runtime, alternating runs of each on one machine
+(bench/BENCHMARKS.md, "Batch inference", says what bounds it).
 """
 
 from __future__ import annotations
