@@ -105,4 +105,4 @@ image:
 		$(if $(OFFLINE),--build-arg WHEELS=build/wheels) -t $(IMAGE) .
 
 clean:
-	rm -rf $(VENV) .shipyard examples/digits/out .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(TOOLS) .shipyard examples/digits/out .pytest_cache .ruff_cache .mypy_cache

@@ -24,7 +24,6 @@ import platform
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import batch_cnn
 import models
+import peak_rss
 import report
 from servers import free_port, server
 
@@ -115,38 +115,18 @@ def job(home: Path, ref: str, inputs: Path, output: Path, **options: Any) -> Sum
         shutil.rmtree(output, ignore_errors=True)
 
 
-LAUNCHER = """\
-import resource, subprocess, sys
-code = subprocess.call(sys.argv[1:])
-print(f"peak_rss_kib={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}", flush=True)
-sys.exit(code)
-"""
-"""Runs a command and prints its peak RSS. Linux carries a process's peak over exec (the forked copy's
-high-water mark), so a job started straight from this process, which holds torch and the inputs, would
-report this process's peak; started from this small launcher, the job's peak is its own."""
-
-
 def cli_job(home: Path, inputs: Path, output: Path, log: Path) -> dict[str, Any]:
     """`shipyard batch run digits` in a fresh process of its own: its peak RSS, wall time and the rows/s
     it prints."""
-    command = [PYTHON, "-c", LAUNCHER, PYTHON, "-m", "shipyard", "batch", "run", "digits", "--input",
-               str(inputs), "--output", str(output), "--keep", "id", "--threads", str(THREADS)]  # fmt: skip
-    with log.open("wb") as out:
-        started = time.perf_counter()
-        code = subprocess.call(
-            command, env={**os.environ, "SHIPYARD_HOME": str(home)}, stdout=out, stderr=subprocess.STDOUT
-        )
-        wall = time.perf_counter() - started
-    shutil.rmtree(output, ignore_errors=True)
-    text = " ".join(log.read_text(errors="replace").split())  # the console may wrap its line
-    if code:
-        raise RuntimeError(f"shipyard batch run exited {code}: {text[-2000:]}")
-    peak = re.search(r"peak_rss_kib=(\d+)", text)
+    command = [PYTHON, "-m", "shipyard", "batch", "run", "digits", "--input", str(inputs), "--output",
+               str(output), "--keep", "id", "--threads", str(THREADS)]  # fmt: skip
+    try:
+        peak, wall, text = peak_rss.run(command, {**os.environ, "SHIPYARD_HOME": str(home)}, log)
+    finally:
+        shutil.rmtree(output, ignore_errors=True)
     printed = re.search(r"\(([\d,]+) rows/s\)", text)
-    if peak is None:
-        raise RuntimeError(f"the launcher printed no peak: {text[-2000:]}")
     return {
-        "peak_rss_kib": int(peak.group(1)),
+        "peak_rss_kib": peak,
         "wall_s": wall,
         "rows_per_s": float(printed.group(1).replace(",", "")) if printed else None,
     }
