@@ -4,7 +4,6 @@ neighbour or a CPU frequency change falls on both models alike."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import numpy.typing as npt
 import onnx
 
 from shipyard.datasets import Dataset
+from shipyard.machine import usable_cores
 from shipyard.optimize import graph
 from shipyard.runtime.session import Runner, RunnerOptions
 from shipyard.signature import Signature
@@ -41,11 +41,11 @@ class Timing:
     batch: int = 32
     rounds: int = 4
     warmup: int = 5
-    threads: int = 0  # 0: one per CPU core
+    threads: int = 0  # 0: one per usable core
 
     @property
     def intra_op_threads(self) -> int:
-        return self.threads or os.cpu_count() or 1
+        return self.threads or usable_cores()
 
 
 @dataclass(frozen=True)

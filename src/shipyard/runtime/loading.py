@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -16,6 +15,7 @@ import numpy as np
 from shipyard.config import ModelServing
 from shipyard.datatypes import numpy_dtype
 from shipyard.errors import ShipyardError, Unavailable
+from shipyard.machine import usable_cores
 from shipyard.processing import ImageFront, front_for, graph_inputs
 from shipyard.processing.samples import picture
 from shipyard.registry import Registry, VersionRecord
@@ -140,5 +140,5 @@ def runner_options(options: RunnerOptions, serving: ModelServing) -> RunnerOptio
     """Split the cores between instances unless the thread count was set explicitly."""
     intra, instances = options.intra_op_threads, serving.instances
     if intra == 0 and instances > 1:
-        intra = max(1, (os.cpu_count() or 1) // instances)
+        intra = max(1, usable_cores() // instances)
     return replace(options, intra_op_threads=intra, instances=instances, execution=serving.execution)
