@@ -108,17 +108,22 @@ def test_v2_bytes_over_rest_and_grpc_with_tritonclient(server: Server, pictures:
     batch = np.array(pictures[:2], dtype=np.object_)
     want = np.stack([expected_logits(p) for p in pictures[:2]])
     http = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
-    item = httpclient.InferInput("image", [2], "BYTES")
-    item.set_data_from_numpy(batch, binary_data=True)
-    got = http.infer("pets", [item]).as_numpy("logits")
-    np.testing.assert_allclose(got, want, atol=1e-4)
-    metadata = http.get_model_metadata("pets")
-    assert metadata["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+    try:  # closed here: one left to the garbage collector raises in a later test's teardown
+        item = httpclient.InferInput("image", [2], "BYTES")
+        item.set_data_from_numpy(batch, binary_data=True)
+        got = http.infer("pets", [item]).as_numpy("logits")
+        np.testing.assert_allclose(got, want, atol=1e-4)
+        metadata = http.get_model_metadata("pets")
+        assert metadata["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+    finally:
+        http.close()
     grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
-    item = grpcclient.InferInput("image", [2], "BYTES")
-    item.set_data_from_numpy(batch)
-    np.testing.assert_allclose(grpc.infer("pets", [item]).as_numpy("logits"), want, atol=1e-4)
-    grpc.close()
+    try:
+        item = grpcclient.InferInput("image", [2], "BYTES")
+        item.set_data_from_numpy(batch)
+        np.testing.assert_allclose(grpc.infer("pets", [item]).as_numpy("logits"), want, atol=1e-4)
+    finally:
+        grpc.close()
     # JSON v2 carries text: pictures as base64 strings
     doc = {
         "inputs": [
