@@ -108,7 +108,7 @@ def test_v2_bytes_over_rest_and_grpc_with_tritonclient(server: Server, pictures:
     batch = np.array(pictures[:2], dtype=np.object_)
     want = np.stack([expected_logits(p) for p in pictures[:2]])
     http = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
-    try:  # closed here: one left to the garbage collector raises in a later test's teardown
+    try:  # closed here, not by the garbage collector in whichever test runs next
         item = httpclient.InferInput("image", [2], "BYTES")
         item.set_data_from_numpy(batch, binary_data=True)
         got = http.infer("pets", [item]).as_numpy("logits")
