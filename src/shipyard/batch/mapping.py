@@ -234,13 +234,13 @@ def _read_numbers(group: Group, table: pa.Table) -> Read:
 
 
 def _read_list(group: Group, table: pa.Table) -> Read:
-    column = table.column(group.columns[0]).combine_chunks()
+    chunked = table.column(group.columns[0])  # most often one chunk: combining would copy it
+    column = chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
     rows, width = len(column), group.width
     lengths = pc.fill_null(pc.list_value_length(column), -1).to_numpy(zero_copy_only=False)
     fits = lengths == width
     if fits.all() and pa.types.is_fixed_size_list(column.type):  # the usual: read as it lies
-        flat = column.values if column.offset == 0 else column.flatten()
-        return _floats(flat).reshape(rows, width), []
+        return _floats(column.flatten()).reshape(rows, width), []
     values = np.full((rows, width), np.nan, dtype=np.float32)
     if fits.any():
         values[fits] = _floats(pc.list_flatten(column.filter(pa.array(fits)))).reshape(-1, width)

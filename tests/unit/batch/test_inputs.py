@@ -112,6 +112,25 @@ def test_a_list_column_feeds_a_whole_input(images: Registry, tmp_path: Path) -> 
     assert reasons == ["column 'pixels' is missing", "column 'pixels' holds 100 values, not 192"]
 
 
+def test_a_list_column_reads_right_across_row_groups_parts_and_batches(
+    images: Registry, tmp_path: Path
+) -> None:
+    """Batches that start inside a read batch, and end in the next (row groups of 4, parts of 5, runs
+    of 3): each row still gets its own pixels (read in place where they lie in one piece)."""
+    ids = np.arange(23)
+    bright = ids % 3 == 0
+    pixels = np.repeat(np.where(bright, 0.9, 0.1).astype(np.float32), 192)
+    table = pa.table({"id": ids, "pixels": pa.FixedSizeListArray.from_arrays(pa.array(pixels), 192)})
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=4)
+    job = Job(
+        "bright", str(tmp_path / "in.parquet"), tmp_path / "out", keep=("id",), part_rows=5, batch_rows=3
+    )
+    assert run(images, job).rows == 23
+    out = pq.read_table(tmp_path / "out")
+    assert out.column("id").to_pylist() == ids.tolist()
+    assert out.column("class").to_pylist() == ["bright" if b else "dark" for b in bright]
+
+
 def test_several_inputs_take_their_columns_in_order_or_as_named(two: Registry, tmp_path: Path) -> None:
     values = np.arange(20, dtype=np.float32).reshape(4, 5)
     pq.write_table(
