@@ -15,6 +15,7 @@ from shipyard.convert.check import signature_of
 from shipyard.errors import InvalidInput
 from shipyard.optimize import Options, compare, optimize
 from shipyard.optimize.graph import compact, parameter_count, sparsity
+from shipyard.optimize.measure import percentile_of_rounds
 from shipyard.registry import Registry, VersionRecord
 from tests.conftest import register_digits
 from tests.models import digits_linear
@@ -97,6 +98,17 @@ def test_mse_gates_a_regressor(registry: Registry, tmp_path: Path) -> None:
     assert outcome.report.candidate.metric == pytest.approx(expected, rel=1e-4)
     assert outcome.verdict.drop == pytest.approx(expected, rel=1e-4)
     assert outcome.verdict.passed == (expected <= 0.01)
+
+
+def test_stalls_in_one_round_do_not_decide_the_p99() -> None:
+    """Four rounds of 100 runs of 20 us; five runs of one round stalled 4 ms by the scheduler, which
+    the percentile of all 400 runs would report as the model's p99."""
+    runs = [20e-6] * 400
+    for i in range(150, 200, 10):
+        runs[i] = 4e-3
+    assert np.percentile(runs, 99) * 1e3 > 3
+    assert percentile_of_rounds(runs, 4, 99) == pytest.approx(0.02)
+    assert percentile_of_rounds([*[20e-6] * 300, *[4e-3] * 100], 4, 99) == pytest.approx(0.02)  # a slow round
 
 
 def test_sparsity_counts_quantized_zeros_at_their_zero_point() -> None:
