@@ -223,6 +223,7 @@ def measure(work: Path, sizes: Sizes, rounds: int) -> dict[str, Any]:
         "machine": {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "cpus": os.cpu_count(),
+            "cpu": report.cpu(),
             "threads": THREADS,
             "python": platform.python_version(),
             "onnxruntime": onnxruntime.__version__,
@@ -319,7 +320,7 @@ def section(results: dict[str, Any]) -> list[str]:
     lines = [
         "## Batch inference",
         "",
-        f"Measured {m['date']} by `bench/batch.py` on {m['cpus']} cores: `shipyard batch run` with its default "
+        f"Measured {m['date']} by `bench/batch.py` on {m['cpus']} cores ({m['cpu']}): `shipyard batch run` with its default "
         f"part and batch sizes, a model run at once on each of its {m['threads']} cores, over "
         f"Parquet written for the run (digits: an int64 id and 64 float32 columns of random values in [0, 16), "
         f"row groups of {ROW_GROUP:,} rows; CNN: an id and the pixels as one fixed_size_list<float32>[{PIXELS}] "

@@ -10,7 +10,6 @@ Both models are trained here on scikit-learn's digits with a held-out test split
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -26,6 +25,7 @@ from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).parent))
 from models import DigitsMLP, SmallCNN
+from report import cpu
 
 import shipyard
 from shipyard.config import Settings
@@ -179,12 +179,8 @@ def line(row: dict) -> str:
 def machine() -> dict:
     import onnxruntime
 
-    cpu = "unknown"
-    with contextlib.suppress(OSError, StopIteration):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
     return {
-        "cpu": cpu,
+        "cpu": cpu(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,

@@ -179,17 +179,9 @@ def soak() -> dict:
 
 
 def machine() -> dict:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "?",
-    )
     return {
         "cpus": os.cpu_count(),
-        "cpu": cpu,
+        "cpu": report.cpu(),
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
