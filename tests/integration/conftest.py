@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import ssl
@@ -19,6 +20,15 @@ import pytest
 from shipyard.config import Settings
 from shipyard.registry import Registry
 from tests.conftest import register_digits
+
+
+@pytest.fixture
+def collected() -> Iterator[None]:
+    """Garbage collected on the test's own thread after it. tritonclient's HTTP client closes itself
+    again when collected, joining a gevent pool, which only the thread that used it may do: one kept
+    alive by an error's traceback and collected later on another test's thread failed that test."""
+    yield
+    gc.collect()
 
 
 def free_port() -> int:

@@ -24,6 +24,8 @@ from shipyard.registry import Registry
 from tests.integration.conftest import Server, start_server, stop_server
 from tests.models import picture_cnn
 
+pytestmark = pytest.mark.usefixtures("collected")  # tritonclient's HTTP clients: see the fixture
+
 RECIPE = "image: resize=40, center_crop=32, normalize=imagenet"
 LABELS = ["cat", "dog", "bird", "fish"]
 MEAN, STD = np.float32([0.485, 0.456, 0.406]), np.float32([0.229, 0.224, 0.225])

@@ -21,6 +21,8 @@ from shipyard.registry import Registry
 from tests.integration.conftest import Server, shipyard_command, start_server, stop_server
 from tests.text_models import SENTENCES, VOCAB, logits_of, text_classifier, text_pipeline
 
+pytestmark = pytest.mark.usefixtures("collected")  # tritonclient's HTTP clients: see the fixture
+
 MAX_LENGTH = 16
 REVIEW_LABELS = ["negative", "positive"]
 REVIEWS = ["This movie was GREAT, I loved it!", "Boring plot; the actors acted badly.", "fun"]

@@ -10,6 +10,8 @@ from tritonclient.utils import InferenceServerException
 from tests.integration.conftest import Server
 from tests.models import digits_data, digits_linear
 
+pytestmark = pytest.mark.usefixtures("collected")  # tritonclient's HTTP clients: see the fixture
+
 
 @pytest.fixture
 def client(server: Server) -> httpclient.InferenceServerClient:
