@@ -40,8 +40,12 @@ demo: $(BIN)/.installed
 	@# stops the server and exits 0) and not make (which would report the interrupt as a failure)
 	@if [ -t 0 ]; then bash -mc examples/digits/demo.sh; else examples/digits/demo.sh; fi
 
-# Registry tests also run on PostgreSQL when a server answers on 127.0.0.1:5432 (database `test`).
+# Registry tests also run on PostgreSQL when a server answers on 127.0.0.1:5432 (database `test`; each
+# worker a database of its own beside it, test_gw0 and so on).
 POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+# A worker per core, at most 4, a test file each at a time (its servers are module fixtures): most tests
+# wait on servers and subprocesses, so on 2 cores the suite takes about half its serial time.
+PYTEST_WORKERS ?= --numprocesses auto --maxprocesses 4 --dist loadfile
 
 # The tflite export's converter (src/shipyard/edge/onnx2tf_env.py): onnx2tf and the TensorFlow it pins, in
 # a venv of their own (~2.6 GB, under a minute from a nearby package index), made once under .venv-tools
@@ -55,10 +59,10 @@ tflite-tools: $(BIN)/.installed
 test: $(BIN)/.installed lint tflite-tools
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(subst +psycopg,,$(POSTGRES_URL))', connect_timeout=2).close()" 2>/dev/null; then \
 		echo "registry tests run on SQLite and PostgreSQL ($(POSTGRES_URL))"; \
-		SHIPYARD_TEST_POSTGRES_URL=$(POSTGRES_URL) $(BIN)/python -m pytest -q; \
+		SHIPYARD_TEST_POSTGRES_URL=$(POSTGRES_URL) $(BIN)/python -m pytest -q $(PYTEST_WORKERS); \
 	else \
 		echo "no PostgreSQL on 127.0.0.1:5432: registry tests run on SQLite only, PostgreSQL skipped"; \
-		$(BIN)/python -m pytest -q; \
+		$(BIN)/python -m pytest -q $(PYTEST_WORKERS); \
 	fi
 
 lint: $(BIN)/.installed

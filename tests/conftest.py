@@ -32,7 +32,23 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home")
 
 
-POSTGRES_URL = os.environ.get("SHIPYARD_TEST_POSTGRES_URL")
+def _database_of_this_worker(url: str | None) -> str | None:
+    """Under pytest-xdist (make test) each worker empties and fills a database of its own, `test_gw0`
+    and so on beside the `test` given, made here the first time."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker:
+        return url
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    mine = f"{name}_{worker}"
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (mine,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{mine}"')
+    return f"{base}/{mine}"
+
+
+POSTGRES_URL = _database_of_this_worker(os.environ.get("SHIPYARD_TEST_POSTGRES_URL"))
 ENGINES = [
     "sqlite",
     pytest.param(
