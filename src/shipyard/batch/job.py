@@ -41,8 +41,9 @@ _errors files: the folder reads as one table of predictions."""
 BATCH_BYTES = 1 << 20
 """A model run takes about this much input (at most MAX_BATCH_ROWS rows): batches large enough for ONNX
 Runtime's kernels, small enough that a run's input and activations stay near the core's caches while
-the reading thread decodes the next (the CNN over Parquet: 6% more rows a second than with 4 MB, 3%
-more than with 512 KB; the digits' batches are MAX_BATCH_ROWS either way)."""
+the reading thread decodes the next (the CNN over Parquet on an AVX-512 machine: 6% more rows a second
+than with 4 MB, 3% more than with 512 KB; on an AVX2 one, as many as with 4 MB; the digits' batches
+are MAX_BATCH_ROWS either way)."""
 MAX_BATCH_ROWS = 4096
 RELEASE_BYTES = 64 << 20
 """Arrow's unused memory is given back to the system each time about this much input has been read, so
