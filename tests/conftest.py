@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,16 @@ LABELS = [str(i) for i in range(10)]
 # shell must not take the tests' deploys and rollbacks there.
 for _name in ("SHIPYARD_SERVER", "SHIPYARD_TOKEN"):
     os.environ.pop(_name, None)
+
+
+@pytest.fixture(scope="module")
+def one_ray_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The modules that start a Ray cluster take turns across pytest-xdist's workers (a lock in the
+    folder the workers' temporary folders share): two clusters on 2 cores slowed each other past
+    their tests' deadlines (a second replica not up within 90 s)."""
+    with (tmp_path_factory.getbasetemp().parent / "ray.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # let go when the file closes
+        yield
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.test_ray_serve import ROW, on_ray, replicas_answering
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_ray_at_a_time")]
 
 
 def test_load_adds_a_replica(served_home: Path) -> None:

@@ -32,7 +32,8 @@ from tests.integration.test_tritonclient import (  # noqa: F401
     test_infer_with_all_defaults,
 )
 
-pytestmark = pytest.mark.slow
+# the conformance tests' tritonclient HTTP clients are collected where they were used (the fixture)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_ray_at_a_time", "collected")]
 REPLICA = "x-shipyard-replica"
 ROW = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
 
@@ -65,7 +66,7 @@ def on_ray(home: Path, *options: str) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def server(served_home: Path) -> Iterator[Server]:
+def server(one_ray_at_a_time: None, served_home: Path) -> Iterator[Server]:
     with on_ray(served_home, "--replicas", "2") as srv:
         yield srv
 

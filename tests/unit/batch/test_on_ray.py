@@ -29,7 +29,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
+def ray_cluster(one_ray_at_a_time: None) -> Iterator[None]:
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False)
     yield
