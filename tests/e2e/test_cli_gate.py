@@ -109,6 +109,7 @@ def test_latency_and_size_have_bounds_of_their_own(home: Path) -> None:
         (["digits:9"], "no version 9"),
         (["digits:2", "--against", "staging"], "no version or alias 'staging'"),
         (["digits:2", "--max-latency-ratio", "0"], "must be more than 0"),
+        (["digits:2", "--latency-floor-ms", "-1"], "--latency-floor-ms must be 0 or more"),
     ],
 )
 def test_a_gate_that_cannot_run_is_one_line(home: Path, args: list[str], problem: str) -> None:

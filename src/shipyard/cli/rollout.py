@@ -102,6 +102,12 @@ def gate(
     max_size_ratio: float = typer.Option(
         2.0, "--max-size-ratio", metavar="NUMBER", help="Largest file size, as a multiple of the other's."
     ),
+    latency_floor_ms: float = typer.Option(
+        1.0,
+        "--latency-floor-ms",
+        metavar="MS",
+        help="p99 latencies are compared as at least this (below it, stalls of the machine decide them).",
+    ),
     label_column: str | None = measuring.LABEL_COLUMN,
     threads: int = measuring.THREADS,
     latency_runs: int = measuring.LATENCY_RUNS,
@@ -117,7 +123,7 @@ def gate(
     from shipyard.optimize import compare
     from shipyard.rollout.gate import Bounds, offline_gate
 
-    bounds = Bounds(max_drop, max_latency_ratio, max_size_ratio)
+    bounds = Bounds(max_drop, max_latency_ratio, max_size_ratio, latency_floor_ms)
     name, version = parse_ref(ref)
     registry = get_state(ctx).registry
     candidate, current = registry.version(name, version), registry.version(name, against)

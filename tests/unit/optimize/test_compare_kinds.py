@@ -13,10 +13,12 @@ from rich.console import Console
 
 from shipyard.cli.optimize import report_table
 from shipyard.convert.check import signature_of
+from shipyard.errors import InvalidInput
 from shipyard.optimize import Report, compare
 from shipyard.optimize.measure import Contents, Speed
 from shipyard.optimize.report import Side
 from shipyard.registry import DatasetInfo, Registry
+from shipyard.rollout.gate import Bounds, offline_gate
 from shipyard.signature import Scores
 from tests.conftest import register_digits
 from tests.models import digits_linear
@@ -122,3 +124,17 @@ def test_a_slower_candidate_is_slower_and_show_says_so_too() -> None:
     assert describe_report(report(parent, slower).to_dict()).startswith(
         "1.33x larger, 1.33x slower at batch 32, accuracy 0.9000 -> 0.9000"
     )
+
+
+def test_the_offline_gate_compares_p99s_under_its_floor_as_equal() -> None:
+    """A digits model's p99 read 0.02 ms, then 0.35 ms on a busy machine: under the 1 ms floor, the
+    same speed; with no floor, 17x slower. Above it, the ratio is the figures' own."""
+    tiny = report(side("digits:1", 100, 0.006, 0.020, 1e6), side("digits:3", 100, 0.009, 0.348, 1e6))
+    latency = {c.name: c for c in offline_gate(tiny, Bounds(max_latency_ratio=10)).checks}["p99 latency"]
+    assert latency.passed and latency.value == 1.0
+    bare = {c.name: c for c in offline_gate(tiny, Bounds(10, 10, 10, 0)).checks}["p99 latency"]
+    assert not bare.passed and bare.value == pytest.approx(17.4)
+    slow = report(side("cnn:1", 100, 1.0, 2.0, 500), side("cnn:2", 100, 2.0, 5.0, 200))
+    assert {c.name: c for c in offline_gate(slow, Bounds()).checks}["p99 latency"].value == 2.5
+    with pytest.raises(InvalidInput, match="--latency-floor-ms must be 0 or more"):
+        Bounds(latency_floor_ms=-1)
