@@ -182,7 +182,7 @@ def run(registry: Registry, job: Job, progress: Progress | None = None) -> Summa
         errors = sum(p["errors"] for p in manifest["parts"])
         if progress is not None:
             progress.started(source.count_rows(), rows)
-        started, row_bytes, unreleased = time.perf_counter(), source.row_bytes(), 0.0
+        started, row_bytes, unreleased = time.perf_counter(), source.row_bytes, 0.0
         work = _decoded(source, mapping, manifest["part_rows"], _batch_rows(job, record), done)
         model = functools.partial(predict, runner, record)
         with ahead(work) as decoded, concurrently(_cores(job), model) as runs:

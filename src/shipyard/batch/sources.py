@@ -10,6 +10,7 @@ A part is the table's rows as read; turning them into model inputs is the mappin
 from __future__ import annotations
 
 import csv
+import functools
 import glob
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,8 +63,10 @@ class Source:
     kind: str
     root: Path
 
+    @functools.cached_property
     def row_bytes(self) -> float:
-        """About how many bytes a row takes once read (from the first rows), to size parts and reads."""
+        """About how many bytes a row takes once read (from the first rows), to size parts and reads:
+        read once, as parts, reads and a job's memory all size by it."""
         for batch in self._batches(64):
             if batch.num_rows:
                 return max(1.0, int(batch.nbytes) / int(batch.num_rows))
@@ -82,7 +85,7 @@ class Source:
 
     def parts(self, part_rows: int) -> Iterator[Part]:
         """The input cut into parts of `part_rows` rows (the last one shorter), in file order."""
-        read_rows = int(min(65_536, max(16, READ_BYTES // self.row_bytes())))
+        read_rows = int(min(65_536, max(16, READ_BYTES // self.row_bytes)))
         buffered: list[pa.RecordBatch] = []
         held = number = first = 0
         for batch in self._checked(read_rows):
@@ -282,4 +285,4 @@ def part_rows_for(source: Source, wanted: int) -> int:
     """Rows per part: as the job asks, or as many as fit PART_BYTES (at most MAX_PART_ROWS)."""
     if wanted:
         return wanted
-    return int(min(MAX_PART_ROWS, max(1, PART_BYTES // source.row_bytes())))
+    return int(min(MAX_PART_ROWS, max(1, PART_BYTES // source.row_bytes)))
